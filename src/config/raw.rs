@@ -1,0 +1,145 @@
+//! The config file as written: serde types that mirror the TOML one to one.
+//!
+//! Everything here is optional or defaulted; [`super::validate`] turns a
+//! [`RawConfig`] into the resolved [`super::Config`] and is the only place
+//! that decides what a missing field means. Unknown keys are rejected
+//! (`deny_unknown_fields`) so a typo such as `ring_timout_secs` is an error
+//! naming the key instead of a silently ignored line.
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    #[serde(default)]
+    pub engine: RawEngine,
+    /// Declared skills: `[skills] billing = "Invoices"`, nested tables give
+    /// dotted names (`[skills.lang] fi = "Finnish"` declares `lang.fi`).
+    #[serde(default)]
+    pub skills: Option<Tree<String>>,
+    /// Settings every queue inherits unless it sets its own.
+    #[serde(default)]
+    pub defaults: Option<RawQueue>,
+    #[serde(default, rename = "queue")]
+    pub queues: Vec<RawQueue>,
+    #[serde(default, rename = "agent")]
+    pub agents: Vec<RawAgent>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawEngine {
+    pub seed: Option<u64>,
+    pub cross_queue_policy: Option<String>,
+    pub auto_pause_after_misses: Option<u32>,
+    pub backoff_secs: Option<RawBackoff>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBackoff {
+    pub no_answer: Option<u32>,
+    pub busy: Option<u32>,
+    pub unavailable: Option<u32>,
+    pub declined: Option<u32>,
+    pub unreachable: Option<u32>,
+}
+
+/// One `[[queue]]` (or the `[defaults]` table, which may not set `name` or
+/// `members`).
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawQueue {
+    pub name: Option<String>,
+    pub description: Option<String>,
+    pub strategy: Option<String>,
+    pub tie_break: Option<String>,
+    pub ring_timeout_secs: Option<u32>,
+    pub wrap_up_secs: Option<u32>,
+    pub max_wait_secs: Option<u32>,
+    pub max_waiting: Option<u32>,
+    pub overflow: Option<String>,
+    pub when_no_agents: Option<String>,
+    pub weight: Option<u32>,
+    pub required_skills: Option<Tree<i64>>,
+    pub aging_secs: Option<u32>,
+    pub tiers: Option<Vec<RawTier>>,
+    pub relax: Option<Vec<RawRelax>>,
+    pub music: Option<String>,
+    pub announce_every_secs: Option<u32>,
+    pub service_level_secs: Option<u32>,
+    pub members: Option<Vec<RawMember>>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTier {
+    pub tier: u32,
+    pub open_after_secs: u32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRelax {
+    pub after_secs: u32,
+    /// Change the minimum level of skills the call already requires.
+    pub set: Option<Tree<i64>>,
+    /// Stop requiring these skills.
+    pub drop: Option<Vec<String>>,
+    /// Start requiring these skills (or change their level).
+    pub add: Option<Tree<i64>>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMember {
+    pub agent: String,
+    pub tier: Option<u32>,
+    pub weight: Option<u32>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAgent {
+    pub id: String,
+    pub display_name: Option<String>,
+    pub skills: Option<Tree<i64>>,
+    pub wrap_up_secs: Option<u32>,
+    pub auto_login: Option<bool>,
+}
+
+/// A TOML table whose leaves are `T` and whose nested tables make dotted
+/// names: `{ lang = { fi = 5 } }`, `{ lang.fi = 5 }` and `{ "lang.fi" = 5 }`
+/// all mean `lang.fi = 5`, so admins can write skills the way TOML reads.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum Tree<T> {
+    Leaf(T),
+    Node(BTreeMap<String, Tree<T>>),
+}
+
+impl<T: Clone> Tree<T> {
+    /// Flattens to `(dotted.name, leaf)` pairs in name order.
+    pub fn flatten(&self) -> Vec<(String, T)> {
+        let mut out = Vec::new();
+        self.flatten_into("", &mut out);
+        out
+    }
+
+    fn flatten_into(&self, prefix: &str, out: &mut Vec<(String, T)>) {
+        match self {
+            Tree::Leaf(v) => out.push((prefix.to_string(), v.clone())),
+            Tree::Node(map) => {
+                for (k, v) in map {
+                    let name = if prefix.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{prefix}.{k}")
+                    };
+                    v.flatten_into(&name, out);
+                }
+            }
+        }
+    }
+}

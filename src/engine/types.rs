@@ -1,0 +1,359 @@
+//! What goes in and out of the engine: ids, inputs, actions, events, errors.
+
+use super::time::Time;
+use crate::config::{Config, Strategy};
+use std::time::Duration;
+
+/// A call, numbered by the shell (it knows the call before the engine does).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct CallId(pub u64);
+
+/// An agent; stable for the life of the engine, across reloads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct AgentId(pub u32);
+
+/// A queue; stable for the life of the engine, across reloads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct QueueId(pub u32);
+
+impl std::fmt::Display for CallId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "call {}", self.0)
+    }
+}
+impl std::fmt::Display for AgentId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "agent {}", self.0)
+    }
+}
+impl std::fmt::Display for QueueId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "queue {}", self.0)
+    }
+}
+
+/// A caller entering a queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewCall {
+    pub id: CallId,
+    pub queue: QueueId,
+    /// Caller number as presented (From user), for logs and reports.
+    pub caller: String,
+    /// Higher is served first; 0 is normal.
+    pub priority: i32,
+    /// Skills this call needs on top of the queue's, with minimum levels
+    /// (e.g. from an IVR's `X-Skills` header). An unknown skill name can
+    /// never be met, so such a call waits for relaxation or overflow.
+    pub skills: Vec<(String, u8)>,
+    /// Free-form attributes carried into events (dialled number, headers).
+    pub attributes: Vec<(String, String)>,
+}
+
+/// Why an offer to an agent ended without an answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RejectCause {
+    /// Rang for the whole ring timeout.
+    NoAnswer,
+    /// 486 Busy Here.
+    Busy,
+    /// 480 Temporarily Unavailable.
+    Unavailable,
+    /// 603 Decline.
+    Declined,
+    /// 408 Request Timeout or no response at all.
+    Unreachable,
+}
+
+impl RejectCause {
+    /// Maps a SIP final status of a failed INVITE to a cause.
+    pub fn from_sip_status(status: u16) -> RejectCause {
+        match status {
+            486 | 600 => RejectCause::Busy,
+            603 => RejectCause::Declined,
+            408 => RejectCause::Unreachable,
+            480 => RejectCause::Unavailable,
+            s if s >= 500 => RejectCause::Unreachable,
+            _ => RejectCause::Unavailable,
+        }
+    }
+    /// Whether this counts toward auto-pause: the person or phone was not
+    /// there. Busy and declined are deliberate and only back off.
+    pub fn is_miss(self) -> bool {
+        matches!(
+            self,
+            RejectCause::NoAnswer | RejectCause::Unavailable | RejectCause::Unreachable
+        )
+    }
+    pub fn name(self) -> &'static str {
+        match self {
+            RejectCause::NoAnswer => "no-answer",
+            RejectCause::Busy => "busy",
+            RejectCause::Unavailable => "unavailable",
+            RejectCause::Declined => "declined",
+            RejectCause::Unreachable => "unreachable",
+        }
+    }
+}
+
+/// Everything that can happen to the engine, besides time passing.
+#[derive(Debug, Clone)]
+pub enum Input {
+    CallArrived(NewCall),
+    /// The caller hung up before being bridged (or, leniently, after: then
+    /// it is handled as [`Input::CallEnded`]).
+    CallAbandoned {
+        call: CallId,
+    },
+    OfferAnswered {
+        call: CallId,
+        agent: AgentId,
+    },
+    OfferRejected {
+        call: CallId,
+        agent: AgentId,
+        cause: RejectCause,
+    },
+    /// A bridged call ended (either side hung up). On a call not yet bridged
+    /// it is an abandon.
+    CallEnded {
+        call: CallId,
+    },
+    AgentLogin {
+        agent: AgentId,
+    },
+    AgentLogout {
+        agent: AgentId,
+    },
+    AgentPause {
+        agent: AgentId,
+        reason: String,
+    },
+    AgentReady {
+        agent: AgentId,
+    },
+    AgentRegistered {
+        agent: AgentId,
+    },
+    AgentUnregistered {
+        agent: AgentId,
+    },
+    /// A validated new configuration, applied whole.
+    ConfigReplaced(Box<Config>),
+}
+
+/// What the engine asks the shell to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Play the queue's music class to the caller (sent on joining a queue,
+    /// and again when overflow moves the caller to another queue).
+    StartHold {
+        call: CallId,
+        queue: QueueId,
+        music: String,
+    },
+    StopHold {
+        call: CallId,
+    },
+    /// Ring this agent for this call; the engine times the ring itself.
+    Ring {
+        call: CallId,
+        agent: AgentId,
+        timeout: Duration,
+    },
+    /// Stop ringing (CANCEL the agent's INVITE).
+    CancelRing {
+        call: CallId,
+        agent: AgentId,
+    },
+    /// Connect the caller to the agent who answered.
+    Bridge {
+        call: CallId,
+        agent: AgentId,
+    },
+    /// Tell the caller their place and expected wait.
+    Announce {
+        call: CallId,
+        position: u32,
+        estimated_wait_secs: u32,
+    },
+    /// Send the call out of acd to a SIP URI (overflow); the engine forgets it.
+    Transfer {
+        call: CallId,
+        uri: String,
+    },
+    /// Answer the caller with a final status; the engine forgets the call.
+    Reject {
+        call: CallId,
+        status: u16,
+    },
+}
+
+/// Why a call left a queue for its overflow target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OverflowReason {
+    MaxWait,
+    QueueFull,
+    NoAgents,
+    QueueRemoved,
+}
+
+/// How a call's time in acd ended; exactly one per call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Answered {
+        agent: AgentId,
+    },
+    Abandoned,
+    /// Sent to a SIP URI.
+    Overflowed {
+        uri: String,
+    },
+    Rejected {
+        status: u16,
+    },
+}
+
+impl Outcome {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Outcome::Answered { .. } => "answered",
+            Outcome::Abandoned => "abandoned",
+            Outcome::Overflowed { .. } => "overflowed",
+            Outcome::Rejected { .. } => "rejected",
+        }
+    }
+}
+
+/// Why a member was not chosen for an offer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Skip {
+    LoggedOut,
+    Paused(String),
+    WrapUp,
+    Ringing,
+    OnCall,
+    Unregistered,
+    BackOff {
+        remaining_ms: u64,
+    },
+    SkillMissing {
+        skill: String,
+    },
+    SkillTooLow {
+        skill: String,
+        has: u8,
+        needs: u8,
+    },
+    TierClosed {
+        tier: u32,
+        opens_in_ms: u64,
+    },
+    /// Eligible, but an agent of a lower tier was eligible too.
+    LowerTierFirst {
+        tier: u32,
+    },
+    /// Eligible, and the strategy chose someone else.
+    NotChosen,
+}
+
+/// One member's line in a decision record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Candidate {
+    pub agent: AgentId,
+    /// `None`: chosen.
+    pub skipped: Option<Skip>,
+}
+
+/// Why an offer went where it went: every member of the queue considered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    pub strategy: Strategy,
+    pub candidates: Vec<Candidate>,
+}
+
+impl Decision {
+    pub fn chosen(&self) -> impl Iterator<Item = AgentId> + '_ {
+        self.candidates
+            .iter()
+            .filter(|c| c.skipped.is_none())
+            .map(|c| c.agent)
+    }
+}
+
+/// What happened, for logs, metrics and the event log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    CallQueued {
+        call: CallId,
+        queue: QueueId,
+        priority: i32,
+        position: u32,
+    },
+    Offered {
+        call: CallId,
+        queue: QueueId,
+        decision: Decision,
+    },
+    RingNoAnswer {
+        call: CallId,
+        agent: AgentId,
+        cause: RejectCause,
+    },
+    /// A ring was withdrawn without fault of the agent (another agent
+    /// answered, the caller left, the agent logged out or unregistered).
+    RingCancelled {
+        call: CallId,
+        agent: AgentId,
+    },
+    Answered {
+        call: CallId,
+        queue: QueueId,
+        agent: AgentId,
+        waited: Duration,
+    },
+    Overflowed {
+        call: CallId,
+        from: QueueId,
+        to: String,
+        reason: OverflowReason,
+    },
+    /// The call left the engine. Exactly once per call.
+    CallFinished {
+        call: CallId,
+        queue: QueueId,
+        outcome: Outcome,
+        waited: Duration,
+    },
+    AgentStateChanged {
+        agent: AgentId,
+        from: &'static str,
+        to: &'static str,
+        reason: String,
+    },
+    ConfigApplied {
+        queues: usize,
+        agents: usize,
+    },
+}
+
+/// An input the engine cannot apply in its current state. Nothing changed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EngineError {
+    #[error("{0} is not known (already finished, or never arrived)")]
+    UnknownCall(CallId),
+    #[error("{0} arrived twice")]
+    DuplicateCall(CallId),
+    #[error("{0} is not known")]
+    UnknownAgent(AgentId),
+    #[error("{0} is not known")]
+    UnknownQueue(QueueId),
+    #[error("queue \"{0}\" was removed by a reload and takes no new calls")]
+    QueueClosed(String),
+    /// E.g. a 200 OK that raced a CANCEL: the shell must ACK and BYE it.
+    #[error("{call} is not ringing {agent}")]
+    NoSuchOffer { call: CallId, agent: AgentId },
+    #[error("{0} is logged out; log in first")]
+    AgentLoggedOut(AgentId),
+    #[error("time went backwards: {now} is before {last}")]
+    TimeWentBackwards { now: Time, last: Time },
+}
