@@ -21,6 +21,14 @@ pub fn summary(config: &Config) -> Vec<String> {
         config.skills.len(),
         config.engine.seed
     )];
+    for r in &config.caller_rules {
+        lines.push(format!(
+            "caller rule: priority {:+} for {} ({})",
+            r.priority,
+            r.callers.join(" "),
+            r.description
+        ));
+    }
     for q in &config.queues {
         let reqs: Vec<String> = q
             .required_skills

@@ -60,9 +60,40 @@ pub struct Config {
     pub skills: Vec<(String, String)>,
     pub queues: Vec<QueueConfig>,
     pub agents: Vec<AgentConfig>,
+    /// Priority by caller number, e.g. VIP customers.
+    pub caller_rules: Vec<CallerRule>,
+}
+
+/// Gives callers whose number matches a priority in every queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallerRule {
+    pub description: String,
+    /// Exact numbers, or prefixes ending in `*` (`+35840*`).
+    pub callers: Vec<String>,
+    pub priority: i32,
+}
+
+impl CallerRule {
+    pub fn matches(&self, caller: &str) -> bool {
+        self.callers.iter().any(|p| match p.strip_suffix('*') {
+            Some(prefix) => caller.starts_with(prefix),
+            None => caller == p,
+        })
+    }
 }
 
 impl Config {
+    /// The priority a caller gets from the caller rules: the highest of the
+    /// matching rules, 0 when none matches.
+    pub fn caller_priority(&self, caller: &str) -> i32 {
+        self.caller_rules
+            .iter()
+            .filter(|r| r.matches(caller))
+            .map(|r| r.priority)
+            .max()
+            .unwrap_or(0)
+    }
+
     pub fn queue(&self, name: &str) -> Option<&QueueConfig> {
         self.queues.iter().find(|q| q.name == name)
     }

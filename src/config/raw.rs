@@ -25,6 +25,16 @@ pub struct RawConfig {
     pub queues: Vec<RawQueue>,
     #[serde(default, rename = "agent")]
     pub agents: Vec<RawAgent>,
+    #[serde(default, rename = "caller_rule")]
+    pub caller_rules: Vec<RawCallerRule>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCallerRule {
+    pub description: Option<String>,
+    pub callers: Vec<String>,
+    pub priority: i32,
 }
 
 #[derive(Debug, Default, Deserialize)]

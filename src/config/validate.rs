@@ -94,12 +94,44 @@ pub fn validate(file: &str, raw: RawConfig) -> Result<Config, ConfigError> {
 
     check_overflow_targets(&cx, &queues)?;
 
+    let mut caller_rules = Vec::new();
+    for (i, r) in raw.caller_rules.iter().enumerate() {
+        let key = format!("caller_rule[{i}]");
+        if r.callers.is_empty() {
+            return Err(cx.err(
+                format!("{key}.callers"),
+                "list at least one number or prefix*",
+            ));
+        }
+        for (j, p) in r.callers.iter().enumerate() {
+            let body = p.strip_suffix('*').unwrap_or(p);
+            if body.is_empty() || body.contains('*') {
+                return Err(cx.err(
+                    format!("{key}.callers[{j}]"),
+                    format!("\"{p}\" is not a number or a prefix ending in a single '*'"),
+                ));
+            }
+        }
+        if !(-100..=100).contains(&r.priority) {
+            return Err(cx.err(
+                format!("{key}.priority"),
+                format!("{} is out of range -100..=100", r.priority),
+            ));
+        }
+        caller_rules.push(CallerRule {
+            description: r.description.clone().unwrap_or_default(),
+            callers: r.callers.clone(),
+            priority: r.priority,
+        });
+    }
+
     Ok(Config {
         source: file.to_string(),
         engine,
         skills,
         queues,
         agents,
+        caller_rules,
     })
 }
 
@@ -114,18 +146,19 @@ fn label(name: &str, index: usize) -> String {
 fn engine_settings(cx: &Ctx, raw: &RawConfig) -> Result<EngineSettings, ConfigError> {
     let d = EngineSettings::default();
     let e = &raw.engine;
-    let cross_queue_policy =
-        match e.cross_queue_policy.as_deref() {
-            None => d.cross_queue_policy,
-            Some("oldest-caller") => CrossQueuePolicy::OldestCaller,
-            Some("queue-weight") => CrossQueuePolicy::QueueWeight,
-            Some(other) => return Err(cx.err(
+    let cross_queue_policy = match e.cross_queue_policy.as_deref() {
+        None => d.cross_queue_policy,
+        Some("oldest-caller") => CrossQueuePolicy::OldestCaller,
+        Some("queue-weight") => CrossQueuePolicy::QueueWeight,
+        Some(other) => {
+            return Err(cx.err(
                 "engine.cross_queue_policy",
                 format!(
                     "unknown policy \"{other}\"; expected \"oldest-caller\" or \"queue-weight\""
                 ),
-            )),
-        };
+            ))
+        }
+    };
     let b = e.backoff_secs.as_ref();
     let db = d.backoff;
     let backoff = Backoff {
@@ -345,6 +378,11 @@ fn queue(
             k,
             "\"overflow\" needs an overflow target; set `overflow` on this queue or in [defaults]",
         ));
+    }
+
+    if max_wait_secs > 0 && overflow.is_none() {
+        let k = pick!(max_wait_secs).map(|(_, k)| k).unwrap_or_default();
+        return Err(cx.err(k, "a maximum wait needs somewhere to send the caller; set `overflow` (queue:NAME, sip:URI or reject:STATUS)"));
     }
 
     let required_skills = match pick!(required_skills) {

@@ -1,0 +1,300 @@
+//! The config as an admin meets it: the shipped example validates, every
+//! kind of mistake is reported with file, key and reason, and
+//! `acd check-config` exits 64 on a bad file without starting anything.
+
+use acd::config::{from_toml_str, load, ConfigError, OverflowTarget, Strategy};
+use std::path::Path;
+use std::process::Command;
+
+const EXAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/config/acd.toml");
+
+fn example_text() -> String {
+    std::fs::read_to_string(EXAMPLE).unwrap()
+}
+
+#[test]
+fn the_shipped_example_is_valid_and_builds_what_it_says() {
+    let cfg = load(Path::new(EXAMPLE)).expect("config/acd.toml is valid");
+    let names: Vec<&str> = cfg.queues.iter().map(|q| q.name.as_str()).collect();
+    for q in [
+        "support-fi",
+        "support-el",
+        "support-ar",
+        "support-ru",
+        "support-en",
+        "billing",
+        "tech",
+        "sales",
+        "complaints",
+    ] {
+        assert!(names.contains(&q), "example has queue {q}");
+    }
+    let fi = cfg.queue("support-fi").unwrap();
+    assert_eq!(fi.strategy, Strategy::Skills);
+    assert_eq!(fi.required_skills[0].skill, "lang.fi");
+    assert_eq!(fi.ring_timeout_secs, 15, "inherited from [defaults]");
+    assert_eq!(
+        fi.overflow,
+        Some(OverflowTarget::Queue("support-en".into()))
+    );
+    assert_eq!(
+        cfg.queue("billing").unwrap().wrap_up_secs,
+        30,
+        "queue value beats [defaults]"
+    );
+    let sofia = cfg.agent("sofia").unwrap();
+    assert!(
+        sofia.skills.contains(&("lang.ru".to_string(), 5)),
+        "nested skill tables become dotted names"
+    );
+    assert_eq!(sofia.wrap_up_secs, Some(20));
+    assert!(!cfg.agent("hanna").unwrap().auto_login);
+    assert_eq!(cfg.caller_priority("+358401234567"), 10, "VIP number");
+    assert_eq!(cfg.caller_priority("+3589876543"), 5, "business prefix");
+    assert_eq!(cfg.caller_priority("+3581111111"), 0, "everyone else");
+}
+
+/// Applies `edit` to the example and returns the error it produces.
+fn error_after(edit: impl Fn(String) -> String) -> ConfigError {
+    let text = edit(example_text());
+    from_toml_str("acd.toml", &text).expect_err("the edited config must be refused")
+}
+
+fn invalid(key: &str, reason_part: &str, e: ConfigError) {
+    match &e {
+        ConfigError::Invalid {
+            file,
+            key: k,
+            reason,
+        } => {
+            assert_eq!(file, "acd.toml");
+            assert_eq!(k, key, "{e}");
+            assert!(
+                reason.contains(reason_part),
+                "reason {reason:?} should mention {reason_part:?}"
+            );
+        }
+        other => panic!("expected a key error for {key}, got {other}"),
+    }
+}
+
+#[test]
+fn mistakes_name_the_key_and_the_reason() {
+    invalid(
+        "queue[support-ar].strategy",
+        "unknown strategy \"fastest\"; expected one of: random, weighted-random",
+        error_after(|t| t.replace("strategy = \"round-robin\"", "strategy = \"fastest\"")),
+    );
+    invalid(
+        "agent[omar].skills.lang.ar",
+        "skill level 11 is out of range 1..=10",
+        error_after(|t| t.replace("lang.ar = 5, lang.en = 4", "lang.ar = 11, lang.en = 4")),
+    );
+    invalid(
+        "agent[omar].skills.lang.xx",
+        "unknown skill \"lang.xx\"",
+        error_after(|t| t.replace("lang.ar = 5, lang.en = 4", "lang.ar = 5, lang.xx = 4")),
+    );
+    invalid(
+        "queue[support-fi].overflow",
+        "overflow to queue \"nowhere\", which does not exist",
+        error_after(|t| {
+            t.replacen(
+                "overflow = \"queue:support-en\"",
+                "overflow = \"queue:nowhere\"",
+                1,
+            )
+        }),
+    );
+    invalid(
+        "agent[omar].id",
+        "duplicate agent \"omar\"",
+        error_after(|t| t.replace("id = \"yusuf\"", "id = \"omar\"")),
+    );
+    invalid(
+        "queue[billing].name",
+        "duplicate queue \"billing\"",
+        error_after(|t| t.replace("name = \"tech\"", "name = \"billing\"")),
+    );
+    invalid(
+        "queue[support-el].members[0].agent",
+        "no agent with id \"elena\"",
+        error_after(|t| {
+            t.replace(
+                "members = [{ agent = \"eleni\" }",
+                "members = [{ agent = \"elena\" }",
+            )
+        }),
+    );
+    invalid(
+        "defaults.ring_timeout_secs",
+        "0 is out of range 1..=600",
+        error_after(|t| {
+            t.replace(
+                "ring_timeout_secs = 15        # default",
+                "ring_timeout_secs = 0 #",
+            )
+        }),
+    );
+    invalid(
+        // Reported at the first queue of the loop in file order.
+        "queue[support-fi].overflow",
+        "overflow loops: support-fi -> support-en -> support-fi",
+        error_after(|t| {
+            t.replace(
+                "overflow = \"sip:voicemail@pbx.example.com\"",
+                "overflow = \"queue:support-fi\"",
+            )
+        }),
+    );
+    invalid(
+        "queue[sales].overflow",
+        "is not an overflow target",
+        error_after(|t| t.replace("overflow = \"reject:486\"", "overflow = \"voicemail\"")),
+    );
+    invalid(
+        "queue[sales].overflow",
+        "not a SIP final error status",
+        error_after(|t| t.replace("overflow = \"reject:486\"", "overflow = \"reject:200\"")),
+    );
+    invalid(
+        "engine.cross_queue_policy",
+        "unknown policy",
+        error_after(|t| {
+            t.replace(
+                "cross_queue_policy = \"oldest-caller\"",
+                "cross_queue_policy = \"fifo\"",
+            )
+        }),
+    );
+    invalid(
+        "queue[complaints].tiers[0].tier",
+        "tier 1 is always open",
+        error_after(|t| {
+            t.replace(
+                "tiers = [{ tier = 2, open_after_secs = 60 }]",
+                "tiers = [{ tier = 1, open_after_secs = 60 }]",
+            )
+        }),
+    );
+    invalid(
+        "caller_rule[1].callers[0]",
+        "prefix ending in a single '*'",
+        error_after(|t| t.replace("\"+35898765*\"", "\"*35898765*\"")),
+    );
+}
+
+#[test]
+fn unknown_keys_and_wrong_types_are_refused_with_the_key() {
+    let e = error_after(|t| {
+        t.replace(
+            "ring_timeout_secs = 20\nwrap_up_secs = 30",
+            "ring_timout_secs = 20\nwrap_up_secs = 30",
+        )
+    });
+    let msg = e.to_string();
+    assert!(msg.contains("unknown field `ring_timout_secs`"), "{msg}");
+    let e = error_after(|t| t.replace("max_waiting = 400", "max_waiting = \"lots\""));
+    let msg = e.to_string();
+    assert!(msg.contains("max_waiting") && msg.contains("lots"), "{msg}");
+}
+
+#[test]
+fn max_wait_without_overflow_is_explained() {
+    let e = from_toml_str(
+        "x.toml",
+        "[[agent]]\nid = \"a\"\n[[queue]]\nname = \"q\"\nmax_wait_secs = 30\nmembers = [{ agent = \"a\" }]\n",
+    )
+    .unwrap_err();
+    invalid(
+        "queue[q].max_wait_secs",
+        "needs somewhere to send the caller",
+        {
+            match e {
+                ConfigError::Invalid { key, reason, .. } => ConfigError::Invalid {
+                    file: "acd.toml".into(),
+                    key,
+                    reason,
+                },
+                e => e,
+            }
+        },
+    );
+}
+
+fn acd() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_acd"))
+}
+
+#[test]
+fn check_config_prints_a_summary_and_exits_zero() {
+    let out = acd().args(["check-config", EXAMPLE]).output().unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("OK"), "{text}");
+    assert!(text.contains("9 queues, 15 agents, 10 skills"), "{text}");
+    assert!(
+        text.contains("queue support-fi") && text.contains("strategy skills"),
+        "{text}"
+    );
+}
+
+#[test]
+fn check_config_exits_64_naming_file_key_and_reason() {
+    let dir = std::env::temp_dir().join(format!("acd-cfg-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let bad = dir.join("bad.toml");
+    std::fs::write(
+        &bad,
+        example_text().replace("strategy = \"round-robin\"", "strategy = \"fastest\""),
+    )
+    .unwrap();
+    let out = acd().args(["check-config"]).arg(&bad).output().unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        err.contains(&bad.display().to_string()),
+        "names the file: {err}"
+    );
+    assert!(
+        err.contains("queue[support-ar].strategy"),
+        "names the key: {err}"
+    );
+    assert!(
+        err.contains("unknown strategy \"fastest\""),
+        "says why: {err}"
+    );
+    // `acd run` refuses the same file before starting anything.
+    let out = acd().args(["run", "--config"]).arg(&bad).output().unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    let missing = acd()
+        .args(["check-config", "/nonexistent/acd.toml"])
+        .output()
+        .unwrap();
+    assert_eq!(missing.status.code(), Some(64));
+    assert!(String::from_utf8(missing.stderr)
+        .unwrap()
+        .contains("/nonexistent/acd.toml: cannot read"));
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn environment_overrides_apply_and_are_validated() {
+    let out = acd()
+        .args(["check-config", EXAMPLE])
+        .env("ACD_ENGINE__SEED", "7")
+        .output()
+        .unwrap();
+    assert!(String::from_utf8(out.stdout)
+        .unwrap()
+        .contains("routing seed 7"));
+    let out = acd()
+        .args(["check-config", EXAMPLE])
+        .env("ACD_ENGINE__CROSS_QUEUE_POLICY", "fifo")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    assert!(String::from_utf8(out.stderr)
+        .unwrap()
+        .contains("engine.cross_queue_policy"));
+}
