@@ -1122,7 +1122,7 @@ impl Engine {
             return None;
         }
         let avail: Vec<usize> = (0..queue.members.len())
-            .filter(|&i| self.available.contains(&queue.members[i].agent))
+            .filter(|&i| self.agents[queue.members[i].agent.0 as usize].dispatchable())
             .collect();
         if avail.is_empty() {
             return None;
