@@ -1401,6 +1401,7 @@ impl Engine {
     /// removed queue takes no new calls and its callers overflow if it has a
     /// target, else stay until served.
     fn apply_config(&mut self, config: &Config) {
+        // The RNG is not reseeded: a reload must not replay earlier choices.
         self.settings = config.engine.clone();
         for (name, _) in &config.skills {
             self.skill_id(name);
@@ -1486,19 +1487,6 @@ impl Engine {
             queue.members = members;
             queue.closed = false;
         }
-        for agent in &mut self.agents {
-            agent.queues.clear();
-        }
-        for (i, queue) in self.queues.iter().enumerate() {
-            if !live.contains(&QueueId(i as u32)) {
-                continue;
-            }
-            for m in &queue.members {
-                self.agents[m.agent.0 as usize]
-                    .queues
-                    .push(QueueId(i as u32));
-            }
-        }
         // Settings apply to callers already waiting.
         let mut waiting: Vec<(u64, CallId)> = self
             .calls
@@ -1530,7 +1518,23 @@ impl Engine {
                 }
             }
         }
-        self.dirty.extend(live.iter().copied());
+        // Memberships: live queues, plus removed queues still holding callers
+        // (no overflow target), which keep their last members until the
+        // callers are served.
+        for agent in &mut self.agents {
+            agent.queues.clear();
+        }
+        for (i, queue) in self.queues.iter().enumerate() {
+            let q = QueueId(i as u32);
+            if !live.contains(&q) && queue.line.is_empty() {
+                continue;
+            }
+            self.dirty.insert(q);
+            for m in &queue.members {
+                self.agents[m.agent.0 as usize].queues.push(q);
+            }
+        }
+
         self.events.push_back(Event::ConfigApplied {
             queues: config.queues.len(),
             agents: config.agents.len(),

@@ -1034,3 +1034,42 @@ fn duplicate_call_and_unknown_queue_are_refused_without_side_effects() {
     );
     assert!(h.actions.is_empty() && h.events.is_empty());
 }
+
+#[test]
+fn a_removed_queue_without_overflow_keeps_its_callers_until_served() {
+    let two = format!(
+        "{}{}{}",
+        queue("stay", "linear", &["anna"], ""),
+        queue("other", "linear", &["anna"], ""),
+        agents(&["anna"])
+    );
+    let mut h = H::new(&two);
+    let anna = h.a("anna");
+    h.input(0, Input::AgentPause { agent: anna, reason: "x".into() }).unwrap();
+    h.call(1, 1, "stay", 0);
+    let one = format!("{SKILLS}\n{}{}", queue("other", "linear", &["anna"], ""), agents(&["anna"]));
+    h.input(2, Input::ConfigReplaced(Box::new(from_toml_str("new.toml", &one).unwrap()))).unwrap();
+    assert_eq!(h.outcome(1), None, "the caller is not dropped");
+    let nc = NewCall { id: CallId(2), queue: h.q("stay"), caller: "x".into(), priority: 0, skills: vec![], attributes: vec![] };
+    assert_eq!(h.input(3, Input::CallArrived(nc)), Err(EngineError::QueueClosed("stay".into())));
+    h.input(4, Input::AgentReady { agent: anna }).unwrap();
+    assert_eq!(h.rings(), vec![(1, "anna".into())], "served by the queue's last members");
+}
+
+#[test]
+fn removed_agent_finishes_the_call_then_is_gone() {
+    let mut h = H::new(&format!("{}{}", queue("q", "linear", &["anna", "ben"], ""), agents(&["anna", "ben"])));
+    h.call(0, 1, "q", 0);
+    h.answer(1, 1, "anna");
+    let only_ben = format!("{SKILLS}\n{}{}", queue("q", "linear", &["ben"], ""), agents(&["ben"]));
+    h.input(2, Input::ConfigReplaced(Box::new(from_toml_str("new.toml", &only_ben).unwrap()))).unwrap();
+    assert!(matches!(h.state("anna"), AgentState::OnCall { .. }), "a reload does not cut a call");
+    h.end(30, 1);
+    assert_eq!(h.state("anna"), AgentState::LoggedOut);
+    assert_eq!(h.outcome(1), Some(Outcome::Answered { agent: h.a("anna") }));
+    h.rings();
+    h.call(31, 2, "q", 0);
+    assert_eq!(h.rings(), vec![(2, "ben".into())]);
+    let anna = h.a("anna");
+    assert_eq!(h.input(32, Input::AgentLogin { agent: anna }), Err(EngineError::UnknownAgent(anna)));
+}
