@@ -298,3 +298,37 @@ fn environment_overrides_apply_and_are_validated() {
         .unwrap()
         .contains("engine.cross_queue_policy"));
 }
+
+#[test]
+fn the_daemon_starts_on_the_example_logs_what_it_built_and_stops_on_sigterm() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    let mut child = acd()
+        .args(["run", "--config", EXAMPLE])
+        .env("ACD_LOG", "info")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = BufReader::new(stdout).lines();
+    let mut seen = Vec::new();
+    // Bounded: the daemon prints its summary at once; give up after 200 lines.
+    for _ in 0..200 {
+        let Some(Ok(line)) = lines.next() else { break };
+        let running = line.contains("acd running");
+        seen.push(line);
+        if running {
+            break;
+        }
+    }
+    let log = seen.join("\n");
+    assert!(log.contains("9 queues, 15 agents"), "{log}");
+    assert!(log.contains("queue complaints") && log.contains("agent hanna"), "{log}");
+    assert!(log.contains("acd running"), "{log}");
+    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    let code = child.wait().unwrap();
+    assert!(code.success(), "SIGTERM is a clean stop: {code:?}");
+    assert!(rest.iter().any(|l| l.contains("acd stopped")), "{rest:?}");
+}

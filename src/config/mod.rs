@@ -366,7 +366,8 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
             ::config::Environment::with_prefix("ACD")
                 .prefix_separator("_")
                 .separator("__")
-                .try_parsing(true),
+                .try_parsing(true)
+                .source(Some(env_overrides())),
         )
         .build()
         .and_then(|c| c.try_deserialize::<raw::RawConfig>())
@@ -375,6 +376,15 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
             reason: e.to_string(),
         })?;
     validate(&file, built)
+}
+
+/// The `ACD_SECTION__KEY` variables of the environment. Every top-level key
+/// of the file is a table, so a variable without `__` (such as `ACD_LOG`,
+/// the log filter) cannot be an override and is left alone.
+fn env_overrides() -> ::config::Map<String, String> {
+    std::env::vars()
+        .filter(|(k, _)| k.strip_prefix("ACD_").is_some_and(|rest| rest.contains("__")))
+        .collect()
 }
 
 /// Parses and validates TOML text directly, without environment overrides.
