@@ -10,11 +10,7 @@ use std::process::ExitCode;
 const EXIT_BAD_CONFIG: u8 = 64;
 
 #[derive(Parser)]
-#[command(
-    name = "acd",
-    version,
-    about = "Automatic call distribution for SIP call centers"
-)]
+#[command(name = "acd", version, about = "Automatic call distribution for SIP call centers")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -58,10 +54,7 @@ fn main() -> ExitCode {
             for line in acd::shell::summary(&cfg) {
                 tracing::info!("{line}");
             }
-            let rt = match tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
+            let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
                 Ok(rt) => rt,
                 Err(e) => {
                     eprintln!("acd: cannot start the runtime: {e}");
@@ -87,10 +80,7 @@ fn bad_config(e: &ConfigError) -> ExitCode {
 fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("ACD_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_target(false)
-        .init();
+    tracing_subscriber::fmt().with_env_filter(filter).with_target(false).init();
 }
 
 async fn shutdown_signal() {

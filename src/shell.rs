@@ -22,19 +22,10 @@ pub fn summary(config: &Config) -> Vec<String> {
         config.engine.seed
     )];
     for r in &config.caller_rules {
-        lines.push(format!(
-            "caller rule: priority {:+} for {} ({})",
-            r.priority,
-            r.callers.join(" "),
-            r.description
-        ));
+        lines.push(format!("caller rule: priority {:+} for {} ({})", r.priority, r.callers.join(" "), r.description));
     }
     for q in &config.queues {
-        let reqs: Vec<String> = q
-            .required_skills
-            .iter()
-            .map(|r| format!("{}>={}", r.skill, r.min_level))
-            .collect();
+        let reqs: Vec<String> = q.required_skills.iter().map(|r| format!("{}>={}", r.skill, r.min_level)).collect();
         let mut line = format!(
             "queue {:<14} strategy {:<15} {:>2} members, ring {} s, wrap-up {} s",
             q.name,
@@ -117,22 +108,13 @@ fn drain(engine: &mut Engine) {
         // No SIP layer yet: actions are logged so the routing is visible.
         tracing::info!(?action, "action");
         if let Action::Reject { status, .. } = action {
-            metrics::counter!("acd_calls_rejected_total", "status" => status.to_string())
-                .increment(1);
+            metrics::counter!("acd_calls_rejected_total", "status" => status.to_string()).increment(1);
         }
     }
     while let Some(event) = engine.poll_event() {
         match &event {
-            Event::AgentStateChanged {
-                agent,
-                from,
-                to,
-                reason,
-            } => {
-                tracing::info!(
-                    agent = engine.agent_name(*agent),
-                    "{from} => {to} ({reason})"
-                );
+            Event::AgentStateChanged { agent, from, to, reason } => {
+                tracing::info!(agent = engine.agent_name(*agent), "{from} => {to} ({reason})");
             }
             Event::CallFinished { queue, outcome, .. } => {
                 metrics::counter!("acd_calls_finished_total",

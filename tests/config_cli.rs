@@ -16,37 +16,19 @@ fn example_text() -> String {
 fn the_shipped_example_is_valid_and_builds_what_it_says() {
     let cfg = load(Path::new(EXAMPLE)).expect("config/acd.toml is valid");
     let names: Vec<&str> = cfg.queues.iter().map(|q| q.name.as_str()).collect();
-    for q in [
-        "support-fi",
-        "support-el",
-        "support-ar",
-        "support-ru",
-        "support-en",
-        "billing",
-        "tech",
-        "sales",
-        "complaints",
-    ] {
+    for q in
+        ["support-fi", "support-el", "support-ar", "support-ru", "support-en", "billing", "tech", "sales", "complaints"]
+    {
         assert!(names.contains(&q), "example has queue {q}");
     }
     let fi = cfg.queue("support-fi").unwrap();
     assert_eq!(fi.strategy, Strategy::Skills);
     assert_eq!(fi.required_skills[0].skill, "lang.fi");
     assert_eq!(fi.ring_timeout_secs, 15, "inherited from [defaults]");
-    assert_eq!(
-        fi.overflow,
-        Some(OverflowTarget::Queue("support-en".into()))
-    );
-    assert_eq!(
-        cfg.queue("billing").unwrap().wrap_up_secs,
-        30,
-        "queue value beats [defaults]"
-    );
+    assert_eq!(fi.overflow, Some(OverflowTarget::Queue("support-en".into())));
+    assert_eq!(cfg.queue("billing").unwrap().wrap_up_secs, 30, "queue value beats [defaults]");
     let sofia = cfg.agent("sofia").unwrap();
-    assert!(
-        sofia.skills.contains(&("lang.ru".to_string(), 5)),
-        "nested skill tables become dotted names"
-    );
+    assert!(sofia.skills.contains(&("lang.ru".to_string(), 5)), "nested skill tables become dotted names");
     assert_eq!(sofia.wrap_up_secs, Some(20));
     assert!(!cfg.agent("hanna").unwrap().auto_login);
     assert_eq!(cfg.caller_priority("+358401234567"), 10, "VIP number");
@@ -62,17 +44,10 @@ fn error_after(edit: impl Fn(String) -> String) -> ConfigError {
 
 fn invalid(key: &str, reason_part: &str, e: ConfigError) {
     match &e {
-        ConfigError::Invalid {
-            file,
-            key: k,
-            reason,
-        } => {
+        ConfigError::Invalid { file, key: k, reason } => {
             assert_eq!(file, "acd.toml");
             assert_eq!(k, key, "{e}");
-            assert!(
-                reason.contains(reason_part),
-                "reason {reason:?} should mention {reason_part:?}"
-            );
+            assert!(reason.contains(reason_part), "reason {reason:?} should mention {reason_part:?}");
         }
         other => panic!("expected a key error for {key}, got {other}"),
     }
@@ -98,13 +73,7 @@ fn mistakes_name_the_key_and_the_reason() {
     invalid(
         "queue[support-fi].overflow",
         "overflow to queue \"nowhere\", which does not exist",
-        error_after(|t| {
-            t.replacen(
-                "overflow = \"queue:support-en\"",
-                "overflow = \"queue:nowhere\"",
-                1,
-            )
-        }),
+        error_after(|t| t.replacen("overflow = \"queue:support-en\"", "overflow = \"queue:nowhere\"", 1)),
     );
     invalid(
         "agent[omar].id",
@@ -119,33 +88,18 @@ fn mistakes_name_the_key_and_the_reason() {
     invalid(
         "queue[support-el].members[0].agent",
         "no agent with id \"elena\"",
-        error_after(|t| {
-            t.replace(
-                "members = [{ agent = \"eleni\" }",
-                "members = [{ agent = \"elena\" }",
-            )
-        }),
+        error_after(|t| t.replace("members = [{ agent = \"eleni\" }", "members = [{ agent = \"elena\" }")),
     );
     invalid(
         "defaults.ring_timeout_secs",
         "0 is out of range 1..=600",
-        error_after(|t| {
-            t.replace(
-                "ring_timeout_secs = 15        # default",
-                "ring_timeout_secs = 0 #",
-            )
-        }),
+        error_after(|t| t.replace("ring_timeout_secs = 15        # default", "ring_timeout_secs = 0 #")),
     );
     invalid(
         // Reported at the first queue of the loop in file order.
         "queue[support-fi].overflow",
         "overflow loops: support-fi -> support-en -> support-fi",
-        error_after(|t| {
-            t.replace(
-                "overflow = \"sip:voicemail@pbx.example.com\"",
-                "overflow = \"queue:support-fi\"",
-            )
-        }),
+        error_after(|t| t.replace("overflow = \"sip:voicemail@pbx.example.com\"", "overflow = \"queue:support-fi\"")),
     );
     invalid(
         "queue[sales].overflow",
@@ -160,21 +114,13 @@ fn mistakes_name_the_key_and_the_reason() {
     invalid(
         "engine.cross_queue_policy",
         "unknown policy",
-        error_after(|t| {
-            t.replace(
-                "cross_queue_policy = \"oldest-caller\"",
-                "cross_queue_policy = \"fifo\"",
-            )
-        }),
+        error_after(|t| t.replace("cross_queue_policy = \"oldest-caller\"", "cross_queue_policy = \"fifo\"")),
     );
     invalid(
         "queue[complaints].tiers[0].tier",
         "tier 1 is always open",
         error_after(|t| {
-            t.replace(
-                "tiers = [{ tier = 2, open_after_secs = 60 }]",
-                "tiers = [{ tier = 1, open_after_secs = 60 }]",
-            )
+            t.replace("tiers = [{ tier = 2, open_after_secs = 60 }]", "tiers = [{ tier = 1, open_after_secs = 60 }]")
         }),
     );
     invalid(
@@ -187,10 +133,7 @@ fn mistakes_name_the_key_and_the_reason() {
 #[test]
 fn unknown_keys_and_wrong_types_are_refused_with_the_key() {
     let e = error_after(|t| {
-        t.replace(
-            "ring_timeout_secs = 20\nwrap_up_secs = 30",
-            "ring_timout_secs = 20\nwrap_up_secs = 30",
-        )
+        t.replace("ring_timeout_secs = 20\nwrap_up_secs = 30", "ring_timout_secs = 20\nwrap_up_secs = 30")
     });
     let msg = e.to_string();
     assert!(msg.contains("unknown field `ring_timout_secs`"), "{msg}");
@@ -206,20 +149,12 @@ fn max_wait_without_overflow_is_explained() {
         "[[agent]]\nid = \"a\"\n[[queue]]\nname = \"q\"\nmax_wait_secs = 30\nmembers = [{ agent = \"a\" }]\n",
     )
     .unwrap_err();
-    invalid(
-        "queue[q].max_wait_secs",
-        "needs somewhere to send the caller",
-        {
-            match e {
-                ConfigError::Invalid { key, reason, .. } => ConfigError::Invalid {
-                    file: "acd.toml".into(),
-                    key,
-                    reason,
-                },
-                e => e,
-            }
-        },
-    );
+    invalid("queue[q].max_wait_secs", "needs somewhere to send the caller", {
+        match e {
+            ConfigError::Invalid { key, reason, .. } => ConfigError::Invalid { file: "acd.toml".into(), key, reason },
+            e => e,
+        }
+    });
 }
 
 fn acd() -> Command {
@@ -233,10 +168,7 @@ fn check_config_prints_a_summary_and_exits_zero() {
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(text.contains("OK"), "{text}");
     assert!(text.contains("9 queues, 15 agents, 10 skills"), "{text}");
-    assert!(
-        text.contains("queue support-fi") && text.contains("strategy skills"),
-        "{text}"
-    );
+    assert!(text.contains("queue support-fi") && text.contains("strategy skills"), "{text}");
 }
 
 #[test]
@@ -244,71 +176,37 @@ fn check_config_exits_64_naming_file_key_and_reason() {
     let dir = std::env::temp_dir().join(format!("acd-cfg-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let bad = dir.join("bad.toml");
-    std::fs::write(
-        &bad,
-        example_text().replace("strategy = \"round-robin\"", "strategy = \"fastest\""),
-    )
-    .unwrap();
+    std::fs::write(&bad, example_text().replace("strategy = \"round-robin\"", "strategy = \"fastest\"")).unwrap();
     let out = acd().args(["check-config"]).arg(&bad).output().unwrap();
     assert_eq!(out.status.code(), Some(64));
     let err = String::from_utf8(out.stderr).unwrap();
-    assert!(
-        err.contains(&bad.display().to_string()),
-        "names the file: {err}"
-    );
-    assert!(
-        err.contains("queue[support-ar].strategy"),
-        "names the key: {err}"
-    );
-    assert!(
-        err.contains("unknown strategy \"fastest\""),
-        "says why: {err}"
-    );
+    assert!(err.contains(&bad.display().to_string()), "names the file: {err}");
+    assert!(err.contains("queue[support-ar].strategy"), "names the key: {err}");
+    assert!(err.contains("unknown strategy \"fastest\""), "says why: {err}");
     // `acd run` refuses the same file before starting anything.
     let out = acd().args(["run", "--config"]).arg(&bad).output().unwrap();
     assert_eq!(out.status.code(), Some(64));
-    let missing = acd()
-        .args(["check-config", "/nonexistent/acd.toml"])
-        .output()
-        .unwrap();
+    let missing = acd().args(["check-config", "/nonexistent/acd.toml"]).output().unwrap();
     assert_eq!(missing.status.code(), Some(64));
-    assert!(String::from_utf8(missing.stderr)
-        .unwrap()
-        .contains("/nonexistent/acd.toml: cannot read"));
+    assert!(String::from_utf8(missing.stderr).unwrap().contains("/nonexistent/acd.toml: cannot read"));
     std::fs::remove_dir_all(&dir).ok();
 }
 
 #[test]
 fn environment_overrides_apply_and_are_validated() {
-    let out = acd()
-        .args(["check-config", EXAMPLE])
-        .env("ACD_ENGINE__SEED", "7")
-        .output()
-        .unwrap();
-    assert!(String::from_utf8(out.stdout)
-        .unwrap()
-        .contains("routing seed 7"));
-    let out = acd()
-        .args(["check-config", EXAMPLE])
-        .env("ACD_ENGINE__CROSS_QUEUE_POLICY", "fifo")
-        .output()
-        .unwrap();
+    let out = acd().args(["check-config", EXAMPLE]).env("ACD_ENGINE__SEED", "7").output().unwrap();
+    assert!(String::from_utf8(out.stdout).unwrap().contains("routing seed 7"));
+    let out = acd().args(["check-config", EXAMPLE]).env("ACD_ENGINE__CROSS_QUEUE_POLICY", "fifo").output().unwrap();
     assert_eq!(out.status.code(), Some(64));
-    assert!(String::from_utf8(out.stderr)
-        .unwrap()
-        .contains("engine.cross_queue_policy"));
+    assert!(String::from_utf8(out.stderr).unwrap().contains("engine.cross_queue_policy"));
 }
 
 #[test]
 fn the_daemon_starts_on_the_example_logs_what_it_built_and_stops_on_sigterm() {
     use std::io::{BufRead, BufReader};
     use std::process::Stdio;
-    let mut child = acd()
-        .args(["run", "--config", EXAMPLE])
-        .env("ACD_LOG", "info")
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child =
+        acd().args(["run", "--config", EXAMPLE]).env("ACD_LOG", "info").stdout(Stdio::piped()).spawn().unwrap();
     let stdout = child.stdout.take().unwrap();
     let mut lines = BufReader::new(stdout).lines();
     let mut seen = Vec::new();

@@ -33,11 +33,7 @@ pub enum ConfigError {
     #[error("{file}: {reason}")]
     Syntax { file: String, reason: String },
     #[error("{file}: {key}: {reason}")]
-    Invalid {
-        file: String,
-        key: String,
-        reason: String,
-    },
+    Invalid { file: String, key: String, reason: String },
 }
 
 impl ConfigError {
@@ -86,12 +82,7 @@ impl Config {
     /// The priority a caller gets from the caller rules: the highest of the
     /// matching rules, 0 when none matches.
     pub fn caller_priority(&self, caller: &str) -> i32 {
-        self.caller_rules
-            .iter()
-            .filter(|r| r.matches(caller))
-            .map(|r| r.priority)
-            .max()
-            .unwrap_or(0)
+        self.caller_rules.iter().filter(|r| r.matches(caller)).map(|r| r.priority).max().unwrap_or(0)
     }
 
     pub fn queue(&self, name: &str) -> Option<&QueueConfig> {
@@ -148,13 +139,7 @@ pub struct Backoff {
 
 impl Default for Backoff {
     fn default() -> Self {
-        Backoff {
-            no_answer: 10,
-            busy: 30,
-            unavailable: 30,
-            declined: 5,
-            unreachable: 60,
-        }
+        Backoff { no_answer: 10, busy: 30, unavailable: 30, declined: 5, unreachable: 60 }
     }
 }
 
@@ -204,11 +189,7 @@ impl Strategy {
         ("ring-all", Strategy::RingAll),
     ];
     pub fn name(self) -> &'static str {
-        Strategy::ALL
-            .iter()
-            .find(|(_, s)| *s == self)
-            .map(|(n, _)| *n)
-            .unwrap_or("?")
+        Strategy::ALL.iter().find(|(_, s)| *s == self).map(|(n, _)| *n).unwrap_or("?")
     }
 }
 
@@ -355,10 +336,7 @@ pub struct AgentConfig {
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
     let file = path.display().to_string();
     if let Err(e) = std::fs::metadata(path) {
-        return Err(ConfigError::Unreadable {
-            file,
-            reason: e.to_string(),
-        });
+        return Err(ConfigError::Unreadable { file, reason: e.to_string() });
     }
     let built = ::config::Config::builder()
         .add_source(::config::File::from(path).format(::config::FileFormat::Toml))
@@ -371,10 +349,7 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
         )
         .build()
         .and_then(|c| c.try_deserialize::<raw::RawConfig>())
-        .map_err(|e| ConfigError::Syntax {
-            file: file.clone(),
-            reason: e.to_string(),
-        })?;
+        .map_err(|e| ConfigError::Syntax { file: file.clone(), reason: e.to_string() })?;
     validate(&file, built)
 }
 
@@ -382,9 +357,7 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
 /// of the file is a table, so a variable without `__` (such as `ACD_LOG`,
 /// the log filter) cannot be an override and is left alone.
 fn env_overrides() -> ::config::Map<String, String> {
-    std::env::vars()
-        .filter(|(k, _)| k.strip_prefix("ACD_").is_some_and(|rest| rest.contains("__")))
-        .collect()
+    std::env::vars().filter(|(k, _)| k.strip_prefix("ACD_").is_some_and(|rest| rest.contains("__"))).collect()
 }
 
 /// Parses and validates TOML text directly, without environment overrides.
@@ -394,9 +367,6 @@ pub fn from_toml_str(file: &str, text: &str) -> Result<Config, ConfigError> {
         .add_source(::config::File::from_str(text, ::config::FileFormat::Toml))
         .build()
         .and_then(|c| c.try_deserialize::<raw::RawConfig>())
-        .map_err(|e| ConfigError::Syntax {
-            file: file.to_string(),
-            reason: e.to_string(),
-        })?;
+        .map_err(|e| ConfigError::Syntax { file: file.to_string(), reason: e.to_string() })?;
     validate(file, raw)
 }

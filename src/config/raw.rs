@@ -142,11 +142,7 @@ impl<T: Clone> Tree<T> {
             Tree::Leaf(v) => out.push((prefix.to_string(), v.clone())),
             Tree::Node(map) => {
                 for (k, v) in map {
-                    let name = if prefix.is_empty() {
-                        k.clone()
-                    } else {
-                        format!("{prefix}.{k}")
-                    };
+                    let name = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
                     v.flatten_into(&name, out);
                 }
             }

@@ -15,11 +15,7 @@ struct Ctx<'a> {
 
 impl Ctx<'_> {
     fn err(&self, key: impl Into<String>, reason: impl Into<String>) -> ConfigError {
-        ConfigError::Invalid {
-            file: self.file.to_string(),
-            key: key.into(),
-            reason: reason.into(),
-        }
+        ConfigError::Invalid { file: self.file.to_string(), key: key.into(), reason: reason.into() }
     }
 }
 
@@ -48,11 +44,7 @@ pub fn validate(file: &str, raw: RawConfig) -> Result<Config, ConfigError> {
         if let Some(first) = agent_ids.insert(&a.id, i) {
             return Err(cx.err(
                 format!("{key}.id"),
-                format!(
-                    "duplicate agent \"{}\" (also agent number {} in the file)",
-                    a.id,
-                    first + 1
-                ),
+                format!("duplicate agent \"{}\" (also agent number {} in the file)", a.id, first + 1),
             ));
         }
         agents.push(agent(&cx, &key, a, &declared)?);
@@ -60,16 +52,10 @@ pub fn validate(file: &str, raw: RawConfig) -> Result<Config, ConfigError> {
 
     let defaults = raw.defaults.clone().unwrap_or_default();
     if defaults.name.is_some() {
-        return Err(cx.err(
-            "defaults.name",
-            "defaults apply to every queue and cannot have a name",
-        ));
+        return Err(cx.err("defaults.name", "defaults apply to every queue and cannot have a name"));
     }
     if defaults.members.is_some() {
-        return Err(cx.err(
-            "defaults.members",
-            "members belong to a queue, not to the defaults",
-        ));
+        return Err(cx.err("defaults.members", "members belong to a queue, not to the defaults"));
     }
 
     let mut queues = Vec::with_capacity(raw.queues.len());
@@ -83,10 +69,7 @@ pub fn validate(file: &str, raw: RawConfig) -> Result<Config, ConfigError> {
         if let Some(first) = queue_names.insert(name.clone(), i) {
             return Err(cx.err(
                 format!("{key}.name"),
-                format!(
-                    "duplicate queue \"{name}\" (also queue number {} in the file)",
-                    first + 1
-                ),
+                format!("duplicate queue \"{name}\" (also queue number {} in the file)", first + 1),
             ));
         }
         queues.push(queue(&cx, &key, name, q, &defaults, &declared, &agent_ids)?);
@@ -98,10 +81,7 @@ pub fn validate(file: &str, raw: RawConfig) -> Result<Config, ConfigError> {
     for (i, r) in raw.caller_rules.iter().enumerate() {
         let key = format!("caller_rule[{i}]");
         if r.callers.is_empty() {
-            return Err(cx.err(
-                format!("{key}.callers"),
-                "list at least one number or prefix*",
-            ));
+            return Err(cx.err(format!("{key}.callers"), "list at least one number or prefix*"));
         }
         for (j, p) in r.callers.iter().enumerate() {
             let body = p.strip_suffix('*').unwrap_or(p);
@@ -113,10 +93,7 @@ pub fn validate(file: &str, raw: RawConfig) -> Result<Config, ConfigError> {
             }
         }
         if !(-100..=100).contains(&r.priority) {
-            return Err(cx.err(
-                format!("{key}.priority"),
-                format!("{} is out of range -100..=100", r.priority),
-            ));
+            return Err(cx.err(format!("{key}.priority"), format!("{} is out of range -100..=100", r.priority)));
         }
         caller_rules.push(CallerRule {
             description: r.description.clone().unwrap_or_default(),
@@ -125,14 +102,7 @@ pub fn validate(file: &str, raw: RawConfig) -> Result<Config, ConfigError> {
         });
     }
 
-    Ok(Config {
-        source: file.to_string(),
-        engine,
-        skills,
-        queues,
-        agents,
-        caller_rules,
-    })
+    Ok(Config { source: file.to_string(), engine, skills, queues, agents, caller_rules })
 }
 
 fn label(name: &str, index: usize) -> String {
@@ -153,9 +123,7 @@ fn engine_settings(cx: &Ctx, raw: &RawConfig) -> Result<EngineSettings, ConfigEr
         Some(other) => {
             return Err(cx.err(
                 "engine.cross_queue_policy",
-                format!(
-                    "unknown policy \"{other}\"; expected \"oldest-caller\" or \"queue-weight\""
-                ),
+                format!("unknown policy \"{other}\"; expected \"oldest-caller\" or \"queue-weight\""),
             ))
         }
     };
@@ -185,28 +153,20 @@ fn engine_settings(cx: &Ctx, raw: &RawConfig) -> Result<EngineSettings, ConfigEr
     Ok(EngineSettings {
         seed: e.seed.unwrap_or(d.seed),
         cross_queue_policy,
-        auto_pause_after_misses: e
-            .auto_pause_after_misses
-            .unwrap_or(d.auto_pause_after_misses),
+        auto_pause_after_misses: e.auto_pause_after_misses.unwrap_or(d.auto_pause_after_misses),
         backoff,
     })
 }
 
 fn check_skill_name(cx: &Ctx, key: &str, name: &str) -> Result<(), ConfigError> {
     let ok = !name.is_empty()
-        && name.split('.').all(|part| {
-            !part.is_empty()
-                && part
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-        });
+        && name
+            .split('.')
+            .all(|part| !part.is_empty() && part.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-'));
     if ok {
         Ok(())
     } else {
-        Err(cx.err(
-            key,
-            format!("skill name \"{name}\" may only use letters, digits, '-', '_' and '.' between parts"),
-        ))
+        Err(cx.err(key, format!("skill name \"{name}\" may only use letters, digits, '-', '_' and '.' between parts")))
     }
 }
 
@@ -228,30 +188,19 @@ fn skill_levels(
             let hint = if declared.is_empty() {
                 "; declare skills in the [skills] table".to_string()
             } else {
-                format!(
-                    "; declared skills are: {}",
-                    declared.iter().cloned().collect::<Vec<_>>().join(", ")
-                )
+                format!("; declared skills are: {}", declared.iter().cloned().collect::<Vec<_>>().join(", "))
             };
             return Err(cx.err(k, format!("unknown skill \"{name}\"{hint}")));
         }
         if level < min || level > MAX_SKILL_LEVEL as i64 {
-            return Err(cx.err(
-                k,
-                format!("skill level {level} is out of range {min}..={MAX_SKILL_LEVEL}"),
-            ));
+            return Err(cx.err(k, format!("skill level {level} is out of range {min}..={MAX_SKILL_LEVEL}")));
         }
         out.push((name, level as u8));
     }
     Ok(out)
 }
 
-fn agent(
-    cx: &Ctx,
-    key: &str,
-    a: &RawAgent,
-    declared: &BTreeSet<&str>,
-) -> Result<AgentConfig, ConfigError> {
+fn agent(cx: &Ctx, key: &str, a: &RawAgent, declared: &BTreeSet<&str>) -> Result<AgentConfig, ConfigError> {
     let skills = skill_levels(cx, &format!("{key}.skills"), a.skills.as_ref(), declared, 1)?;
     if let Some(w) = a.wrap_up_secs {
         check_range(cx, &format!("{key}.wrap_up_secs"), w, 0, 3600)?;
@@ -273,32 +222,15 @@ fn check_range(cx: &Ctx, key: &str, v: u32, lo: u32, hi: u32) -> Result<(), Conf
     }
 }
 
-fn parse_choice<T: Copy>(
-    cx: &Ctx,
-    key: &str,
-    value: &str,
-    what: &str,
-    all: &[(&str, T)],
-) -> Result<T, ConfigError> {
-    all.iter()
-        .find(|(n, _)| *n == value)
-        .map(|(_, v)| *v)
-        .ok_or_else(|| {
-            let names: Vec<&str> = all.iter().map(|(n, _)| *n).collect();
-            cx.err(
-                key,
-                format!(
-                    "unknown {what} \"{value}\"; expected one of: {}",
-                    names.join(", ")
-                ),
-            )
-        })
+fn parse_choice<T: Copy>(cx: &Ctx, key: &str, value: &str, what: &str, all: &[(&str, T)]) -> Result<T, ConfigError> {
+    all.iter().find(|(n, _)| *n == value).map(|(_, v)| *v).ok_or_else(|| {
+        let names: Vec<&str> = all.iter().map(|(n, _)| *n).collect();
+        cx.err(key, format!("unknown {what} \"{value}\"; expected one of: {}", names.join(", ")))
+    })
 }
 
 fn req_list(v: Vec<(String, u8)>) -> Vec<SkillReq> {
-    v.into_iter()
-        .map(|(skill, min_level)| SkillReq { skill, min_level })
-        .collect()
+    v.into_iter().map(|(skill, min_level)| SkillReq { skill, min_level }).collect()
 }
 
 fn queue(
@@ -329,13 +261,12 @@ fn queue(
         Some((s, k)) => parse_choice(cx, &k, &s, "tie-break", &TieBreak::ALL)?,
         None => TieBreak::LongestIdle,
     };
-    let num =
-        |v: Option<(u32, String)>, default: u32, lo: u32, hi: u32| -> Result<u32, ConfigError> {
-            match v {
-                Some((v, k)) => check_range(cx, &k, v, lo, hi).map(|_| v),
-                None => Ok(default),
-            }
-        };
+    let num = |v: Option<(u32, String)>, default: u32, lo: u32, hi: u32| -> Result<u32, ConfigError> {
+        match v {
+            Some((v, k)) => check_range(cx, &k, v, lo, hi).map(|_| v),
+            None => Ok(default),
+        }
+    };
     let ring_timeout_secs = num(pick!(ring_timeout_secs), 15, 1, 600)?;
     let wrap_up_secs = num(pick!(wrap_up_secs), 10, 0, 3600)?;
     let max_wait_secs = num(pick!(max_wait_secs), 0, 0, 86_400)?;
@@ -344,13 +275,8 @@ fn queue(
     let aging_secs = num(pick!(aging_secs), 0, 0, 86_400)?;
     let announce_every_secs = num(pick!(announce_every_secs), 0, 0, 3600)?;
     if announce_every_secs != 0 && announce_every_secs < 10 {
-        let k = pick!(announce_every_secs)
-            .map(|(_, k)| k)
-            .unwrap_or_default();
-        return Err(cx.err(
-            k,
-            "announcements more often than every 10 s talk over each other",
-        ));
+        let k = pick!(announce_every_secs).map(|(_, k)| k).unwrap_or_default();
+        return Err(cx.err(k, "announcements more often than every 10 s talk over each other"));
     }
     let service_level_secs = num(pick!(service_level_secs), 20, 1, 3600)?;
 
@@ -365,24 +291,20 @@ fn queue(
             &k,
             &s,
             "when_no_agents choice",
-            &[
-                ("join", WhenNoAgents::Join),
-                ("reject", WhenNoAgents::Reject),
-                ("overflow", WhenNoAgents::Overflow),
-            ],
+            &[("join", WhenNoAgents::Join), ("reject", WhenNoAgents::Reject), ("overflow", WhenNoAgents::Overflow)],
         )?,
     };
     if when_no_agents == WhenNoAgents::Overflow && overflow.is_none() {
         let k = pick!(when_no_agents).map(|(_, k)| k).unwrap_or_default();
-        return Err(cx.err(
-            k,
-            "\"overflow\" needs an overflow target; set `overflow` on this queue or in [defaults]",
-        ));
+        return Err(cx.err(k, "\"overflow\" needs an overflow target; set `overflow` on this queue or in [defaults]"));
     }
 
     if max_wait_secs > 0 && overflow.is_none() {
         let k = pick!(max_wait_secs).map(|(_, k)| k).unwrap_or_default();
-        return Err(cx.err(k, "a maximum wait needs somewhere to send the caller; set `overflow` (queue:NAME, sip:URI or reject:STATUS)"));
+        return Err(cx.err(
+            k,
+            "a maximum wait needs somewhere to send the caller; set `overflow` (queue:NAME, sip:URI or reject:STATUS)",
+        ));
     }
 
     let required_skills = match pick!(required_skills) {
@@ -395,23 +317,11 @@ fn queue(
         for (i, t) in list.iter().enumerate() {
             let tk = format!("{k}[{i}]");
             if t.tier < 2 {
-                return Err(cx.err(
-                    format!("{tk}.tier"),
-                    "tier 1 is always open; rules start at tier 2",
-                ));
+                return Err(cx.err(format!("{tk}.tier"), "tier 1 is always open; rules start at tier 2"));
             }
-            check_range(
-                cx,
-                &format!("{tk}.open_after_secs"),
-                t.open_after_secs,
-                0,
-                86_400,
-            )?;
+            check_range(cx, &format!("{tk}.open_after_secs"), t.open_after_secs, 0, 86_400)?;
             if tiers.iter().any(|(n, _)| *n == t.tier) {
-                return Err(cx.err(
-                    format!("{tk}.tier"),
-                    format!("tier {} has two rules", t.tier),
-                ));
+                return Err(cx.err(format!("{tk}.tier"), format!("tier {} has two rules", t.tier)));
             }
             tiers.push((t.tier, t.open_after_secs));
         }
@@ -437,26 +347,11 @@ fn queue(
         for (i, r) in list.iter().enumerate() {
             let rk = format!("{k}[{i}]");
             if r.after_secs < last {
-                return Err(cx.err(
-                    format!("{rk}.after_secs"),
-                    "relaxation steps must be in order of after_secs",
-                ));
+                return Err(cx.err(format!("{rk}.after_secs"), "relaxation steps must be in order of after_secs"));
             }
             last = r.after_secs;
-            let set = req_list(skill_levels(
-                cx,
-                &format!("{rk}.set"),
-                r.set.as_ref(),
-                declared,
-                1,
-            )?);
-            let add = req_list(skill_levels(
-                cx,
-                &format!("{rk}.add"),
-                r.add.as_ref(),
-                declared,
-                1,
-            )?);
+            let set = req_list(skill_levels(cx, &format!("{rk}.set"), r.set.as_ref(), declared, 1)?);
+            let add = req_list(skill_levels(cx, &format!("{rk}.add"), r.add.as_ref(), declared, 1)?);
             let drop = r.drop.clone().unwrap_or_default();
             for (j, s) in drop.iter().enumerate() {
                 if !declared.contains(s.as_str()) {
@@ -466,43 +361,26 @@ fn queue(
             if set.is_empty() && add.is_empty() && drop.is_empty() {
                 return Err(cx.err(rk, "a relaxation step needs `set`, `drop` or `add`"));
             }
-            relax.push(RelaxStep {
-                after_secs: r.after_secs,
-                set,
-                drop,
-                add,
-            });
+            relax.push(RelaxStep { after_secs: r.after_secs, set, drop, add });
         }
     }
 
-    let music = pick!(music)
-        .map(|(m, _)| m)
-        .unwrap_or_else(|| "default".to_string());
+    let music = pick!(music).map(|(m, _)| m).unwrap_or_else(|| "default".to_string());
 
     let mut members: Vec<MemberConfig> = Vec::new();
     for (i, m) in q.members.iter().flatten().enumerate() {
         let mk = format!("{key}.members[{i}]");
         if !agents.contains_key(m.agent.as_str()) {
-            return Err(cx.err(
-                format!("{mk}.agent"),
-                format!("no agent with id \"{}\"", m.agent),
-            ));
+            return Err(cx.err(format!("{mk}.agent"), format!("no agent with id \"{}\"", m.agent)));
         }
         if members.iter().any(|x| x.agent == m.agent) {
-            return Err(cx.err(
-                format!("{mk}.agent"),
-                format!("agent \"{}\" is listed twice", m.agent),
-            ));
+            return Err(cx.err(format!("{mk}.agent"), format!("agent \"{}\" is listed twice", m.agent)));
         }
         let tier = m.tier.unwrap_or(1);
         check_range(cx, &format!("{mk}.tier"), tier, 1, 9)?;
         let weight = m.weight.unwrap_or(1);
         check_range(cx, &format!("{mk}.weight"), weight, 1, 1000)?;
-        members.push(MemberConfig {
-            agent: m.agent.clone(),
-            tier,
-            weight,
-        });
+        members.push(MemberConfig { agent: m.agent.clone(), tier, weight });
     }
 
     Ok(QueueConfig {
@@ -538,10 +416,7 @@ fn parse_overflow(cx: &Ctx, key: &str, s: &str) -> Result<OverflowTarget, Config
     if let Some(code) = s.strip_prefix("reject:") {
         return match code.parse::<u16>() {
             Ok(c) if (400..700).contains(&c) => Ok(OverflowTarget::Reject(c)),
-            _ => Err(cx.err(
-                key,
-                format!("\"{code}\" is not a SIP final error status (400-699)"),
-            )),
+            _ => Err(cx.err(key, format!("\"{code}\" is not a SIP final error status (400-699)"))),
         };
     }
     if s.starts_with("sip:") || s.starts_with("sips:") {
@@ -571,10 +446,7 @@ fn check_overflow_targets(cx: &Ctx, queues: &[QueueConfig]) -> Result<(), Config
         if let Some(OverflowTarget::Queue(t)) = &q.overflow {
             let key = format!("queue[{}].overflow", q.name);
             if !queues.iter().any(|x| &x.name == t) {
-                return Err(cx.err(
-                    key,
-                    format!("overflow to queue \"{t}\", which does not exist"),
-                ));
+                return Err(cx.err(key, format!("overflow to queue \"{t}\", which does not exist")));
             }
             let mut path = vec![q.name.as_str()];
             let mut at = t.as_str();

@@ -65,8 +65,8 @@ pub use timer::TimerKind;
 pub use types::*;
 
 use crate::config::{
-    AgentConfig, Config, CrossQueuePolicy, EngineSettings, OverflowTarget, QueueConfig, Strategy,
-    TieBreak, WhenNoAgents,
+    AgentConfig, Config, CrossQueuePolicy, EngineSettings, OverflowTarget, QueueConfig, Strategy, TieBreak,
+    WhenNoAgents,
 };
 use order::{Entry, WaitingLine};
 use rand::{Rng, SeedableRng};
@@ -201,13 +201,7 @@ impl Queue {
     /// Wait after which members of `tier` may be offered a call: the latest
     /// opening among rules for this tier and every lower one.
     fn tier_open_ms(&self, tier: u32) -> u64 {
-        self.cfg
-            .tiers
-            .iter()
-            .filter(|(t, _)| *t <= tier)
-            .map(|(_, s)| *s as u64 * 1000)
-            .max()
-            .unwrap_or(0)
+        self.cfg.tiers.iter().filter(|(t, _)| *t <= tier).map(|(_, s)| *s as u64 * 1000).max().unwrap_or(0)
     }
 }
 
@@ -343,14 +337,10 @@ impl Engine {
         &self.agents[a.0 as usize].name
     }
     pub fn queue_ids(&self) -> impl Iterator<Item = QueueId> + '_ {
-        (0..self.queues.len() as u32)
-            .map(QueueId)
-            .filter(|q| !self.queues[q.0 as usize].closed)
+        (0..self.queues.len() as u32).map(QueueId).filter(|q| !self.queues[q.0 as usize].closed)
     }
     pub fn agent_ids(&self) -> impl Iterator<Item = AgentId> + '_ {
-        (0..self.agents.len() as u32)
-            .map(AgentId)
-            .filter(|a| !self.agents[a.0 as usize].removed)
+        (0..self.agents.len() as u32).map(AgentId).filter(|a| !self.agents[a.0 as usize].removed)
     }
     pub fn agent_state(&self, a: AgentId) -> Option<&AgentState> {
         self.agents.get(a.0 as usize).map(|x| &x.state)
@@ -361,18 +351,11 @@ impl Engine {
     /// Waiting callers of `q` in service order now (including those ringing).
     pub fn waiting(&self, q: QueueId) -> Vec<CallId> {
         let queue = &self.queues[q.0 as usize];
-        queue
-            .line
-            .iter(self.now, queue.cfg.aging_secs)
-            .map(|e| e.call)
-            .collect()
+        queue.line.iter(self.now, queue.cfg.aging_secs).map(|e| e.call).collect()
     }
     /// How long the longest-waiting caller of `q` has been in it.
     pub fn longest_wait(&self, q: QueueId) -> Duration {
-        self.queues[q.0 as usize]
-            .line
-            .oldest_entered()
-            .map_or(Duration::ZERO, |t| self.now.since(t))
+        self.queues[q.0 as usize].line.oldest_entered().map_or(Duration::ZERO, |t| self.now.since(t))
     }
     /// Number of callers in `q` (waiting or ringing).
     pub fn waiting_count(&self, q: QueueId) -> usize {
@@ -406,10 +389,7 @@ impl Engine {
 
     fn advance(&mut self, now: Time) -> Result<(), EngineError> {
         if now < self.now {
-            return Err(EngineError::TimeWentBackwards {
-                now,
-                last: self.now,
-            });
+            return Err(EngineError::TimeWentBackwards { now, last: self.now });
         }
         while let Some((at, kind)) = self.timers.pop_due(now) {
             // Each timer acts at its own time, so a wrap-up that ended at
@@ -449,10 +429,7 @@ impl Engine {
         if self.calls.contains_key(&nc.id) {
             return Err(EngineError::DuplicateCall(nc.id));
         }
-        let queue = self
-            .queues
-            .get(nc.queue.0 as usize)
-            .ok_or(EngineError::UnknownQueue(nc.queue))?;
+        let queue = self.queues.get(nc.queue.0 as usize).ok_or(EngineError::UnknownQueue(nc.queue))?;
         if queue.closed {
             return Err(EngineError::QueueClosed(queue.cfg.name.clone()));
         }
@@ -521,27 +498,11 @@ impl Engine {
         call.on_hold = true;
         let priority = call.priority;
         let queue = &mut self.queues[q.0 as usize];
-        queue.line.insert(
-            priority,
-            seq,
-            Entry {
-                call: c,
-                entered: now,
-            },
-        );
+        queue.line.insert(priority, seq, Entry { call: c, entered: now });
         // Position ignoring aging: everyone of equal or higher base priority.
         let position = queue.line.iter(now, 0).take_while(|e| e.call != c).count() as u32 + 1;
-        self.actions.push_back(Action::StartHold {
-            call: c,
-            queue: q,
-            music: queue.cfg.music.clone(),
-        });
-        self.events.push_back(Event::CallQueued {
-            call: c,
-            queue: q,
-            priority,
-            position,
-        });
+        self.actions.push_back(Action::StartHold { call: c, queue: q, music: queue.cfg.music.clone() });
+        self.events.push_back(Event::CallQueued { call: c, queue: q, priority, position });
         self.arm_call_timers(c, true);
         self.dirty.insert(q);
     }
@@ -553,10 +514,7 @@ impl Engine {
         let queue = &self.queues[call.queue.0 as usize];
         let cfg = &queue.cfg;
         if cfg.max_wait_secs > 0 && cfg.overflow.is_some() {
-            self.timers.set(
-                TimerKind::MaxWait(c),
-                call.entered.plus_secs(cfg.max_wait_secs),
-            );
+            self.timers.set(TimerKind::MaxWait(c), call.entered.plus_secs(cfg.max_wait_secs));
         } else {
             self.timers.cancel(TimerKind::MaxWait(c));
         }
@@ -569,18 +527,13 @@ impl Engine {
             .filter(|&ms| ms > waited)
             .min();
         match next_step {
-            Some(ms) => self
-                .timers
-                .set(TimerKind::CallStep(c), Time(call.entered.0 + ms)),
+            Some(ms) => self.timers.set(TimerKind::CallStep(c), Time(call.entered.0 + ms)),
             None => self.timers.cancel(TimerKind::CallStep(c)),
         }
         if cfg.announce_every_secs == 0 {
             self.timers.cancel(TimerKind::Announce(c));
         } else if joined {
-            self.timers.set(
-                TimerKind::Announce(c),
-                self.now.plus_secs(cfg.announce_every_secs),
-            );
+            self.timers.set(TimerKind::Announce(c), self.now.plus_secs(cfg.announce_every_secs));
         }
     }
 
@@ -592,9 +545,7 @@ impl Engine {
         let target = self.queues[from.0 as usize].cfg.overflow.clone();
         let target = match target {
             Some(OverflowTarget::Queue(name)) => match self.queue_ids.get(&name) {
-                Some(&tq) if !self.queues[tq.0 as usize].closed => {
-                    Some((OverflowTarget::Queue(name), Some(tq)))
-                }
+                Some(&tq) if !self.queues[tq.0 as usize].closed => Some((OverflowTarget::Queue(name), Some(tq))),
                 _ => None,
             },
             Some(other) => Some((other, None)),
@@ -611,19 +562,12 @@ impl Engine {
         debug!(call = c.0, %target, ?reason, "Queued => Overflowed");
         self.withdraw_all_rings(c);
         self.leave_line(c);
-        self.events.push_back(Event::Overflowed {
-            call: c,
-            from,
-            to: target.to_string(),
-            reason,
-        });
+        self.events.push_back(Event::Overflowed { call: c, from, to: target.to_string(), reason });
         match (target, target_queue) {
             (_, Some(tq)) => self.join_queue(c, tq),
             (OverflowTarget::Uri(uri), _) => {
-                self.actions.push_back(Action::Transfer {
-                    call: c,
-                    uri: uri.clone(),
-                });
+                self.stop_hold(c);
+                self.actions.push_back(Action::Transfer { call: c, uri: uri.clone() });
                 self.finish(c, Outcome::Overflowed { uri });
             }
             (OverflowTarget::Reject(status), _) => self.reject(c, status),
@@ -633,6 +577,7 @@ impl Engine {
 
     fn reject(&mut self, c: CallId, status: u16) {
         self.withdraw_all_rings(c);
+        self.stop_hold(c);
         self.actions.push_back(Action::Reject { call: c, status });
         self.finish(c, Outcome::Rejected { status });
     }
@@ -641,38 +586,37 @@ impl Engine {
     fn leave_line(&mut self, c: CallId) {
         let call = &self.calls[&c];
         if matches!(call.state, CallState::Waiting | CallState::Offering) {
-            self.queues[call.queue.0 as usize]
-                .line
-                .remove(call.priority, call.seq);
+            self.queues[call.queue.0 as usize].line.remove(call.priority, call.seq);
         }
-        for kind in [
-            TimerKind::MaxWait(c),
-            TimerKind::CallStep(c),
-            TimerKind::Announce(c),
-        ] {
+        for kind in [TimerKind::MaxWait(c), TimerKind::CallStep(c), TimerKind::Announce(c)] {
             self.timers.cancel(kind);
+        }
+    }
+
+    /// Stops the caller's hold music if it plays; always before the action
+    /// that sends the call away, so the shell never touches a call it has
+    /// already handed off.
+    fn stop_hold(&mut self, c: CallId) {
+        if let Some(call) = self.calls.get_mut(&c) {
+            if call.on_hold {
+                call.on_hold = false;
+                self.actions.push_back(Action::StopHold { call: c });
+            }
         }
     }
 
     /// The call leaves the engine. Rings must already be withdrawn.
     fn finish(&mut self, c: CallId, outcome: Outcome) {
         self.leave_line(c);
+        self.stop_hold(c);
         let call = self.calls.remove(&c).expect("finishing call exists");
         debug_assert!(call.ringing.is_empty(), "finish with rings outstanding");
-        if call.on_hold {
-            self.actions.push_back(Action::StopHold { call: c });
-        }
         let waited = match call.state {
             CallState::Bridged { since, .. } => since.since(call.arrived),
             _ => self.now.since(call.arrived),
         };
         debug!(call = c.0, outcome = outcome.name(), "=> Finished");
-        self.events.push_back(Event::CallFinished {
-            call: c,
-            queue: call.queue,
-            outcome,
-            waited,
-        });
+        self.events.push_back(Event::CallFinished { call: c, queue: call.queue, outcome, waited });
     }
 
     /// Caller hung up (abandon) or a bridged call ended.
@@ -682,13 +626,9 @@ impl Engine {
             CallState::Bridged { agent, since } => {
                 let q = call.queue;
                 let queue = &mut self.queues[q.0 as usize];
-                let handle =
-                    self.now.since(since).as_millis() as u64 + queue.cfg.wrap_up_secs as u64 * 1000;
-                queue.avg_handle_ms = if queue.avg_handle_ms == 0 {
-                    handle
-                } else {
-                    (queue.avg_handle_ms * 7 + handle) / 8
-                };
+                let handle = self.now.since(since).as_millis() as u64 + queue.cfg.wrap_up_secs as u64 * 1000;
+                queue.avg_handle_ms =
+                    if queue.avg_handle_ms == 0 { handle } else { (queue.avg_handle_ms * 7 + handle) / 8 };
                 self.finish(c, Outcome::Answered { agent });
                 self.agent_call_over(agent, q);
             }
@@ -708,9 +648,7 @@ impl Engine {
             Some(AfterCall::Logout) => AgentState::LoggedOut,
             Some(AfterCall::Pause(reason)) => AgentState::Paused { reason, since: now },
             None => {
-                let wrap = agent
-                    .wrap_up_secs
-                    .unwrap_or(self.queues[q.0 as usize].cfg.wrap_up_secs);
+                let wrap = agent.wrap_up_secs.unwrap_or(self.queues[q.0 as usize].cfg.wrap_up_secs);
                 if wrap > 0 {
                     let until = now.plus_secs(wrap);
                     self.timers.set(TimerKind::WrapUpEnd(a), until);
@@ -737,42 +675,23 @@ impl Engine {
     fn offer_answered(&mut self, c: CallId, a: AgentId) -> Result<(), EngineError> {
         self.check_offer(c, a)?;
         let now = self.now;
-        self.timers
-            .cancel(TimerKind::RingTimeout { call: c, agent: a });
+        self.timers.cancel(TimerKind::RingTimeout { call: c, agent: a });
         self.detach(c, a);
         self.withdraw_all_rings(c);
         self.leave_line(c);
         let call = self.calls.get_mut(&c).expect("checked");
-        call.state = CallState::Bridged {
-            agent: a,
-            since: now,
-        };
-        let (q, waited, on_hold) = (call.queue, now.since(call.arrived), call.on_hold);
-        call.on_hold = false;
+        call.state = CallState::Bridged { agent: a, since: now };
+        let (q, waited) = (call.queue, now.since(call.arrived));
         let queue = &mut self.queues[q.0 as usize];
         if let Some(m) = queue.members.iter_mut().find(|m| m.agent == a) {
             m.answered += 1;
         }
         self.agents[a.0 as usize].misses = 0;
-        self.set_state(
-            a,
-            AgentState::OnCall {
-                call: c,
-                since: now,
-            },
-            "answered",
-        );
-        if on_hold {
-            self.actions.push_back(Action::StopHold { call: c });
-        }
+        self.set_state(a, AgentState::OnCall { call: c, since: now }, "answered");
+        self.stop_hold(c);
         self.actions.push_back(Action::Bridge { call: c, agent: a });
         debug!(call = c.0, agent = a.0, "Offering => Bridged");
-        self.events.push_back(Event::Answered {
-            call: c,
-            queue: q,
-            agent: a,
-            waited,
-        });
+        self.events.push_back(Event::Answered { call: c, queue: q, agent: a, waited });
         Ok(())
     }
 
@@ -793,23 +712,16 @@ impl Engine {
     /// Stops a ring for which the agent is not at fault: the agent goes back
     /// to Available with its idle time intact, without back-off.
     fn withdraw_ring(&mut self, c: CallId, a: AgentId) {
-        self.timers
-            .cancel(TimerKind::RingTimeout { call: c, agent: a });
-        self.actions
-            .push_back(Action::CancelRing { call: c, agent: a });
-        self.events
-            .push_back(Event::RingCancelled { call: c, agent: a });
+        self.timers.cancel(TimerKind::RingTimeout { call: c, agent: a });
+        self.actions.push_back(Action::CancelRing { call: c, agent: a });
+        self.events.push_back(Event::RingCancelled { call: c, agent: a });
         let since = self.agents[a.0 as usize].idle_since;
         self.set_state(a, AgentState::Available { since }, "ring withdrawn");
         self.detach(c, a);
     }
 
     fn withdraw_all_rings(&mut self, c: CallId) {
-        let ringing = self
-            .calls
-            .get(&c)
-            .map(|x| x.ringing.clone())
-            .unwrap_or_default();
+        let ringing = self.calls.get(&c).map(|x| x.ringing.clone()).unwrap_or_default();
         for a in ringing {
             self.withdraw_ring(c, a);
         }
@@ -819,17 +731,11 @@ impl Engine {
     /// call rolls over.
     fn ring_missed(&mut self, c: CallId, a: AgentId, cause: RejectCause, send_cancel: bool) {
         let now = self.now;
-        self.timers
-            .cancel(TimerKind::RingTimeout { call: c, agent: a });
+        self.timers.cancel(TimerKind::RingTimeout { call: c, agent: a });
         if send_cancel {
-            self.actions
-                .push_back(Action::CancelRing { call: c, agent: a });
+            self.actions.push_back(Action::CancelRing { call: c, agent: a });
         }
-        self.events.push_back(Event::RingNoAnswer {
-            call: c,
-            agent: a,
-            cause,
-        });
+        self.events.push_back(Event::RingNoAnswer { call: c, agent: a, cause });
         let b = self.settings.backoff;
         let secs = match cause {
             RejectCause::NoAnswer => b.no_answer,
@@ -842,28 +748,16 @@ impl Engine {
         let agent = &mut self.agents[a.0 as usize];
         if secs > 0 {
             agent.backoff_until = now.plus_secs(secs);
-            self.timers
-                .set(TimerKind::BackoffEnd(a), agent.backoff_until);
+            self.timers.set(TimerKind::BackoffEnd(a), agent.backoff_until);
         }
         if cause.is_miss() {
             agent.misses += 1;
         }
         let (next, why) = if limit > 0 && agent.misses >= limit {
             let reason = format!("auto-paused: missed {} offers in a row", agent.misses);
-            (
-                AgentState::Paused {
-                    reason: reason.clone(),
-                    since: now,
-                },
-                reason,
-            )
+            (AgentState::Paused { reason: reason.clone(), since: now }, reason)
         } else {
-            (
-                AgentState::Available {
-                    since: agent.idle_since,
-                },
-                format!("offer missed: {}", cause.name()),
-            )
+            (AgentState::Available { since: agent.idle_since }, format!("offer missed: {}", cause.name()))
         };
         self.set_state(a, next, &why);
         self.detach(c, a);
@@ -899,12 +793,7 @@ impl Engine {
             self.available.remove(&a);
         }
         debug!(agent = %agent.name, "{from} => {to} ({reason})");
-        self.events.push_back(Event::AgentStateChanged {
-            agent: a,
-            from,
-            to,
-            reason: reason.to_string(),
-        });
+        self.events.push_back(Event::AgentStateChanged { agent: a, from, to, reason: reason.to_string() });
     }
 
     fn agent_login(&mut self, a: AgentId) -> Result<(), EngineError> {
@@ -921,9 +810,7 @@ impl Engine {
     fn agent_logout(&mut self, a: AgentId) -> Result<(), EngineError> {
         match self.agent(a)?.state.clone() {
             AgentState::LoggedOut => {}
-            AgentState::OnCall { .. } => {
-                self.agents[a.0 as usize].after_call = Some(AfterCall::Logout)
-            }
+            AgentState::OnCall { .. } => self.agents[a.0 as usize].after_call = Some(AfterCall::Logout),
             AgentState::Ringing { call, .. } => {
                 self.withdraw_ring(call, a);
                 self.set_state(a, AgentState::LoggedOut, "logout");
@@ -937,28 +824,12 @@ impl Engine {
         let now = self.now;
         match self.agent(a)?.state.clone() {
             AgentState::LoggedOut => return Err(EngineError::AgentLoggedOut(a)),
-            AgentState::OnCall { .. } => {
-                self.agents[a.0 as usize].after_call = Some(AfterCall::Pause(reason))
-            }
+            AgentState::OnCall { .. } => self.agents[a.0 as usize].after_call = Some(AfterCall::Pause(reason)),
             AgentState::Ringing { call, .. } => {
                 self.withdraw_ring(call, a);
-                self.set_state(
-                    a,
-                    AgentState::Paused {
-                        reason: reason.clone(),
-                        since: now,
-                    },
-                    &reason,
-                );
+                self.set_state(a, AgentState::Paused { reason: reason.clone(), since: now }, &reason);
             }
-            _ => self.set_state(
-                a,
-                AgentState::Paused {
-                    reason: reason.clone(),
-                    since: now,
-                },
-                &reason,
-            ),
+            _ => self.set_state(a, AgentState::Paused { reason: reason.clone(), since: now }, &reason),
         }
         Ok(())
     }
@@ -1047,19 +918,13 @@ impl Engine {
                         .filter(|m| self.agents[m.agent.0 as usize].state != AgentState::LoggedOut)
                         .count()
                         .max(1) as u64;
-                    let estimated_wait_secs =
-                        (position as u64 * queue.avg_handle_ms / staffed / 1000) as u32;
+                    let estimated_wait_secs = (position as u64 * queue.avg_handle_ms / staffed / 1000) as u32;
                     let every = queue.cfg.announce_every_secs;
                     if position > 0 {
-                        self.actions.push_back(Action::Announce {
-                            call: c,
-                            position,
-                            estimated_wait_secs,
-                        });
+                        self.actions.push_back(Action::Announce { call: c, position, estimated_wait_secs });
                     }
                     if every > 0 {
-                        self.timers
-                            .set(TimerKind::Announce(c), now.plus_secs(every));
+                        self.timers.set(TimerKind::Announce(c), now.plus_secs(every));
                     }
                 }
             }
@@ -1104,8 +969,7 @@ impl Engine {
     fn cross_queue_key(&self, q: QueueId, c: CallId) -> (i64, u64, u64) {
         let call = &self.calls[&c];
         let queue = &self.queues[q.0 as usize];
-        let eff =
-            order::effective_priority(call.priority, call.entered, self.now, queue.cfg.aging_secs);
+        let eff = order::effective_priority(call.priority, call.entered, self.now, queue.cfg.aging_secs);
         let age = self.now.since(call.arrived).as_millis() as u64;
         let policy = match self.settings.cross_queue_policy {
             CrossQueuePolicy::OldestCaller => u64::MAX - age,
@@ -1134,11 +998,8 @@ impl Engine {
                 continue;
             }
             self.requirements(queue, call, &mut reqs);
-            let eligible: Vec<usize> = avail
-                .iter()
-                .copied()
-                .filter(|&m| self.check_member(queue, m, call, &reqs).is_ok())
-                .collect();
+            let eligible: Vec<usize> =
+                avail.iter().copied().filter(|&m| self.check_member(queue, m, call, &reqs).is_ok()).collect();
             if !eligible.is_empty() {
                 return Some((e.call, eligible));
             }
@@ -1153,13 +1014,7 @@ impl Engine {
         out.extend_from_slice(&queue.required);
         for r in &call.own {
             let have = out.iter().find(|x| x.skill == r.skill).map_or(0, |x| x.min);
-            upsert(
-                out,
-                Req {
-                    skill: r.skill,
-                    min: r.min.max(have),
-                },
-            );
+            upsert(out, Req { skill: r.skill, min: r.min.max(have) });
         }
         let waited = self.now.since(call.entered).as_millis() as u64;
         for step in queue.relax.iter().take_while(|s| s.after_ms <= waited) {
@@ -1192,17 +1047,12 @@ impl Engine {
             return Err(Skip::Unregistered);
         }
         if agent.backoff_until > self.now {
-            return Err(Skip::BackOff {
-                remaining_ms: agent.backoff_until.0 - self.now.0,
-            });
+            return Err(Skip::BackOff { remaining_ms: agent.backoff_until.0 - self.now.0 });
         }
         let open = queue.tier_open_ms(member.tier);
         let waited = self.now.since(call.entered).as_millis() as u64;
         if waited < open {
-            return Err(Skip::TierClosed {
-                tier: member.tier,
-                opens_in_ms: open - waited,
-            });
+            return Err(Skip::TierClosed { tier: member.tier, opens_in_ms: open - waited });
         }
         for r in reqs {
             let has = agent.level(r.skill);
@@ -1214,11 +1064,7 @@ impl Engine {
                 return Err(Skip::SkillMissing { skill });
             }
             if has < r.min {
-                return Err(Skip::SkillTooLow {
-                    skill: self.skills[r.skill.0 as usize].clone(),
-                    has,
-                    needs: r.min,
-                });
+                return Err(Skip::SkillTooLow { skill: self.skills[r.skill.0 as usize].clone(), has, needs: r.min });
             }
         }
         Ok(())
@@ -1228,16 +1074,8 @@ impl Engine {
     /// from the lowest tier present.
     fn choose(&mut self, q: QueueId, c: CallId, eligible: &[usize]) -> Vec<usize> {
         let queue = &self.queues[q.0 as usize];
-        let min_tier = eligible
-            .iter()
-            .map(|&m| queue.members[m].tier)
-            .min()
-            .unwrap_or(1);
-        let pool: Vec<usize> = eligible
-            .iter()
-            .copied()
-            .filter(|&m| queue.members[m].tier == min_tier)
-            .collect();
+        let min_tier = eligible.iter().map(|&m| queue.members[m].tier).min().unwrap_or(1);
+        let pool: Vec<usize> = eligible.iter().copied().filter(|&m| queue.members[m].tier == min_tier).collect();
         let idle = |m: usize| self.agents[queue.members[m].agent.0 as usize].idle_since;
         let pick = match queue.cfg.strategy {
             Strategy::RingAll => return pool,
@@ -1257,21 +1095,13 @@ impl Engine {
                 chosen
             }
             Strategy::Linear => pool[0],
-            Strategy::RoundRobin => pool
-                .iter()
-                .copied()
-                .find(|&m| m >= queue.rr_next)
-                .unwrap_or(pool[0]),
+            Strategy::RoundRobin => pool.iter().copied().find(|&m| m >= queue.rr_next).unwrap_or(pool[0]),
             Strategy::FewestCalls => pool
                 .iter()
                 .copied()
                 .min_by_key(|&m| (queue.members[m].answered, idle(m), m))
                 .expect("pool is not empty"),
-            Strategy::LongestIdle => pool
-                .iter()
-                .copied()
-                .min_by_key(|&m| (idle(m), m))
-                .expect("pool is not empty"),
+            Strategy::LongestIdle => pool.iter().copied().min_by_key(|&m| (idle(m), m)).expect("pool is not empty"),
             Strategy::Priority | Strategy::Skills => {
                 let mut reqs = Vec::new();
                 self.requirements(queue, &self.calls[&c], &mut reqs);
@@ -1280,20 +1110,11 @@ impl Engine {
                     let first = match queue.cfg.tie_break {
                         TieBreak::LongestIdle => 0,
                         TieBreak::FewestSkills => agent.skill_count as u64,
-                        TieBreak::BestLevel => {
-                            u64::MAX
-                                - reqs
-                                    .iter()
-                                    .map(|r| agent.level(r.skill) as u64)
-                                    .sum::<u64>()
-                        }
+                        TieBreak::BestLevel => u64::MAX - reqs.iter().map(|r| agent.level(r.skill) as u64).sum::<u64>(),
                     };
                     (first, agent.idle_since, m)
                 };
-                pool.iter()
-                    .copied()
-                    .min_by_key(|&m| key(m))
-                    .expect("pool is not empty")
+                pool.iter().copied().min_by_key(|&m| key(m)).expect("pool is not empty")
             }
         };
         if queue.cfg.strategy == Strategy::RoundRobin {
@@ -1308,11 +1129,7 @@ impl Engine {
         let chosen = self.choose(q, c, &eligible);
         let queue = &self.queues[q.0 as usize];
         let call = &self.calls[&c];
-        let min_tier = chosen
-            .iter()
-            .map(|&m| queue.members[m].tier)
-            .min()
-            .unwrap_or(1);
+        let min_tier = chosen.iter().map(|&m| queue.members[m].tier).min().unwrap_or(1);
         let mut reqs = Vec::new();
         self.requirements(queue, call, &mut reqs);
         let candidates = (0..queue.members.len())
@@ -1321,56 +1138,26 @@ impl Engine {
                 let skipped = if chosen.contains(&m) {
                     None
                 } else if eligible.contains(&m) {
-                    Some(if tier > min_tier {
-                        Skip::LowerTierFirst { tier }
-                    } else {
-                        Skip::NotChosen
-                    })
+                    Some(if tier > min_tier { Skip::LowerTierFirst { tier } } else { Skip::NotChosen })
                 } else {
-                    Some(
-                        self.check_member(queue, m, call, &reqs)
-                            .err()
-                            .unwrap_or(Skip::NotChosen),
-                    )
+                    Some(self.check_member(queue, m, call, &reqs).err().unwrap_or(Skip::NotChosen))
                 };
-                Candidate {
-                    agent: queue.members[m].agent,
-                    skipped,
-                }
+                Candidate { agent: queue.members[m].agent, skipped }
             })
             .collect();
-        let decision = Decision {
-            strategy: queue.cfg.strategy,
-            candidates,
-        };
+        let decision = Decision { strategy: queue.cfg.strategy, candidates };
         let timeout = Duration::from_secs(queue.cfg.ring_timeout_secs as u64);
         let agents: Vec<AgentId> = chosen.iter().map(|&m| queue.members[m].agent).collect();
         debug!(call = c.0, queue = %queue.cfg.name, agents = ?agents, "Waiting => Offering");
         for &a in &agents {
-            self.set_state(
-                a,
-                AgentState::Ringing {
-                    call: c,
-                    since: now,
-                },
-                "offered",
-            );
-            self.timers
-                .set(TimerKind::RingTimeout { call: c, agent: a }, now + timeout);
-            self.actions.push_back(Action::Ring {
-                call: c,
-                agent: a,
-                timeout,
-            });
+            self.set_state(a, AgentState::Ringing { call: c, since: now }, "offered");
+            self.timers.set(TimerKind::RingTimeout { call: c, agent: a }, now + timeout);
+            self.actions.push_back(Action::Ring { call: c, agent: a, timeout });
         }
         let call = self.calls.get_mut(&c).expect("offered call exists");
         call.state = CallState::Offering;
         call.ringing = agents;
-        self.events.push_back(Event::Offered {
-            call: c,
-            queue: q,
-            decision,
-        });
+        self.events.push_back(Event::Offered { call: c, queue: q, decision });
     }
 
     // ----- configuration ---------------------------------------------------------
@@ -1386,12 +1173,7 @@ impl Engine {
     }
 
     fn reqs(&mut self, list: &[crate::config::SkillReq]) -> Vec<Req> {
-        list.iter()
-            .map(|r| Req {
-                skill: self.skill_id(&r.skill),
-                min: r.min_level,
-            })
-            .collect()
+        list.iter().map(|r| Req { skill: self.skill_id(&r.skill), min: r.min_level }).collect()
     }
 
     /// Applies a validated config whole. Existing agents keep their state,
@@ -1468,16 +1250,8 @@ impl Engine {
                 .iter()
                 .map(|mc| {
                     let agent = self.agent_ids[&mc.agent];
-                    let answered = old_members
-                        .iter()
-                        .find(|m| m.agent == agent)
-                        .map_or(0, |m| m.answered);
-                    Member {
-                        agent,
-                        tier: mc.tier,
-                        weight: mc.weight,
-                        answered,
-                    }
+                    let answered = old_members.iter().find(|m| m.agent == agent).map_or(0, |m| m.answered);
+                    Member { agent, tier: mc.tier, weight: mc.weight, answered }
                 })
                 .collect();
             let queue = &mut self.queues[q.0 as usize];
@@ -1497,12 +1271,9 @@ impl Engine {
         waiting.sort();
         for &(_, c) in &waiting {
             self.arm_call_timers(c, false);
-            let every = self.queues[self.calls[&c].queue.0 as usize]
-                .cfg
-                .announce_every_secs;
+            let every = self.queues[self.calls[&c].queue.0 as usize].cfg.announce_every_secs;
             if every > 0 && !self.timers.is_set(TimerKind::Announce(c)) {
-                self.timers
-                    .set(TimerKind::Announce(c), self.now.plus_secs(every));
+                self.timers.set(TimerKind::Announce(c), self.now.plus_secs(every));
             }
         }
         // Removed queues close; their callers overflow where they can.
@@ -1535,10 +1306,7 @@ impl Engine {
             }
         }
 
-        self.events.push_back(Event::ConfigApplied {
-            queues: config.queues.len(),
-            agents: config.agents.len(),
-        });
+        self.events.push_back(Event::ConfigApplied { queues: config.queues.len(), agents: config.agents.len() });
     }
 
     fn upsert_agent(&mut self, ac: &AgentConfig) -> AgentId {
@@ -1563,11 +1331,7 @@ impl Engine {
                     agent.after_call = None;
                     if ac.auto_login && agent.state == AgentState::LoggedOut {
                         agent.idle_since = now;
-                        self.set_state(
-                            a,
-                            AgentState::Available { since: now },
-                            "re-added by reload",
-                        );
+                        self.set_state(a, AgentState::Available { since: now }, "re-added by reload");
                     }
                 }
                 a

@@ -34,13 +34,7 @@ impl WaitingLine {
     }
 
     pub fn insert(&mut self, priority: i32, seq: u64, entry: Entry) {
-        if self
-            .buckets
-            .entry(Reverse(priority))
-            .or_default()
-            .insert(seq, entry)
-            .is_none()
-        {
+        if self.buckets.entry(Reverse(priority)).or_default().insert(seq, entry).is_none() {
             self.len += 1;
         }
     }
@@ -61,24 +55,13 @@ impl WaitingLine {
 
     /// Callers in service order at `now`.
     pub fn iter(&self, now: Time, aging_secs: u32) -> Ordered<'_> {
-        let heads = self
-            .buckets
-            .iter()
-            .map(|(Reverse(p), b)| (*p, b.iter().peekable()))
-            .collect();
-        Ordered {
-            heads,
-            now,
-            aging_ms: aging_secs as u64 * 1000,
-        }
+        let heads = self.buckets.iter().map(|(Reverse(p), b)| (*p, b.iter().peekable())).collect();
+        Ordered { heads, now, aging_ms: aging_secs as u64 * 1000 }
     }
 
     /// When the longest-waiting caller joined, for the longest-wait figure.
     pub fn oldest_entered(&self) -> Option<Time> {
-        self.buckets
-            .values()
-            .flat_map(|b| b.values().map(|e| e.entered))
-            .min()
+        self.buckets.values().flat_map(|b| b.values().map(|e| e.entered)).min()
     }
 }
 
@@ -129,22 +112,13 @@ mod tests {
     fn line(entries: &[(i32, u64, u64)]) -> WaitingLine {
         let mut l = WaitingLine::default();
         for &(p, seq, entered) in entries {
-            l.insert(
-                p,
-                seq,
-                Entry {
-                    call: CallId(seq),
-                    entered: Time::from_secs(entered),
-                },
-            );
+            l.insert(p, seq, Entry { call: CallId(seq), entered: Time::from_secs(entered) });
         }
         l
     }
 
     fn order(l: &WaitingLine, now: u64, aging: u32) -> Vec<u64> {
-        l.iter(Time::from_secs(now), aging)
-            .map(|e| e.call.0)
-            .collect()
+        l.iter(Time::from_secs(now), aging).map(|e| e.call.0).collect()
     }
 
     #[test]
@@ -157,11 +131,7 @@ mod tests {
     fn aging_lets_a_long_waiting_low_priority_caller_overtake() {
         // Priority 0 since t=0; a priority-2 caller arrives at t=90.
         let l = line(&[(0, 1, 0), (2, 2, 90)]);
-        assert_eq!(
-            order(&l, 90, 0),
-            vec![2, 1],
-            "without aging the VIP goes first"
-        );
+        assert_eq!(order(&l, 90, 0), vec![2, 1], "without aging the VIP goes first");
         // Aging +1 per 30 s: at t=90 caller 1 is at 0+3 = 3 > 2.
         assert_eq!(order(&l, 90, 30), vec![1, 2]);
         // At t=60 (pretend) caller 1 is at 2 and ties on priority: arrival decides.

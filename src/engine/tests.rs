@@ -24,13 +24,8 @@ impl H {
     /// An engine on `toml` (skills above prepended) with every agent
     /// registered, at t=0.
     fn new(toml: &str) -> H {
-        let cfg =
-            from_toml_str("test.toml", &format!("{SKILLS}\n{toml}")).expect("test config is valid");
-        let mut h = H {
-            e: Engine::new(&cfg, Time::ZERO),
-            actions: Vec::new(),
-            events: Vec::new(),
-        };
+        let cfg = from_toml_str("test.toml", &format!("{SKILLS}\n{toml}")).expect("test config is valid");
+        let mut h = H { e: Engine::new(&cfg, Time::ZERO), actions: Vec::new(), events: Vec::new() };
         let agents: Vec<AgentId> = h.e.agent_ids().collect();
         for a in agents {
             h.input(0, Input::AgentRegistered { agent: a }).unwrap();
@@ -69,41 +64,23 @@ impl H {
     fn call(&mut self, secs: u64, id: u64, queue: &str, priority: i32) {
         self.call_with(secs, id, queue, priority, vec![]);
     }
-    fn call_with(
-        &mut self,
-        secs: u64,
-        id: u64,
-        queue: &str,
-        priority: i32,
-        skills: Vec<(&str, u8)>,
-    ) {
+    fn call_with(&mut self, secs: u64, id: u64, queue: &str, priority: i32, skills: Vec<(&str, u8)>) {
         let nc = NewCall {
             id: CallId(id),
             queue: self.q(queue),
             caller: format!("+3584000{id}"),
             priority,
-            skills: skills
-                .into_iter()
-                .map(|(s, l)| (s.to_string(), l))
-                .collect(),
+            skills: skills.into_iter().map(|(s, l)| (s.to_string(), l)).collect(),
             attributes: vec![],
         };
         self.input(secs, Input::CallArrived(nc)).unwrap();
     }
     fn answer(&mut self, secs: u64, call: u64, agent: &str) {
         let agent = self.a(agent);
-        self.input(
-            secs,
-            Input::OfferAnswered {
-                call: CallId(call),
-                agent,
-            },
-        )
-        .unwrap();
+        self.input(secs, Input::OfferAnswered { call: CallId(call), agent }).unwrap();
     }
     fn end(&mut self, secs: u64, call: u64) {
-        self.input(secs, Input::CallEnded { call: CallId(call) })
-            .unwrap();
+        self.input(secs, Input::CallEnded { call: CallId(call) }).unwrap();
     }
     fn state(&self, agent: &str) -> AgentState {
         self.e.agent_state(self.a(agent)).unwrap().clone()
@@ -114,9 +91,7 @@ impl H {
             .actions
             .iter()
             .filter_map(|a| match a {
-                Action::Ring { call, agent, .. } => {
-                    Some((call.0, self.e.agent_name(*agent).to_string()))
-                }
+                Action::Ring { call, agent, .. } => Some((call.0, self.e.agent_name(*agent).to_string())),
                 _ => None,
             })
             .collect();
@@ -128,21 +103,16 @@ impl H {
             .actions
             .iter()
             .filter_map(|a| match a {
-                Action::CancelRing { call, agent } => {
-                    Some((call.0, self.e.agent_name(*agent).to_string()))
-                }
+                Action::CancelRing { call, agent } => Some((call.0, self.e.agent_name(*agent).to_string())),
                 _ => None,
             })
             .collect();
-        self.actions
-            .retain(|a| !matches!(a, Action::CancelRing { .. }));
+        self.actions.retain(|a| !matches!(a, Action::CancelRing { .. }));
         out
     }
     fn outcome(&self, call: u64) -> Option<Outcome> {
         self.events.iter().find_map(|e| match e {
-            Event::CallFinished {
-                call: c, outcome, ..
-            } if c.0 == call => Some(outcome.clone()),
+            Event::CallFinished { call: c, outcome, .. } if c.0 == call => Some(outcome.clone()),
             _ => None,
         })
     }
@@ -158,12 +128,7 @@ impl H {
     }
     fn skip_of(&self, d: &Decision, agent: &str) -> Option<Skip> {
         let a = self.a(agent);
-        d.candidates
-            .iter()
-            .find(|c| c.agent == a)
-            .unwrap()
-            .skipped
-            .clone()
+        d.candidates.iter().find(|c| c.agent == a).unwrap().skipped.clone()
     }
 }
 
@@ -175,14 +140,8 @@ fn agents(names: &[&str]) -> String {
 }
 
 fn queue(name: &str, strategy: &str, members: &[&str], extra: &str) -> String {
-    let m: Vec<String> = members
-        .iter()
-        .map(|a| format!("{{ agent = \"{a}\" }}"))
-        .collect();
-    format!(
-        "[[queue]]\nname = \"{name}\"\nstrategy = \"{strategy}\"\nmembers = [{}]\n{extra}\n",
-        m.join(", ")
-    )
+    let m: Vec<String> = members.iter().map(|a| format!("{{ agent = \"{a}\" }}")).collect();
+    format!("[[queue]]\nname = \"{name}\"\nstrategy = \"{strategy}\"\nmembers = [{}]\n{extra}\n", m.join(", "))
 }
 
 #[test]
@@ -195,38 +154,16 @@ fn ring_timeout_rolls_over_and_back_off_keeps_the_agent_away() {
     h.call(0, 1, "q", 0);
     assert_eq!(h.rings(), vec![(1, "anna".into())]);
     h.at(14);
-    assert!(
-        h.rings().is_empty(),
-        "nothing happens before the ring timeout"
-    );
+    assert!(h.rings().is_empty(), "nothing happens before the ring timeout");
     h.at(15);
-    assert_eq!(
-        h.cancels(),
-        vec![(1, "anna".into())],
-        "anna's ring is cancelled at 15 s"
-    );
+    assert_eq!(h.cancels(), vec![(1, "anna".into())], "anna's ring is cancelled at 15 s");
     assert_eq!(h.rings(), vec![(1, "ben".into())], "ben is offered at 15 s");
     let ben = h.a("ben");
-    h.input(
-        16,
-        Input::OfferRejected {
-            call: CallId(1),
-            agent: ben,
-            cause: RejectCause::Busy,
-        },
-    )
-    .unwrap();
+    h.input(16, Input::OfferRejected { call: CallId(1), agent: ben, cause: RejectCause::Busy }).unwrap();
     h.at(24);
-    assert!(
-        h.rings().is_empty(),
-        "anna is in back-off until 25 s, ben until 46 s"
-    );
+    assert!(h.rings().is_empty(), "anna is in back-off until 25 s, ben until 46 s");
     h.at(25);
-    assert_eq!(
-        h.rings(),
-        vec![(1, "anna".into())],
-        "anna again once her back-off ends"
-    );
+    assert_eq!(h.rings(), vec![(1, "anna".into())], "anna again once her back-off ends");
     assert!(matches!(h.outcome(1), None));
 }
 
@@ -239,11 +176,7 @@ fn auto_pause_after_consecutive_misses_shows_the_reason() {
     ));
     h.call(0, 1, "q", 0);
     h.at(10);
-    assert_eq!(
-        h.rings(),
-        vec![(1, "anna".into()), (1, "anna".into())],
-        "no back-off: rung again at once"
-    );
+    assert_eq!(h.rings(), vec![(1, "anna".into()), (1, "anna".into())], "no back-off: rung again at once");
     h.at(20);
     match h.state("anna") {
         AgentState::Paused { reason, .. } => {
@@ -255,11 +188,7 @@ fn auto_pause_after_consecutive_misses_shows_the_reason() {
     assert!(h.rings().is_empty(), "a paused agent is never rung");
     let anna = h.a("anna");
     h.input(101, Input::AgentReady { agent: anna }).unwrap();
-    assert_eq!(
-        h.rings(),
-        vec![(1, "anna".into())],
-        "ready again: the waiting caller is offered"
-    );
+    assert_eq!(h.rings(), vec![(1, "anna".into())], "ready again: the waiting caller is offered");
 }
 
 #[test]
@@ -271,42 +200,19 @@ fn answered_call_wraps_up_then_agent_is_available_again() {
     ));
     h.call(0, 1, "q", 0);
     h.answer(3, 1, "anna");
-    assert!(h.actions.contains(&Action::Bridge {
-        call: CallId(1),
-        agent: h.a("anna")
-    }));
+    assert!(h.actions.contains(&Action::Bridge { call: CallId(1), agent: h.a("anna") }));
     assert!(h.actions.contains(&Action::StopHold { call: CallId(1) }));
     h.end(63, 1);
-    assert_eq!(
-        h.state("anna"),
-        AgentState::WrapUp {
-            until: Time::from_secs(93)
-        }
-    );
+    assert_eq!(h.state("anna"), AgentState::WrapUp { until: Time::from_secs(93) });
     assert_eq!(h.outcome(1), Some(Outcome::Answered { agent: h.a("anna") }));
     h.rings();
     h.call(64, 2, "q", 0);
-    assert_eq!(
-        h.rings(),
-        vec![(2, "cleo".into())],
-        "anna is in wrap-up: cleo gets it"
-    );
+    assert_eq!(h.rings(), vec![(2, "cleo".into())], "anna is in wrap-up: cleo gets it");
     h.answer(65, 2, "cleo");
     h.end(70, 2);
-    assert_eq!(
-        h.state("cleo"),
-        AgentState::WrapUp {
-            until: Time::from_secs(72)
-        },
-        "cleo's own wrap-up"
-    );
+    assert_eq!(h.state("cleo"), AgentState::WrapUp { until: Time::from_secs(72) }, "cleo's own wrap-up");
     h.at(93);
-    assert_eq!(
-        h.state("anna"),
-        AgentState::Available {
-            since: Time::from_secs(93)
-        }
-    );
+    assert_eq!(h.state("anna"), AgentState::Available { since: Time::from_secs(93) });
 }
 
 #[test]
@@ -317,17 +223,9 @@ fn never_offered_while_paused_logged_out_or_unregistered() {
         agents(&["anna", "ben", "cleo", "dora"])
     ));
     let (anna, ben, cleo) = (h.a("anna"), h.a("ben"), h.a("cleo"));
-    h.input(
-        0,
-        Input::AgentPause {
-            agent: anna,
-            reason: "lunch".into(),
-        },
-    )
-    .unwrap();
+    h.input(0, Input::AgentPause { agent: anna, reason: "lunch".into() }).unwrap();
     h.input(0, Input::AgentLogout { agent: ben }).unwrap();
-    h.input(0, Input::AgentUnregistered { agent: cleo })
-        .unwrap();
+    h.input(0, Input::AgentUnregistered { agent: cleo }).unwrap();
     h.call(1, 1, "q", 0);
     assert_eq!(h.rings(), vec![(1, "dora".into())]);
     let d = h.last_decision();
@@ -379,11 +277,7 @@ fn strategies_pick_as_admins_expect() {
         agents(&["a1", "a2", "a3"])
     ));
     h.call(1, 1, "q", 0);
-    assert_eq!(
-        h.rings()[0].1,
-        "a1",
-        "all idle since 0: member order breaks the tie"
-    );
+    assert_eq!(h.rings()[0].1, "a1", "all idle since 0: member order breaks the tie");
     h.answer(1, 1, "a1");
     h.end(5, 1);
     h.call(6, 2, "q", 0);
@@ -408,48 +302,21 @@ fn strategies_pick_as_admins_expect() {
 
 #[test]
 fn ring_all_first_answer_wins_and_the_others_are_cancelled() {
-    let mut h = H::new(&format!(
-        "{}{}",
-        queue("q", "ring-all", &["a1", "a2", "a3"], ""),
-        agents(&["a1", "a2", "a3"])
-    ));
+    let mut h = H::new(&format!("{}{}", queue("q", "ring-all", &["a1", "a2", "a3"], ""), agents(&["a1", "a2", "a3"])));
     let a3 = h.a("a3");
-    h.input(
-        0,
-        Input::AgentPause {
-            agent: a3,
-            reason: "training".into(),
-        },
-    )
-    .unwrap();
+    h.input(0, Input::AgentPause { agent: a3, reason: "training".into() }).unwrap();
     h.call(1, 1, "q", 0);
-    assert_eq!(
-        h.rings(),
-        vec![(1, "a1".into()), (1, "a2".into())],
-        "every eligible agent rings"
-    );
+    assert_eq!(h.rings(), vec![(1, "a1".into()), (1, "a2".into())], "every eligible agent rings");
     h.answer(2, 1, "a2");
     assert_eq!(h.cancels(), vec![(1, "a1".into())]);
     assert!(matches!(h.state("a1"), AgentState::Available { .. }));
     // A 200 OK from a1 racing the CANCEL is refused so the shell ACKs and BYEs it.
     let a1 = h.a("a1");
     assert_eq!(
-        h.input(
-            2,
-            Input::OfferAnswered {
-                call: CallId(1),
-                agent: a1
-            }
-        ),
-        Err(EngineError::NoSuchOffer {
-            call: CallId(1),
-            agent: a1
-        })
+        h.input(2, Input::OfferAnswered { call: CallId(1), agent: a1 }),
+        Err(EngineError::NoSuchOffer { call: CallId(1), agent: a1 })
     );
-    assert!(
-        matches!(h.state("a1"), AgentState::Available { .. }),
-        "the late answer changed nothing"
-    );
+    assert!(matches!(h.state("a1"), AgentState::Available { .. }), "the late answer changed nothing");
 }
 
 #[test]
@@ -460,14 +327,7 @@ fn weighted_random_and_random_only_pick_eligible_agents() {
         agents(&["a1", "a2", "a3"])
     ));
     let a2 = h.a("a2");
-    h.input(
-        0,
-        Input::AgentPause {
-            agent: a2,
-            reason: "x".into(),
-        },
-    )
-    .unwrap();
+    h.input(0, Input::AgentPause { agent: a2, reason: "x".into() }).unwrap();
     let mut seen = std::collections::BTreeSet::new();
     for i in 0..60 {
         h.call(i, i + 1, "q", 0);
@@ -482,55 +342,29 @@ fn weighted_random_and_random_only_pick_eligible_agents() {
 
 #[test]
 fn caller_abandons_while_ringing_and_the_agent_is_freed_without_penalty() {
-    let mut h = H::new(&format!(
-        "{}{}",
-        queue("q", "linear", &["anna"], ""),
-        agents(&["anna"])
-    ));
+    let mut h = H::new(&format!("{}{}", queue("q", "linear", &["anna"], ""), agents(&["anna"])));
     h.call(0, 1, "q", 0);
     h.rings();
-    h.input(4, Input::CallAbandoned { call: CallId(1) })
-        .unwrap();
+    h.input(4, Input::CallAbandoned { call: CallId(1) }).unwrap();
     assert_eq!(h.cancels(), vec![(1, "anna".into())]);
     assert_eq!(h.outcome(1), Some(Outcome::Abandoned));
     h.call(5, 2, "q", 0);
-    assert_eq!(
-        h.rings(),
-        vec![(2, "anna".into())],
-        "no back-off after a caller abandons"
-    );
+    assert_eq!(h.rings(), vec![(2, "anna".into())], "no back-off after a caller abandons");
     assert_eq!(h.e.call_count(), 1);
-    assert_eq!(
-        h.input(6, Input::CallAbandoned { call: CallId(1) }),
-        Err(EngineError::UnknownCall(CallId(1)))
-    );
+    assert_eq!(h.input(6, Input::CallAbandoned { call: CallId(1) }), Err(EngineError::UnknownCall(CallId(1))));
 }
 
 #[test]
 fn pause_or_logout_on_a_call_waits_for_the_call_to_end() {
-    let mut h = H::new(&format!(
-        "{}{}",
-        queue("q", "linear", &["anna", "ben"], ""),
-        agents(&["anna", "ben"])
-    ));
+    let mut h = H::new(&format!("{}{}", queue("q", "linear", &["anna", "ben"], ""), agents(&["anna", "ben"])));
     h.call(0, 1, "q", 0);
     h.answer(1, 1, "anna");
     h.call(1, 2, "q", 0);
     h.answer(1, 2, "ben");
     let (anna, ben) = (h.a("anna"), h.a("ben"));
-    h.input(
-        2,
-        Input::AgentPause {
-            agent: anna,
-            reason: "coffee".into(),
-        },
-    )
-    .unwrap();
+    h.input(2, Input::AgentPause { agent: anna, reason: "coffee".into() }).unwrap();
     h.input(2, Input::AgentLogout { agent: ben }).unwrap();
-    assert!(
-        matches!(h.state("anna"), AgentState::OnCall { .. }),
-        "the call goes on"
-    );
+    assert!(matches!(h.state("anna"), AgentState::OnCall { .. }), "the call goes on");
     h.end(9, 1);
     h.end(9, 2);
     assert!(matches!(h.state("anna"), AgentState::Paused { ref reason, .. } if reason == "coffee"));
@@ -539,11 +373,7 @@ fn pause_or_logout_on_a_call_waits_for_the_call_to_end() {
 
 #[test]
 fn logout_while_ringing_rolls_the_call_over() {
-    let mut h = H::new(&format!(
-        "{}{}",
-        queue("q", "linear", &["anna", "ben"], ""),
-        agents(&["anna", "ben"])
-    ));
+    let mut h = H::new(&format!("{}{}", queue("q", "linear", &["anna", "ben"], ""), agents(&["anna", "ben"])));
     h.call(0, 1, "q", 0);
     assert_eq!(h.rings(), vec![(1, "anna".into())]);
     let anna = h.a("anna");
@@ -554,37 +384,19 @@ fn logout_while_ringing_rolls_the_call_over() {
 
 #[test]
 fn vip_first_then_arrival_order_and_aging_prevents_starvation() {
-    let mut h = H::new(&format!(
-        "{}{}",
-        queue("q", "linear", &["anna"], "aging_secs = 60"),
-        agents(&["anna"])
-    ));
+    let mut h = H::new(&format!("{}{}", queue("q", "linear", &["anna"], "aging_secs = 60"), agents(&["anna"])));
     let anna = h.a("anna");
-    h.input(
-        0,
-        Input::AgentPause {
-            agent: anna,
-            reason: "x".into(),
-        },
-    )
-    .unwrap();
+    h.input(0, Input::AgentPause { agent: anna, reason: "x".into() }).unwrap();
     h.call(0, 1, "q", 0);
     h.call(10, 2, "q", 0);
     h.call(20, 3, "q", 5);
-    assert_eq!(
-        h.e.waiting(h.q("q")),
-        vec![CallId(3), CallId(1), CallId(2)],
-        "VIP first, then arrival"
-    );
+    assert_eq!(h.e.waiting(h.q("q")), vec![CallId(3), CallId(1), CallId(2)], "VIP first, then arrival");
     // At 400 s caller 1 has aged +6 (priority 6) and caller 3 +6 (11): VIP still first.
     h.at(400);
     assert_eq!(h.e.waiting(h.q("q"))[0], CallId(3));
     // A new VIP at 400 s (priority 5) is behind caller 1, who has waited 400 s (0+6).
     h.call(400, 4, "q", 5);
-    assert_eq!(
-        h.e.waiting(h.q("q")),
-        vec![CallId(3), CallId(1), CallId(2), CallId(4)]
-    );
+    assert_eq!(h.e.waiting(h.q("q")), vec![CallId(3), CallId(1), CallId(2), CallId(4)]);
     h.input(401, Input::AgentReady { agent: anna }).unwrap();
     assert_eq!(h.rings(), vec![(3, "anna".into())]);
 }
@@ -597,14 +409,7 @@ fn tiers_open_after_their_wait() {
         agents(&["senior", "backup"])
     ));
     let senior = h.a("senior");
-    h.input(
-        0,
-        Input::AgentPause {
-            agent: senior,
-            reason: "meeting".into(),
-        },
-    )
-    .unwrap();
+    h.input(0, Input::AgentPause { agent: senior, reason: "meeting".into() }).unwrap();
     h.call(0, 1, "q", 0);
     assert!(h.rings().is_empty(), "tier 2 is closed for the first 20 s");
     h.at(19);
@@ -645,24 +450,13 @@ skills = { lang.en = 3 }
 "#,
     );
     let eng = h.a("english");
-    h.input(
-        0,
-        Input::AgentPause {
-            agent: eng,
-            reason: "x".into(),
-        },
-    )
-    .unwrap();
+    h.input(0, Input::AgentPause { agent: eng, reason: "x".into() }).unwrap();
     h.call(0, 1, "fi", 0);
     assert!(h.rings().is_empty());
     h.at(29);
     assert!(h.rings().is_empty());
     h.at(30);
-    assert_eq!(
-        h.rings(),
-        vec![(1, "junior".into())],
-        "after 30 s level 2 is enough"
-    );
+    assert_eq!(h.rings(), vec![(1, "junior".into())], "after 30 s level 2 is enough");
     let d = h.last_decision();
     assert_eq!(h.skip_of(&d, "english"), Some(Skip::Paused("x".into())));
     // Junior does not answer; after 60 s an English speaker qualifies.
@@ -670,10 +464,7 @@ skills = { lang.en = 3 }
     h.input(31, Input::AgentLogout { agent: junior }).unwrap();
     h.input(31, Input::AgentReady { agent: eng }).unwrap();
     let d = h.last_decision_opt();
-    assert!(
-        d.is_none() || h.rings().is_empty(),
-        "english lacks lang.fi until 60 s"
-    );
+    assert!(d.is_none() || h.rings().is_empty(), "english lacks lang.fi until 60 s");
     h.at(60);
     assert_eq!(h.rings(), vec![(1, "english".into())]);
 }
@@ -712,102 +503,57 @@ skills = { billing = 3 }
     );
     h.call(0, 1, "b", 0);
     let d = h.last_decision();
-    assert_eq!(
-        h.skip_of(&d, "low"),
-        Some(Skip::SkillTooLow {
-            skill: "billing".into(),
-            has: 2,
-            needs: 3
-        })
-    );
-    assert_eq!(
-        h.skip_of(&d, "none"),
-        Some(Skip::SkillMissing {
-            skill: "billing".into()
-        })
-    );
+    assert_eq!(h.skip_of(&d, "low"), Some(Skip::SkillTooLow { skill: "billing".into(), has: 2, needs: 3 }));
+    assert_eq!(h.skip_of(&d, "none"), Some(Skip::SkillMissing { skill: "billing".into() }));
     assert_eq!(h.skip_of(&d, "ok"), None);
     assert_eq!(h.skip_of(&d, "ok2"), Some(Skip::NotChosen));
     let ok = h.a("ok");
-    h.input(
-        1,
-        Input::OfferRejected {
-            call: CallId(1),
-            agent: ok,
-            cause: RejectCause::Declined,
-        },
-    )
-    .unwrap();
+    h.input(1, Input::OfferRejected { call: CallId(1), agent: ok, cause: RejectCause::Declined }).unwrap();
     let d = h.last_decision();
-    assert_eq!(
-        h.skip_of(&d, "ok"),
-        Some(Skip::BackOff { remaining_ms: 5000 })
-    );
+    assert_eq!(h.skip_of(&d, "ok"), Some(Skip::BackOff { remaining_ms: 5000 }));
     assert_eq!(h.skip_of(&d, "ok2"), None);
 }
 
 #[test]
 fn a_call_needing_an_undeclared_skill_waits_and_says_why() {
-    let mut h = H::new(&format!(
-        "{}{}",
-        queue("q", "skills", &["anna"], ""),
-        agents(&["anna"])
-    ));
+    let mut h = H::new(&format!("{}{}", queue("q", "skills", &["anna"], ""), agents(&["anna"])));
     h.call_with(0, 1, "q", 0, vec![("lang.xx", 1)]);
     assert!(h.rings().is_empty());
     h.call(1, 2, "q", 0);
-    assert_eq!(
-        h.rings(),
-        vec![(2, "anna".into())],
-        "the next caller is not blocked behind it"
-    );
+    assert_eq!(h.rings(), vec![(2, "anna".into())], "the next caller is not blocked behind it");
 }
 
 #[test]
 fn max_wait_overflows_to_another_queue_then_to_a_uri() {
     let mut h = H::new(&format!(
         "{}{}{}",
-        queue(
-            "first",
-            "linear",
-            &["anna"],
-            "max_wait_secs = 30\noverflow = \"queue:second\""
-        ),
-        queue(
-            "second",
-            "linear",
-            &["anna"],
-            "max_wait_secs = 60\noverflow = \"sip:voicemail@pbx.example.com\""
-        ),
+        queue("first", "linear", &["anna"], "max_wait_secs = 30\noverflow = \"queue:second\""),
+        queue("second", "linear", &["anna"], "max_wait_secs = 60\noverflow = \"sip:voicemail@pbx.example.com\""),
         agents(&["anna"])
     ));
     let anna = h.a("anna");
-    h.input(
-        0,
-        Input::AgentPause {
-            agent: anna,
-            reason: "x".into(),
-        },
-    )
-    .unwrap();
+    h.input(0, Input::AgentPause { agent: anna, reason: "x".into() }).unwrap();
     h.call(0, 1, "first", 0);
     h.at(30);
-    assert!(h.events.iter().any(|e| matches!(e, Event::Overflowed { reason: OverflowReason::MaxWait, to, .. } if to == "queue:second")));
+    assert!(h
+        .events
+        .iter()
+        .any(|e| matches!(e, Event::Overflowed { reason: OverflowReason::MaxWait, to, .. } if to == "queue:second")));
     assert_eq!(h.e.waiting(h.q("second")), vec![CallId(1)]);
     assert!(h.e.waiting(h.q("first")).is_empty());
     h.at(89);
     assert_eq!(h.outcome(1), None);
+    h.actions.clear();
     h.at(90);
-    assert!(h.actions.contains(&Action::Transfer {
-        call: CallId(1),
-        uri: "sip:voicemail@pbx.example.com".into()
-    }));
     assert_eq!(
-        h.outcome(1),
-        Some(Outcome::Overflowed {
-            uri: "sip:voicemail@pbx.example.com".into()
-        })
+        h.actions,
+        vec![
+            Action::StopHold { call: CallId(1) },
+            Action::Transfer { call: CallId(1), uri: "sip:voicemail@pbx.example.com".into() }
+        ],
+        "music stops before the call is handed off"
     );
+    assert_eq!(h.outcome(1), Some(Outcome::Overflowed { uri: "sip:voicemail@pbx.example.com".into() }));
     assert_eq!(h.e.call_count(), 0);
     assert_eq!(h.e.timer_count(), 0, "no timer outlives its call");
 }
@@ -816,22 +562,16 @@ fn max_wait_overflows_to_another_queue_then_to_a_uri() {
 fn max_wait_overflow_while_ringing_cancels_the_ring() {
     let mut h = H::new(&format!(
         "{}{}",
-        queue(
-            "q",
-            "linear",
-            &["anna"],
-            "max_wait_secs = 10\nring_timeout_secs = 30\noverflow = \"reject:486\""
-        ),
+        queue("q", "linear", &["anna"], "max_wait_secs = 10\nring_timeout_secs = 30\noverflow = \"reject:486\""),
         agents(&["anna"])
     ));
     h.call(0, 1, "q", 0);
     h.rings();
     h.at(10);
     assert_eq!(h.cancels(), vec![(1, "anna".into())]);
-    assert!(h.actions.contains(&Action::Reject {
-        call: CallId(1),
-        status: 486
-    }));
+    let stop = h.actions.iter().position(|a| *a == Action::StopHold { call: CallId(1) });
+    let reject = h.actions.iter().position(|a| *a == Action::Reject { call: CallId(1), status: 486 });
+    assert!(stop.is_some() && stop < reject, "StopHold then Reject: {:?}", h.actions);
     assert_eq!(h.outcome(1), Some(Outcome::Rejected { status: 486 }));
     assert!(matches!(h.state("anna"), AgentState::Available { .. }));
 }
@@ -845,14 +585,7 @@ fn a_full_queue_answers_503_and_an_empty_one_480() {
         agents(&["anna", "ben"])
     ));
     let (anna, ben) = (h.a("anna"), h.a("ben"));
-    h.input(
-        0,
-        Input::AgentPause {
-            agent: anna,
-            reason: "x".into(),
-        },
-    )
-    .unwrap();
+    h.input(0, Input::AgentPause { agent: anna, reason: "x".into() }).unwrap();
     h.input(0, Input::AgentLogout { agent: ben }).unwrap();
     h.call(1, 1, "small", 0);
     h.call(2, 2, "small", 0);
@@ -875,14 +608,7 @@ fn cross_queue_oldest_caller_first_and_queue_weight() {
     for (policy, expect) in [("oldest-caller", 1), ("queue-weight", 2)] {
         let mut h = H::new(&cfg(policy));
         let anna = h.a("anna");
-        h.input(
-            0,
-            Input::AgentPause {
-                agent: anna,
-                reason: "x".into(),
-            },
-        )
-        .unwrap();
+        h.input(0, Input::AgentPause { agent: anna, reason: "x".into() }).unwrap();
         h.call(0, 1, "light", 0);
         h.call(10, 2, "heavy", 0);
         h.input(20, Input::AgentReady { agent: anna }).unwrap();
@@ -891,14 +617,7 @@ fn cross_queue_oldest_caller_first_and_queue_weight() {
     // Queue weight never starves: light's caller waited 200 s, heavy's 10 s (x10 = 100).
     let mut h = H::new(&cfg("queue-weight"));
     let anna = h.a("anna");
-    h.input(
-        0,
-        Input::AgentPause {
-            agent: anna,
-            reason: "x".into(),
-        },
-    )
-    .unwrap();
+    h.input(0, Input::AgentPause { agent: anna, reason: "x".into() }).unwrap();
     h.call(0, 1, "light", 0);
     h.call(190, 2, "heavy", 0);
     h.input(200, Input::AgentReady { agent: anna }).unwrap();
@@ -907,18 +626,13 @@ fn cross_queue_oldest_caller_first_and_queue_weight() {
 
 #[test]
 fn unregistering_while_ringing_rolls_over_and_registration_brings_the_agent_back() {
-    let mut h = H::new(&format!(
-        "{}{}",
-        queue("q", "linear", &["anna", "ben"], ""),
-        agents(&["anna", "ben"])
-    ));
+    let mut h = H::new(&format!("{}{}", queue("q", "linear", &["anna", "ben"], ""), agents(&["anna", "ben"])));
     let ben = h.a("ben");
     h.input(0, Input::AgentUnregistered { agent: ben }).unwrap();
     h.call(0, 1, "q", 0);
     assert_eq!(h.rings(), vec![(1, "anna".into())]);
     let anna = h.a("anna");
-    h.input(1, Input::AgentUnregistered { agent: anna })
-        .unwrap();
+    h.input(1, Input::AgentUnregistered { agent: anna }).unwrap();
     assert_eq!(h.cancels(), vec![(1, "anna".into())]);
     assert!(h.rings().is_empty(), "nobody registered");
     h.input(2, Input::AgentRegistered { agent: ben }).unwrap();
@@ -935,38 +649,18 @@ fn reload_keeps_callers_in_place_and_agents_in_their_state() {
             agents(&["anna", "ben"])
         )
     };
-    let mut h = H::new(&base(
-        "linear",
-        &queue("old", "linear", &["ben"], "overflow = \"queue:q\""),
-    ));
+    let mut h = H::new(&base("linear", &queue("old", "linear", &["ben"], "overflow = \"queue:q\"")));
     let (anna, ben) = (h.a("anna"), h.a("ben"));
     h.call(0, 1, "q", 0);
     h.answer(1, 1, "anna");
     h.end(10, 1);
-    h.input(
-        10,
-        Input::AgentPause {
-            agent: ben,
-            reason: "x".into(),
-        },
-    )
-    .unwrap();
+    h.input(10, Input::AgentPause { agent: ben, reason: "x".into() }).unwrap();
     h.call(11, 2, "q", 0);
     h.call(12, 3, "old", 0);
     h.call(13, 4, "q", 3);
-    let cfg = from_toml_str(
-        "new.toml",
-        &format!("{SKILLS}\n{}", base("round-robin", "")),
-    )
-    .unwrap();
+    let cfg = from_toml_str("new.toml", &format!("{SKILLS}\n{}", base("round-robin", ""))).unwrap();
     h.input(20, Input::ConfigReplaced(Box::new(cfg))).unwrap();
-    assert_eq!(
-        h.state("anna"),
-        AgentState::WrapUp {
-            until: Time::from_secs(70)
-        },
-        "wrap-up survives"
-    );
+    assert_eq!(h.state("anna"), AgentState::WrapUp { until: Time::from_secs(70) }, "wrap-up survives");
     assert!(matches!(h.state("ben"), AgentState::Paused { .. }));
     assert_eq!(
         h.e.waiting(h.q("q")),
@@ -977,61 +671,30 @@ fn reload_keeps_callers_in_place_and_agents_in_their_state() {
     assert_eq!(h.e.call_count(), 3, "nobody lost");
     h.rings();
     h.input(21, Input::AgentReady { agent: ben }).unwrap();
-    assert_eq!(
-        h.rings(),
-        vec![(4, "ben".into())],
-        "the VIP first, under the new strategy"
-    );
+    assert_eq!(h.rings(), vec![(4, "ben".into())], "the VIP first, under the new strategy");
     let _ = anna;
 }
 
 #[test]
 fn time_going_backwards_is_refused() {
-    let mut h = H::new(&format!(
-        "{}{}",
-        queue("q", "linear", &["anna"], ""),
-        agents(&["anna"])
-    ));
+    let mut h = H::new(&format!("{}{}", queue("q", "linear", &["anna"], ""), agents(&["anna"])));
     h.at(10);
     assert_eq!(
         h.e.handle_timeout(Time::from_secs(5)),
-        Err(EngineError::TimeWentBackwards {
-            now: Time::from_secs(5),
-            last: Time::from_secs(10)
-        })
+        Err(EngineError::TimeWentBackwards { now: Time::from_secs(5), last: Time::from_secs(10) })
     );
 }
 
 #[test]
 fn duplicate_call_and_unknown_queue_are_refused_without_side_effects() {
-    let mut h = H::new(&format!(
-        "{}{}",
-        queue("q", "linear", &["anna"], ""),
-        agents(&["anna"])
-    ));
+    let mut h = H::new(&format!("{}{}", queue("q", "linear", &["anna"], ""), agents(&["anna"])));
     h.call(0, 1, "q", 0);
     h.clear();
-    let dup = NewCall {
-        id: CallId(1),
-        queue: h.q("q"),
-        caller: "x".into(),
-        priority: 0,
-        skills: vec![],
-        attributes: vec![],
-    };
-    assert_eq!(
-        h.input(1, Input::CallArrived(dup.clone())),
-        Err(EngineError::DuplicateCall(CallId(1)))
-    );
-    let bad = NewCall {
-        id: CallId(2),
-        queue: QueueId(99),
-        ..dup
-    };
-    assert_eq!(
-        h.input(1, Input::CallArrived(bad)),
-        Err(EngineError::UnknownQueue(QueueId(99)))
-    );
+    let dup =
+        NewCall { id: CallId(1), queue: h.q("q"), caller: "x".into(), priority: 0, skills: vec![], attributes: vec![] };
+    assert_eq!(h.input(1, Input::CallArrived(dup.clone())), Err(EngineError::DuplicateCall(CallId(1))));
+    let bad = NewCall { id: CallId(2), queue: QueueId(99), ..dup };
+    assert_eq!(h.input(1, Input::CallArrived(bad)), Err(EngineError::UnknownQueue(QueueId(99))));
     assert!(h.actions.is_empty() && h.events.is_empty());
 }
 
@@ -1050,7 +713,14 @@ fn a_removed_queue_without_overflow_keeps_its_callers_until_served() {
     let one = format!("{SKILLS}\n{}{}", queue("other", "linear", &["anna"], ""), agents(&["anna"]));
     h.input(2, Input::ConfigReplaced(Box::new(from_toml_str("new.toml", &one).unwrap()))).unwrap();
     assert_eq!(h.outcome(1), None, "the caller is not dropped");
-    let nc = NewCall { id: CallId(2), queue: h.q("stay"), caller: "x".into(), priority: 0, skills: vec![], attributes: vec![] };
+    let nc = NewCall {
+        id: CallId(2),
+        queue: h.q("stay"),
+        caller: "x".into(),
+        priority: 0,
+        skills: vec![],
+        attributes: vec![],
+    };
     assert_eq!(h.input(3, Input::CallArrived(nc)), Err(EngineError::QueueClosed("stay".into())));
     h.input(4, Input::AgentReady { agent: anna }).unwrap();
     assert_eq!(h.rings(), vec![(1, "anna".into())], "served by the queue's last members");

@@ -82,10 +82,7 @@ mod tests {
         t.set(k, Time(1000));
         assert_eq!(t.next(), Some(Time(900)));
         assert_eq!(t.pop_due(Time(800)), None);
-        assert_eq!(
-            t.pop_due(Time(950)),
-            Some((Time(900), TimerKind::MaxWait(CallId(2))))
-        );
+        assert_eq!(t.pop_due(Time(950)), Some((Time(900), TimerKind::MaxWait(CallId(2)))));
         t.cancel(k);
         assert_eq!(t.next(), None);
         assert_eq!(t.len(), 0);

@@ -79,10 +79,7 @@ impl RejectCause {
     /// Whether this counts toward auto-pause: the person or phone was not
     /// there. Busy and declined are deliberate and only back off.
     pub fn is_miss(self) -> bool {
-        matches!(
-            self,
-            RejectCause::NoAnswer | RejectCause::Unavailable | RejectCause::Unreachable
-        )
+        matches!(self, RejectCause::NoAnswer | RejectCause::Unavailable | RejectCause::Unreachable)
     }
     pub fn name(self) -> &'static str {
         match self {
@@ -273,10 +270,7 @@ pub struct Decision {
 
 impl Decision {
     pub fn chosen(&self) -> impl Iterator<Item = AgentId> + '_ {
-        self.candidates
-            .iter()
-            .filter(|c| c.skipped.is_none())
-            .map(|c| c.agent)
+        self.candidates.iter().filter(|c| c.skipped.is_none()).map(|c| c.agent)
     }
 }
 
