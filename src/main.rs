@@ -62,12 +62,19 @@ fn main() -> ExitCode {
                 }
             };
             rt.block_on(async {
+                let shutdown = match shutdown_signal() {
+                    Ok(f) => f,
+                    Err(e) => {
+                        eprintln!("acd: cannot install signal handlers: {e}");
+                        return ExitCode::FAILURE;
+                    }
+                };
                 let (_tx, rx) = tokio::sync::mpsc::channel(1024);
                 tracing::info!("acd running on {}; Ctrl-C to stop", path.display());
-                acd::shell::run_engine(cfg, rx, shutdown_signal()).await;
+                acd::shell::run_engine(cfg, rx, shutdown).await;
                 tracing::info!("acd stopped");
-            });
-            ExitCode::SUCCESS
+                ExitCode::SUCCESS
+            })
         }
     }
 }
@@ -83,24 +90,25 @@ fn init_tracing() {
     tracing_subscriber::fmt().with_env_filter(filter).with_target(false).init();
 }
 
-async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        let mut term = match signal(SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-                return;
-            }
-        };
+/// Installs the SIGINT / SIGTERM handlers now (so a signal that arrives
+/// right after start-up is not lost) and returns the future that resolves
+/// on the first of them.
+#[cfg(unix)]
+fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut term = signal(SignalKind::terminate())?;
+    Ok(async move {
         tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
+            _ = int.recv() => {}
             _ = term.recv() => {}
         }
-    }
-    #[cfg(not(unix))]
-    {
+    })
+}
+
+#[cfg(not(unix))]
+fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
+    Ok(async {
         let _ = tokio::signal::ctrl_c().await;
-    }
+    })
 }

@@ -71,7 +71,9 @@ use crate::config::{
 use order::{Entry, WaitingLine};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use rustc_hash::FxHashMap as HashMap;
+use std::collections::{BTreeSet, VecDeque};
+use std::sync::Arc;
 use std::time::Duration;
 use timer::Timers;
 use tracing::debug;
@@ -157,14 +159,51 @@ struct Agent {
     levels: Vec<u8>,
     skill_count: u32,
     wrap_up_secs: Option<u32>,
-    queues: Vec<QueueId>,
+    /// Queues the agent serves, with the agent's member index in each.
+    queues: Vec<(QueueId, u32)>,
     backoff_until: Time,
     misses: u32,
     after_call: Option<AfterCall>,
     idle_since: Time,
 }
 
+/// An agent's standing for routing, one byte per agent in a dense array so
+/// that scanning hundreds of members touches little memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Tag {
+    Gone,
+    LoggedOut,
+    Paused,
+    WrapUp,
+    Ringing,
+    OnCall,
+    Unregistered,
+    Available,
+}
+
+/// Why a member cannot take a call, without allocating; see `Engine::explain`.
+#[derive(Debug, Clone, Copy)]
+enum Why {
+    Tag(Tag),
+    BackOff(u64),
+    TierClosed(u32, u64),
+    SkillMissing(SkillId),
+    SkillTooLow(SkillId, u8, u8),
+}
+
 impl Agent {
+    fn tag(&self) -> Tag {
+        match self.state {
+            _ if self.removed => Tag::Gone,
+            AgentState::LoggedOut => Tag::LoggedOut,
+            AgentState::Paused { .. } => Tag::Paused,
+            AgentState::WrapUp { .. } => Tag::WrapUp,
+            AgentState::Ringing { .. } => Tag::Ringing,
+            AgentState::OnCall { .. } => Tag::OnCall,
+            AgentState::Available { .. } if !self.registered => Tag::Unregistered,
+            AgentState::Available { .. } => Tag::Available,
+        }
+    }
     fn level(&self, s: SkillId) -> u8 {
         self.levels.get(s.0 as usize).copied().unwrap_or(0)
     }
@@ -198,6 +237,16 @@ struct Queue {
 }
 
 impl Queue {
+    /// `(relaxation steps applied, tier rules open)` after waiting `waited`
+    /// ms. Both lists are sorted by time (validation guarantees it), so two
+    /// calls at the same stage have the same requirements and open tiers.
+    fn stage(&self, waited: u64) -> (usize, usize) {
+        (
+            self.relax.partition_point(|s| s.after_ms <= waited),
+            self.cfg.tiers.partition_point(|(_, s)| *s as u64 * 1000 <= waited),
+        )
+    }
+
     /// Wait after which members of `tier` may be offered a call: the latest
     /// opening among rules for this tier and every lower one.
     fn tier_open_ms(&self, tier: u32) -> u64 {
@@ -218,7 +267,7 @@ struct Call {
     priority: i32,
     own: Vec<Req>,
     /// The first undeclared skill the call asked for, for decision records.
-    undeclared_skill: Option<String>,
+    undeclared_skill: Option<Arc<str>>,
     /// When the caller reached acd (cross-queue age, reported wait).
     arrived: Time,
     /// When the caller joined the current queue (tiers, relaxation, aging, max wait).
@@ -246,9 +295,12 @@ pub struct Engine {
     settings: EngineSettings,
     now: Time,
     rng: ChaCha8Rng,
-    skills: Vec<String>,
+    skills: Vec<Arc<str>>,
     skill_ids: HashMap<String, SkillId>,
     agents: Vec<Agent>,
+    /// `agents[i].tag()`, kept in step by every change of state,
+    /// registration or removal.
+    tags: Vec<Tag>,
     agent_ids: HashMap<String, AgentId>,
     queues: Vec<Queue>,
     queue_ids: HashMap<String, QueueId>,
@@ -272,12 +324,13 @@ impl Engine {
             now,
             rng: ChaCha8Rng::seed_from_u64(config.engine.seed),
             skills: Vec::new(),
-            skill_ids: HashMap::new(),
+            skill_ids: HashMap::default(),
             agents: Vec::new(),
-            agent_ids: HashMap::new(),
+            tags: Vec::new(),
+            agent_ids: HashMap::default(),
             queues: Vec::new(),
-            queue_ids: HashMap::new(),
-            calls: HashMap::new(),
+            queue_ids: HashMap::default(),
+            calls: HashMap::default(),
             timers: Timers::default(),
             available: BTreeSet::new(),
             dirty: BTreeSet::new(),
@@ -439,7 +492,7 @@ impl Engine {
             let skill = match self.skill_ids.get(name) {
                 Some(id) => *id,
                 None => {
-                    undeclared_skill.get_or_insert_with(|| name.clone());
+                    undeclared_skill.get_or_insert_with(|| Arc::from(name.as_str()));
                     SkillId::UNDECLARED
                 }
             };
@@ -782,12 +835,13 @@ impl Engine {
             self.timers.cancel(TimerKind::WrapUpEnd(a));
         }
         agent.state = next;
+        self.tags[a.0 as usize] = agent.tag();
         let to = agent.state.name();
         let now_dispatchable = agent.dispatchable();
         if now_dispatchable {
             self.available.insert(a);
             if !was {
-                self.dirty.extend(agent.queues.iter().copied());
+                self.dirty.extend(agent.queues.iter().map(|(q, _)| *q));
             }
         } else {
             self.available.remove(&a);
@@ -857,10 +911,11 @@ impl Engine {
             return Ok(());
         }
         agent.registered = registered;
+        self.tags[a.0 as usize] = agent.tag();
         debug!(agent = %agent.name, registered, "registration changed");
         if agent.dispatchable() {
             self.available.insert(a);
-            self.dirty.extend(agent.queues.iter().copied());
+            self.dirty.extend(agent.queues.iter().map(|(q, _)| *q));
         } else {
             self.available.remove(&a);
         }
@@ -890,7 +945,7 @@ impl Engine {
                 let agent = &mut self.agents[a.0 as usize];
                 agent.backoff_until = Time::ZERO;
                 if agent.dispatchable() {
-                    self.dirty.extend(agent.queues.iter().copied());
+                    self.dirty.extend(agent.queues.iter().map(|(q, _)| *q));
                 }
             }
             TimerKind::CallStep(c) => {
@@ -980,44 +1035,76 @@ impl Engine {
 
     /// The first call of `q` in service order that an eligible agent can take
     /// now, with those agents (member indices, in member order).
+    ///
+    /// The hot path of routing. Callers without skills of their own whose
+    /// wait puts them at the same relaxation step and tier opening have the
+    /// same eligible agents (agent state and back-off do not depend on the
+    /// call), so once one such caller found nobody, the others are skipped
+    /// without checking agents again.
     fn find_candidate(&self, q: QueueId) -> Option<(CallId, Vec<usize>)> {
         let queue = &self.queues[q.0 as usize];
         if queue.line.is_empty() {
             return None;
         }
-        let avail: Vec<usize> = (0..queue.members.len())
-            .filter(|&i| self.agents[queue.members[i].agent.0 as usize].dispatchable())
-            .collect();
+        let avail: Vec<usize> = if self.available.len() < queue.members.len() {
+            let mut v: Vec<usize> = self
+                .available
+                .iter()
+                .filter_map(|a| {
+                    let agent = &self.agents[a.0 as usize];
+                    agent.queues.iter().find(|(x, _)| *x == q).map(|(_, m)| *m as usize)
+                })
+                .collect();
+            v.sort_unstable();
+            v
+        } else {
+            (0..queue.members.len())
+                .filter(|&m| self.tags[queue.members[m].agent.0 as usize] == Tag::Available)
+                .collect()
+        };
         if avail.is_empty() {
             return None;
         }
-        let mut reqs = Vec::new();
+        let mut buf = Vec::new();
+        let mut failed: Vec<(usize, usize)> = Vec::new();
         for e in queue.line.iter(self.now, queue.cfg.aging_secs) {
             let call = &self.calls[&e.call];
             if call.state != CallState::Waiting {
                 continue;
             }
-            self.requirements(queue, call, &mut reqs);
+            let waited = self.now.since(e.entered).as_millis() as u64;
+            let stage = queue.stage(waited);
+            if call.own.is_empty() && failed.contains(&stage) {
+                continue;
+            }
+            let reqs = self.requirements(queue, call, waited, &mut buf);
             let eligible: Vec<usize> =
-                avail.iter().copied().filter(|&m| self.check_member(queue, m, call, &reqs).is_ok()).collect();
+                avail.iter().copied().filter(|&m| self.check(queue, m, waited, reqs).is_ok()).collect();
             if !eligible.is_empty() {
                 return Some((e.call, eligible));
+            }
+            if call.own.is_empty() {
+                failed.push(stage);
             }
         }
         None
     }
 
-    /// The call's skill requirements now: the queue's and the call's own
-    /// (the higher level wins), with every relaxation step due applied.
-    fn requirements(&self, queue: &Queue, call: &Call, out: &mut Vec<Req>) {
+    /// The call's skill requirements after waiting `waited` ms: the queue's
+    /// and the call's own (the higher level wins), with every relaxation step
+    /// due applied. Borrows the queue's list when nothing changes it.
+    fn requirements<'a>(&self, queue: &'a Queue, call: &Call, waited: u64, out: &'a mut Vec<Req>) -> &'a [Req] {
+        let steps = queue.stage(waited).0;
+        if call.own.is_empty() && steps == 0 {
+            return &queue.required;
+        }
         out.clear();
         out.extend_from_slice(&queue.required);
         for r in &call.own {
             let have = out.iter().find(|x| x.skill == r.skill).map_or(0, |x| x.min);
             upsert(out, Req { skill: r.skill, min: r.min.max(have) });
         }
-        let waited = self.now.since(call.entered).as_millis() as u64;
-        for step in queue.relax.iter().take_while(|s| s.after_ms <= waited) {
+        for step in &queue.relax[..steps] {
             for s in &step.set {
                 if let Some(x) = out.iter_mut().find(|x| x.skill == s.skill) {
                     x.min = s.min;
@@ -1028,46 +1115,59 @@ impl Engine {
                 upsert(out, *a);
             }
         }
+        out
     }
 
-    /// Whether member `m` of `queue` may be offered `call` now, and if not why.
-    fn check_member(&self, queue: &Queue, m: usize, call: &Call, reqs: &[Req]) -> Result<(), Skip> {
+    /// Whether member `m` of `queue` may be offered a call that has waited
+    /// `waited` ms and needs `reqs`. Allocation-free; [`Engine::explain`]
+    /// turns a refusal into words for the decision record.
+    fn check(&self, queue: &Queue, m: usize, waited: u64, reqs: &[Req]) -> Result<(), Why> {
         let member = &queue.members[m];
+        let tag = self.tags[member.agent.0 as usize];
+        if tag != Tag::Available {
+            return Err(Why::Tag(tag));
+        }
         let agent = &self.agents[member.agent.0 as usize];
-        match &agent.state {
-            _ if agent.removed => return Err(Skip::LoggedOut),
-            AgentState::LoggedOut => return Err(Skip::LoggedOut),
-            AgentState::Paused { reason, .. } => return Err(Skip::Paused(reason.clone())),
-            AgentState::WrapUp { .. } => return Err(Skip::WrapUp),
-            AgentState::Ringing { .. } => return Err(Skip::Ringing),
-            AgentState::OnCall { .. } => return Err(Skip::OnCall),
-            AgentState::Available { .. } => {}
-        }
-        if !agent.registered {
-            return Err(Skip::Unregistered);
-        }
         if agent.backoff_until > self.now {
-            return Err(Skip::BackOff { remaining_ms: agent.backoff_until.0 - self.now.0 });
+            return Err(Why::BackOff(agent.backoff_until.0 - self.now.0));
         }
         let open = queue.tier_open_ms(member.tier);
-        let waited = self.now.since(call.entered).as_millis() as u64;
         if waited < open {
-            return Err(Skip::TierClosed { tier: member.tier, opens_in_ms: open - waited });
+            return Err(Why::TierClosed(member.tier, open - waited));
         }
         for r in reqs {
             let has = agent.level(r.skill);
             if has == 0 {
-                let skill = match r.skill {
-                    SkillId::UNDECLARED => call.undeclared_skill.clone().unwrap_or_default(),
-                    s => self.skills[s.0 as usize].clone(),
-                };
-                return Err(Skip::SkillMissing { skill });
+                return Err(Why::SkillMissing(r.skill));
             }
             if has < r.min {
-                return Err(Skip::SkillTooLow { skill: self.skills[r.skill.0 as usize].clone(), has, needs: r.min });
+                return Err(Why::SkillTooLow(r.skill, has, r.min));
             }
         }
         Ok(())
+    }
+
+    fn explain(&self, a: AgentId, call: &Call, why: Why) -> Skip {
+        let skill = |s: SkillId| match s {
+            SkillId::UNDECLARED => call.undeclared_skill.clone().unwrap_or_else(|| Arc::from("")),
+            s => self.skills[s.0 as usize].clone(),
+        };
+        match why {
+            Why::Tag(Tag::Gone | Tag::LoggedOut) => Skip::LoggedOut,
+            Why::Tag(Tag::Paused) => match &self.agents[a.0 as usize].state {
+                AgentState::Paused { reason, .. } => Skip::Paused(reason.clone()),
+                _ => Skip::Paused(String::new()),
+            },
+            Why::Tag(Tag::WrapUp) => Skip::WrapUp,
+            Why::Tag(Tag::Ringing) => Skip::Ringing,
+            Why::Tag(Tag::OnCall) => Skip::OnCall,
+            Why::Tag(Tag::Unregistered) => Skip::Unregistered,
+            Why::Tag(Tag::Available) => Skip::NotChosen,
+            Why::BackOff(remaining_ms) => Skip::BackOff { remaining_ms },
+            Why::TierClosed(tier, opens_in_ms) => Skip::TierClosed { tier, opens_in_ms },
+            Why::SkillMissing(s) => Skip::SkillMissing { skill: skill(s) },
+            Why::SkillTooLow(s, has, needs) => Skip::SkillTooLow { skill: skill(s), has, needs },
+        }
     }
 
     /// Picks the agent(s) among `eligible` members by the queue's strategy,
@@ -1103,8 +1203,9 @@ impl Engine {
                 .expect("pool is not empty"),
             Strategy::LongestIdle => pool.iter().copied().min_by_key(|&m| (idle(m), m)).expect("pool is not empty"),
             Strategy::Priority | Strategy::Skills => {
-                let mut reqs = Vec::new();
-                self.requirements(queue, &self.calls[&c], &mut reqs);
+                let mut buf = Vec::new();
+                let call = &self.calls[&c];
+                let reqs = self.requirements(queue, call, self.now.since(call.entered).as_millis() as u64, &mut buf);
                 let key = |m: usize| -> (u64, Time, usize) {
                     let agent = &self.agents[queue.members[m].agent.0 as usize];
                     let first = match queue.cfg.tie_break {
@@ -1130,19 +1231,32 @@ impl Engine {
         let queue = &self.queues[q.0 as usize];
         let call = &self.calls[&c];
         let min_tier = chosen.iter().map(|&m| queue.members[m].tier).min().unwrap_or(1);
-        let mut reqs = Vec::new();
-        self.requirements(queue, call, &mut reqs);
-        let candidates = (0..queue.members.len())
-            .map(|m| {
-                let tier = queue.members[m].tier;
-                let skipped = if chosen.contains(&m) {
-                    None
-                } else if eligible.contains(&m) {
-                    Some(if tier > min_tier { Skip::LowerTierFirst { tier } } else { Skip::NotChosen })
-                } else {
-                    Some(self.check_member(queue, m, call, &reqs).err().unwrap_or(Skip::NotChosen))
+        let waited = now.since(call.entered).as_millis() as u64;
+        let mut buf = Vec::new();
+        let reqs = self.requirements(queue, call, waited, &mut buf);
+        // 0: not eligible, 1: eligible, 2: chosen (both lists are short or sorted).
+        let mut mark = vec![0u8; queue.members.len()];
+        for &m in &eligible {
+            mark[m] = 1;
+        }
+        for &m in &chosen {
+            mark[m] = 2;
+        }
+        let candidates = queue
+            .members
+            .iter()
+            .enumerate()
+            .map(|(m, member)| {
+                let skipped = match mark[m] {
+                    2 => None,
+                    1 if member.tier > min_tier => Some(Skip::LowerTierFirst { tier: member.tier }),
+                    1 => Some(Skip::NotChosen),
+                    _ => Some(match self.check(queue, m, waited, reqs) {
+                        Err(why) => self.explain(member.agent, call, why),
+                        Ok(()) => Skip::NotChosen,
+                    }),
                 };
-                Candidate { agent: queue.members[m].agent, skipped }
+                Candidate { agent: member.agent, skipped }
             })
             .collect();
         let decision = Decision { strategy: queue.cfg.strategy, candidates };
@@ -1167,7 +1281,7 @@ impl Engine {
             return *id;
         }
         let id = SkillId(self.skills.len() as u16);
-        self.skills.push(name.to_string());
+        self.skills.push(Arc::from(name));
         self.skill_ids.insert(name.to_string(), id);
         id
     }
@@ -1209,6 +1323,7 @@ impl Engine {
                 _ => self.set_state(a, AgentState::LoggedOut, "removed from config"),
             }
             self.agents[i].removed = true;
+            self.tags[i] = Tag::Gone;
             self.available.remove(&a);
         }
         // Queues.
@@ -1301,8 +1416,8 @@ impl Engine {
                 continue;
             }
             self.dirty.insert(q);
-            for m in &queue.members {
-                self.agents[m.agent.0 as usize].queues.push(q);
+            for (i, m) in queue.members.iter().enumerate() {
+                self.agents[m.agent.0 as usize].queues.push((q, i as u32));
             }
         }
 
@@ -1329,6 +1444,7 @@ impl Engine {
                     // Back in the config: starts over as a new agent would.
                     agent.removed = false;
                     agent.after_call = None;
+                    self.tags[a.0 as usize] = agent.tag();
                     if ac.auto_login && agent.state == AgentState::LoggedOut {
                         agent.idle_since = now;
                         self.set_state(a, AgentState::Available { since: now }, "re-added by reload");
@@ -1352,6 +1468,7 @@ impl Engine {
                     after_call: None,
                     idle_since: now,
                 });
+                self.tags.push(Tag::LoggedOut);
                 self.agent_ids.insert(ac.id.clone(), a);
                 if ac.auto_login {
                     self.set_state(a, AgentState::Available { since: now }, "auto-login");

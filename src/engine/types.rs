@@ -2,6 +2,7 @@
 
 use super::time::Time;
 use crate::config::{Config, Strategy};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// A call, numbered by the shell (it knows the call before the engine does).
@@ -234,10 +235,10 @@ pub enum Skip {
         remaining_ms: u64,
     },
     SkillMissing {
-        skill: String,
+        skill: Arc<str>,
     },
     SkillTooLow {
-        skill: String,
+        skill: Arc<str>,
         has: u8,
         needs: u8,
     },
