@@ -743,3 +743,32 @@ fn removed_agent_finishes_the_call_then_is_gone() {
     let anna = h.a("anna");
     assert_eq!(h.input(32, Input::AgentLogin { agent: anna }), Err(EngineError::UnknownAgent(anna)));
 }
+
+#[test]
+fn a_caller_further_along_the_relaxation_is_served_when_the_head_cannot_be() {
+    let mut h = H::new(
+        r#"
+[[queue]]
+name = "fi"
+strategy = "skills"
+required_skills = { lang.fi = 4 }
+relax = [{ after_secs = 30, set = { lang.fi = 2 } }]
+members = [{ agent = "junior" }]
+[[agent]]
+id = "junior"
+skills = { lang.fi = 2 }
+"#,
+    );
+    let junior = h.a("junior");
+    h.input(0, Input::AgentPause { agent: junior, reason: "x".into() }).unwrap();
+    h.call(0, 1, "fi", 0);
+    h.call(25, 2, "fi", 5);
+    h.call(26, 3, "fi", 0);
+    h.input(31, Input::AgentReady { agent: junior }).unwrap();
+    assert_eq!(h.e.waiting(h.q("fi"))[0], CallId(2), "the VIP heads the line");
+    assert_eq!(
+        h.rings(),
+        vec![(1, "junior".into())],
+        "the VIP (6 s, needs level 4) cannot be served; caller 1 (31 s, level 2 enough) can"
+    );
+}
