@@ -997,7 +997,9 @@ impl Engine {
                 self.dirty.clear();
                 return;
             }
-            let mut best: Option<((i64, u64, u64), QueueId, CallId, Vec<usize>)> = None;
+            // (cross-queue key, queue, call, eligible members)
+            type Best = ((i64, u64, u64), QueueId, CallId, Vec<usize>);
+            let mut best: Option<Best> = None;
             let dirty: Vec<QueueId> = self.dirty.iter().copied().collect();
             for q in dirty {
                 match self.find_candidate(q) {

@@ -56,7 +56,7 @@ impl WaitingLine {
     /// Callers in service order at `now`.
     pub fn iter(&self, now: Time, aging_secs: u32) -> Ordered<'_> {
         let heads = self.buckets.iter().map(|(Reverse(p), b)| (*p, b.iter().peekable())).collect();
-        Ordered { heads, now, aging_ms: aging_secs as u64 * 1000 }
+        Ordered { heads, now, aging_secs }
     }
 
     /// When the longest-waiting caller joined, for the longest-wait figure.
@@ -78,7 +78,7 @@ type BucketIter<'a> = std::iter::Peekable<std::collections::btree_map::Iter<'a, 
 pub struct Ordered<'a> {
     heads: Vec<(i32, BucketIter<'a>)>,
     now: Time,
-    aging_ms: u64,
+    aging_secs: u32,
 }
 
 impl Iterator for Ordered<'_> {
@@ -87,11 +87,7 @@ impl Iterator for Ordered<'_> {
         let mut best: Option<(usize, i64, u64)> = None;
         for (i, (base, it)) in self.heads.iter_mut().enumerate() {
             let Some((&seq, e)) = it.peek() else { continue };
-            let eff = if self.aging_ms == 0 {
-                *base as i64
-            } else {
-                *base as i64 + (self.now.0.saturating_sub(e.entered.0) / self.aging_ms) as i64
-            };
+            let eff = effective_priority(*base, e.entered, self.now, self.aging_secs);
             let better = match best {
                 None => true,
                 Some((_, beff, bseq)) => eff > beff || (eff == beff && seq < bseq),

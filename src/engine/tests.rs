@@ -164,7 +164,7 @@ fn ring_timeout_rolls_over_and_back_off_keeps_the_agent_away() {
     assert!(h.rings().is_empty(), "anna is in back-off until 25 s, ben until 46 s");
     h.at(25);
     assert_eq!(h.rings(), vec![(1, "anna".into())], "anna again once her back-off ends");
-    assert!(matches!(h.outcome(1), None));
+    assert!(h.outcome(1).is_none());
 }
 
 #[test]
