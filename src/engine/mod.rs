@@ -552,8 +552,8 @@ impl Engine {
         let priority = call.priority;
         let queue = &mut self.queues[q.0 as usize];
         queue.line.insert(priority, seq, Entry { call: c, entered: now });
-        // Position ignoring aging: everyone of equal or higher base priority.
-        let position = queue.line.iter(now, 0).take_while(|e| e.call != c).count() as u32 + 1;
+        // The newest caller is last among its priority; aging not counted.
+        let position = queue.line.count_at_or_above(priority) as u32;
         self.actions.push_back(Action::StartHold { call: c, queue: q, music: queue.cfg.music.clone() });
         self.events.push_back(Event::CallQueued { call: c, queue: q, priority, position });
         self.arm_call_timers(c, true);

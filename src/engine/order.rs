@@ -53,6 +53,12 @@ impl WaitingLine {
         removed
     }
 
+    /// Callers whose base priority is `priority` or higher: the position of
+    /// a caller who just joined at `priority`, ignoring aging. O(priorities).
+    pub fn count_at_or_above(&self, priority: i32) -> usize {
+        self.buckets.range(..=std::cmp::Reverse(priority)).map(|(_, b)| b.len()).sum()
+    }
+
     /// Callers in service order at `now`.
     pub fn iter(&self, now: Time, aging_secs: u32) -> Ordered<'_> {
         let heads = self.buckets.iter().map(|(Reverse(p), b)| (*p, b.iter().peekable())).collect();
@@ -133,6 +139,15 @@ mod tests {
         // At t=60 (pretend) caller 1 is at 2 and ties on priority: arrival decides.
         assert_eq!(order(&l, 60, 30), vec![1, 2]);
         assert_eq!(order(&l, 59, 30), vec![2, 1]);
+    }
+
+    #[test]
+    fn a_new_callers_position_counts_equal_and_higher_priorities() {
+        let l = line(&[(0, 1, 0), (5, 2, 1), (0, 3, 2), (9, 4, 3)]);
+        assert_eq!(l.count_at_or_above(0), 4);
+        assert_eq!(l.count_at_or_above(5), 2);
+        assert_eq!(l.count_at_or_above(6), 1);
+        assert_eq!(l.count_at_or_above(10), 0);
     }
 
     #[test]

@@ -391,6 +391,15 @@ fn vip_first_then_arrival_order_and_aging_prevents_starvation() {
     h.call(10, 2, "q", 0);
     h.call(20, 3, "q", 5);
     assert_eq!(h.e.waiting(h.q("q")), vec![CallId(3), CallId(1), CallId(2)], "VIP first, then arrival");
+    let positions: Vec<u32> = h
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            Event::CallQueued { position, .. } => Some(*position),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(positions, vec![1, 2, 1], "the VIP is told position 1");
     // At 400 s caller 1 has aged +6 (priority 6) and caller 3 +6 (11): VIP still first.
     h.at(400);
     assert_eq!(h.e.waiting(h.q("q"))[0], CallId(3));
