@@ -936,14 +936,15 @@ impl Sim {
                 self.ring_ended(*call, *agent);
             }
             Input::AgentLogin { agent } => {
-                // Login only acts on a logged-out agent: a logout asked for
-                // during a call stays pending even if the agent logs in again
-                // before the call ends (unlike `ready`, which cancels it).
-                // The docs do not say; this mirrors the engine.
+                // Login acts on a logged-out agent, and during a call it
+                // takes back a logout asked for earlier in that call (a
+                // pending pause stays: the agent is logged in either way).
                 let a = &mut self.agents[self.agent_ix[agent]];
                 if a.state == AState::LoggedOut {
                     a.state = AState::Available;
                     a.misses = 0;
+                } else if a.after_call == Some(AfterCall::Logout) {
+                    a.after_call = None;
                 }
             }
             Input::AgentLogout { agent } => {

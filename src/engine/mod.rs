@@ -857,6 +857,13 @@ impl Engine {
             agent.idle_since = now;
             agent.misses = 0;
             self.set_state(a, AgentState::Available { since: now }, "login");
+        } else {
+            // Logging in again during a call takes back a logout asked for
+            // earlier in that call.
+            let agent = &mut self.agents[a.0 as usize];
+            if agent.after_call == Some(AfterCall::Logout) {
+                agent.after_call = None;
+            }
         }
         Ok(())
     }

@@ -369,6 +369,14 @@ fn pause_or_logout_on_a_call_waits_for_the_call_to_end() {
     h.end(9, 2);
     assert!(matches!(h.state("anna"), AgentState::Paused { ref reason, .. } if reason == "coffee"));
     assert_eq!(h.state("ben"), AgentState::LoggedOut);
+    // Logging in again during the call takes the logout back.
+    h.input(10, Input::AgentLogin { agent: ben }).unwrap();
+    h.call(11, 3, "q", 0);
+    h.answer(12, 3, "ben");
+    h.input(13, Input::AgentLogout { agent: ben }).unwrap();
+    h.input(14, Input::AgentLogin { agent: ben }).unwrap();
+    h.end(20, 3);
+    assert_eq!(h.state("ben"), AgentState::WrapUp { until: Time::from_secs(30) });
 }
 
 #[test]
