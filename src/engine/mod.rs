@@ -207,8 +207,9 @@ impl Agent {
     fn level(&self, s: SkillId) -> u8 {
         self.levels.get(s.0 as usize).copied().unwrap_or(0)
     }
+    /// May be offered calls (back-off, tiers and skills aside).
     fn dispatchable(&self) -> bool {
-        matches!(self.state, AgentState::Available { .. }) && self.registered && !self.removed
+        self.tag() == Tag::Available
     }
 }
 
@@ -835,10 +836,19 @@ impl Engine {
             self.timers.cancel(TimerKind::WrapUpEnd(a));
         }
         agent.state = next;
-        self.tags[a.0 as usize] = agent.tag();
         let to = agent.state.name();
-        let now_dispatchable = agent.dispatchable();
-        if now_dispatchable {
+        debug!(agent = %agent.name, "{from} => {to} ({reason})");
+        self.sync_routing(a, was);
+        self.events.push_back(Event::AgentStateChanged { agent: a, from, to, reason: reason.to_string() });
+    }
+
+    /// Brings `tags`, `available` and `dirty` in line with agent `a` after a
+    /// change of state or registration; `was` is whether it was dispatchable
+    /// before. A newly dispatchable agent makes its queues worth a look.
+    fn sync_routing(&mut self, a: AgentId, was: bool) {
+        let agent = &self.agents[a.0 as usize];
+        self.tags[a.0 as usize] = agent.tag();
+        if agent.dispatchable() {
             self.available.insert(a);
             if !was {
                 self.dirty.extend(agent.queues.iter().map(|(q, _)| *q));
@@ -846,8 +856,6 @@ impl Engine {
         } else {
             self.available.remove(&a);
         }
-        debug!(agent = %agent.name, "{from} => {to} ({reason})");
-        self.events.push_back(Event::AgentStateChanged { agent: a, from, to, reason: reason.to_string() });
     }
 
     fn agent_login(&mut self, a: AgentId) -> Result<(), EngineError> {
@@ -917,16 +925,11 @@ impl Engine {
         if agent.registered == registered {
             return Ok(());
         }
+        let was = agent.dispatchable();
         agent.registered = registered;
-        self.tags[a.0 as usize] = agent.tag();
         debug!(agent = %agent.name, registered, "registration changed");
-        if agent.dispatchable() {
-            self.available.insert(a);
-            self.dirty.extend(agent.queues.iter().map(|(q, _)| *q));
-        } else {
-            self.available.remove(&a);
-        }
-        if let (false, AgentState::Ringing { call, .. }) = (registered, agent.state.clone()) {
+        self.sync_routing(a, was);
+        if let (false, AgentState::Ringing { call, .. }) = (registered, self.agents[a.0 as usize].state.clone()) {
             self.withdraw_ring(call, a);
         }
         Ok(())
@@ -1332,8 +1335,7 @@ impl Engine {
                 _ => self.set_state(a, AgentState::LoggedOut, "removed from config"),
             }
             self.agents[i].removed = true;
-            self.tags[i] = Tag::Gone;
-            self.available.remove(&a);
+            self.sync_routing(a, false);
         }
         // Queues.
         let mut live = BTreeSet::new();
@@ -1453,7 +1455,8 @@ impl Engine {
                     // Back in the config: starts over as a new agent would.
                     agent.removed = false;
                     agent.after_call = None;
-                    self.tags[a.0 as usize] = agent.tag();
+                    self.sync_routing(a, false);
+                    let agent = &mut self.agents[a.0 as usize];
                     if ac.auto_login && agent.state == AgentState::LoggedOut {
                         agent.idle_since = now;
                         self.set_state(a, AgentState::Available { since: now }, "re-added by reload");
