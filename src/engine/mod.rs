@@ -1402,17 +1402,19 @@ impl Engine {
                 self.timers.set(TimerKind::Announce(c), self.now.plus_secs(every));
             }
         }
-        // Removed queues close; their callers overflow where they can.
-        for i in 0..self.queues.len() {
-            let q = QueueId(i as u32);
-            if live.contains(&q) || self.queues[i].closed {
-                continue;
-            }
-            self.queues[i].closed = true;
-            for &(_, c) in &waiting {
-                if self.calls.get(&c).is_some_and(|x| x.queue == q) {
-                    self.overflow(c, OverflowReason::QueueRemoved);
-                }
+        // Removed queues close, all of them first, so that a caller never
+        // overflows into a queue this same reload removes (whatever the
+        // order of the queues); their callers overflow where they can.
+        let closing: Vec<QueueId> = (0..self.queues.len() as u32)
+            .map(QueueId)
+            .filter(|q| !live.contains(q) && !self.queues[q.0 as usize].closed)
+            .collect();
+        for q in &closing {
+            self.queues[q.0 as usize].closed = true;
+        }
+        for &(_, c) in &waiting {
+            if self.calls.get(&c).is_some_and(|x| closing.contains(&x.queue)) {
+                self.overflow(c, OverflowReason::QueueRemoved);
             }
         }
         // Memberships: live queues, plus removed queues still holding callers

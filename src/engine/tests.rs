@@ -789,3 +789,24 @@ skills = { lang.fi = 2 }
         "the VIP (6 s, needs level 4) cannot be served; caller 1 (31 s, level 2 enough) can"
     );
 }
+
+#[test]
+fn removing_a_queue_and_its_overflow_target_together_keeps_the_callers() {
+    let three = format!(
+        "{}{}{}{}",
+        queue("a", "linear", &["anna"], "overflow = \"queue:b\""),
+        queue("b", "linear", &["anna"], "overflow = \"queue:c\""),
+        queue("c", "linear", &["anna"], ""),
+        agents(&["anna"])
+    );
+    let mut h = H::new(&three);
+    let anna = h.a("anna");
+    h.input(0, Input::AgentPause { agent: anna, reason: "x".into() }).unwrap();
+    h.call(1, 1, "a", 0);
+    h.call(2, 2, "b", 0);
+    let only_c = format!("{SKILLS}\n{}{}", queue("c", "linear", &["anna"], ""), agents(&["anna"]));
+    h.input(3, Input::ConfigReplaced(Box::new(from_toml_str("new.toml", &only_c).unwrap()))).unwrap();
+    assert_eq!(h.e.waiting(h.q("a")), vec![CallId(1)], "a's target b is gone too: the caller stays in a");
+    assert_eq!(h.e.waiting(h.q("c")), vec![CallId(2)], "b's caller moves on to c");
+    assert_eq!(h.e.call_count(), 2);
+}
