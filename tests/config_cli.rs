@@ -223,6 +223,7 @@ fn the_daemon_starts_on_the_example_logs_what_it_built_and_stops_on_sigterm() {
     assert!(log.contains("9 queues, 15 agents"), "{log}");
     assert!(log.contains("queue complaints") && log.contains("agent hanna"), "{log}");
     assert!(log.contains("acd running"), "{log}");
+    assert!(!log.contains('\u{1b}'), "no colour codes in logs that go to a pipe: {log}");
     let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
     assert!(status.success());
     let rest: Vec<String> = lines.map_while(Result::ok).collect();
