@@ -33,6 +33,11 @@ impl H {
         h.clear();
         h
     }
+    /// Replaces the config at `secs` with `toml` (skills above prepended).
+    fn reload(&mut self, secs: u64, toml: &str) {
+        let cfg = from_toml_str("new.toml", &format!("{SKILLS}\n{toml}")).expect("new test config is valid");
+        self.input(secs, Input::ConfigReplaced(Box::new(cfg))).unwrap();
+    }
     fn a(&self, name: &str) -> AgentId {
         self.e.agent_id(name).unwrap()
     }
@@ -675,8 +680,7 @@ fn reload_keeps_callers_in_place_and_agents_in_their_state() {
     h.call(11, 2, "q", 0);
     h.call(12, 3, "old", 0);
     h.call(13, 4, "q", 3);
-    let cfg = from_toml_str("new.toml", &format!("{SKILLS}\n{}", base("round-robin", ""))).unwrap();
-    h.input(20, Input::ConfigReplaced(Box::new(cfg))).unwrap();
+    h.reload(20, &base("round-robin", ""));
     assert_eq!(h.state("anna"), AgentState::WrapUp { until: Time::from_secs(70) }, "wrap-up survives");
     assert!(matches!(h.state("ben"), AgentState::Paused { .. }));
     assert_eq!(
@@ -727,8 +731,8 @@ fn a_removed_queue_without_overflow_keeps_its_callers_until_served() {
     let anna = h.a("anna");
     h.input(0, Input::AgentPause { agent: anna, reason: "x".into() }).unwrap();
     h.call(1, 1, "stay", 0);
-    let one = format!("{SKILLS}\n{}{}", queue("other", "linear", &["anna"], ""), agents(&["anna"]));
-    h.input(2, Input::ConfigReplaced(Box::new(from_toml_str("new.toml", &one).unwrap()))).unwrap();
+    let one = format!("{}{}", queue("other", "linear", &["anna"], ""), agents(&["anna"]));
+    h.reload(2, &one);
     assert_eq!(h.outcome(1), None, "the caller is not dropped");
     let nc = NewCall {
         id: CallId(2),
@@ -748,8 +752,8 @@ fn removed_agent_finishes_the_call_then_is_gone() {
     let mut h = H::new(&format!("{}{}", queue("q", "linear", &["anna", "ben"], ""), agents(&["anna", "ben"])));
     h.call(0, 1, "q", 0);
     h.answer(1, 1, "anna");
-    let only_ben = format!("{SKILLS}\n{}{}", queue("q", "linear", &["ben"], ""), agents(&["ben"]));
-    h.input(2, Input::ConfigReplaced(Box::new(from_toml_str("new.toml", &only_ben).unwrap()))).unwrap();
+    let only_ben = format!("{}{}", queue("q", "linear", &["ben"], ""), agents(&["ben"]));
+    h.reload(2, &only_ben);
     assert!(matches!(h.state("anna"), AgentState::OnCall { .. }), "a reload does not cut a call");
     h.end(30, 1);
     assert_eq!(h.state("anna"), AgentState::LoggedOut);
@@ -804,8 +808,8 @@ fn removing_a_queue_and_its_overflow_target_together_keeps_the_callers() {
     h.input(0, Input::AgentPause { agent: anna, reason: "x".into() }).unwrap();
     h.call(1, 1, "a", 0);
     h.call(2, 2, "b", 0);
-    let only_c = format!("{SKILLS}\n{}{}", queue("c", "linear", &["anna"], ""), agents(&["anna"]));
-    h.input(3, Input::ConfigReplaced(Box::new(from_toml_str("new.toml", &only_c).unwrap()))).unwrap();
+    let only_c = format!("{}{}", queue("c", "linear", &["anna"], ""), agents(&["anna"]));
+    h.reload(3, &only_c);
     assert_eq!(h.e.waiting(h.q("a")), vec![CallId(1)], "a's target b is gone too: the caller stays in a");
     assert_eq!(h.e.waiting(h.q("c")), vec![CallId(2)], "b's caller moves on to c");
     assert_eq!(h.e.call_count(), 2);
