@@ -6,5 +6,6 @@
 #![forbid(unsafe_code)]
 
 pub mod config;
+pub mod callctl;
 pub mod engine;
 pub mod shell;

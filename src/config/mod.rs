@@ -14,7 +14,10 @@
 //! repeats them in comments.
 
 pub mod raw;
+mod sip;
 mod validate;
+
+pub use sip::{parse_skills_header, route_for, DigestAlgorithm, FeatureCodes, NumberRoute, SipSettings, TrunkConfig};
 
 use std::path::Path;
 
@@ -58,6 +61,11 @@ pub struct Config {
     pub agents: Vec<AgentConfig>,
     /// Priority by caller number, e.g. VIP customers.
     pub caller_rules: Vec<CallerRule>,
+    pub sip: SipSettings,
+    /// Who may send calls; nobody when empty.
+    pub trunks: Vec<TrunkConfig>,
+    /// Dialled number → queue.
+    pub numbers: Vec<NumberRoute>,
 }
 
 /// Gives callers whose number matches a priority in every queue.
@@ -329,6 +337,10 @@ pub struct AgentConfig {
     /// Logged in from start-up, like a static queue member (default true);
     /// false means the agent logs in from the phone or admin API.
     pub auto_login: bool,
+    /// The user name the agent's phone registers with (default: the id).
+    pub sip_user: String,
+    /// Digest password; an agent without one cannot register.
+    pub password: Option<String>,
 }
 
 /// Reads, parses and validates the config at `path`, with `ACD_` environment

@@ -27,6 +27,63 @@ pub struct RawConfig {
     pub agents: Vec<RawAgent>,
     #[serde(default, rename = "caller_rule")]
     pub caller_rules: Vec<RawCallerRule>,
+    #[serde(default)]
+    pub sip: Option<RawSip>,
+    #[serde(default, rename = "trunk")]
+    pub trunks: Vec<RawTrunk>,
+    #[serde(default, rename = "number")]
+    pub numbers: Vec<RawNumber>,
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSip {
+    pub listen_udp: Option<Vec<String>>,
+    pub listen_tcp: Option<Vec<String>>,
+    pub realm: Option<String>,
+    pub digest_algorithms: Option<Vec<String>>,
+    pub nonce_ttl_secs: Option<u32>,
+    pub register_min_expires: Option<u32>,
+    pub register_max_expires: Option<u32>,
+    pub register_default_expires: Option<u32>,
+    pub max_contacts_per_agent: Option<u32>,
+    pub options_interval_secs: Option<u32>,
+    pub options_timeout_secs: Option<u32>,
+    pub max_calls: Option<u32>,
+    pub retry_after_secs: Option<u32>,
+    pub priority_header: Option<String>,
+    pub skills_header: Option<String>,
+    pub feature_codes: Option<RawFeatureCodes>,
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFeatureCodes {
+    pub login: Option<String>,
+    pub logout: Option<String>,
+    pub pause: Option<String>,
+    pub ready: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTrunk {
+    pub name: String,
+    pub description: Option<String>,
+    pub sources: Vec<String>,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    pub trust_headers: Option<bool>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawNumber {
+    pub number: String,
+    pub description: Option<String>,
+    pub queue: String,
+    pub priority: Option<i32>,
+    pub skills: Option<Tree<i64>>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -117,6 +174,8 @@ pub struct RawAgent {
     pub skills: Option<Tree<i64>>,
     pub wrap_up_secs: Option<u32>,
     pub auto_login: Option<bool>,
+    pub sip_user: Option<String>,
+    pub password: Option<String>,
 }
 
 /// A TOML table whose leaves are `T` and whose nested tables make dotted

@@ -9,12 +9,12 @@ use super::raw::{RawAgent, RawConfig, RawQueue, Tree};
 use super::*;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-struct Ctx<'a> {
+pub(super) struct Ctx<'a> {
     file: &'a str,
 }
 
 impl Ctx<'_> {
-    fn err(&self, key: impl Into<String>, reason: impl Into<String>) -> ConfigError {
+    pub(super) fn err(&self, key: impl Into<String>, reason: impl Into<String>) -> ConfigError {
         ConfigError::Invalid { file: self.file.to_string(), key: key.into(), reason: reason.into() }
     }
 }
@@ -102,7 +102,20 @@ pub fn validate(file: &str, raw: RawConfig) -> Result<Config, ConfigError> {
         });
     }
 
-    Ok(Config { source: file.to_string(), engine, skills, queues, agents, caller_rules })
+    let sip = super::sip::sip_settings(&cx, raw.sip.as_ref())?;
+    let mut sip_users: HashMap<&str, &str> = HashMap::new();
+    for a in &agents {
+        if let Some(other) = sip_users.insert(&a.sip_user, &a.id) {
+            return Err(cx.err(
+                format!("agent[{}].sip_user", a.id),
+                format!("\"{}\" is also the SIP user of agent \"{other}\"", a.sip_user),
+            ));
+        }
+    }
+    let trunks = super::sip::trunks(&cx, &raw.trunks)?;
+    let numbers = super::sip::numbers(&cx, &raw.numbers, &queues, &declared)?;
+
+    Ok(Config { source: file.to_string(), engine, skills, queues, agents, caller_rules, sip, trunks, numbers })
 }
 
 fn label(name: &str, index: usize) -> String {
@@ -171,7 +184,7 @@ fn check_skill_name(cx: &Ctx, key: &str, name: &str) -> Result<(), ConfigError> 
 }
 
 /// Checks `(name, level)` pairs: declared skill, level in range.
-fn skill_levels(
+pub(super) fn skill_levels(
     cx: &Ctx,
     key: &str,
     tree: Option<&Tree<i64>>,
@@ -211,10 +224,23 @@ fn agent(cx: &Ctx, key: &str, a: &RawAgent, declared: &BTreeSet<&str>) -> Result
         skills,
         wrap_up_secs: a.wrap_up_secs,
         auto_login: a.auto_login.unwrap_or(true),
+        sip_user: match &a.sip_user {
+            None => a.id.clone(),
+            Some(u) if !u.is_empty() && u.chars().all(|c| c.is_ascii_alphanumeric() || "-_.!~*'()+".contains(c)) => {
+                u.clone()
+            }
+            Some(u) => return Err(cx.err(format!("{key}.sip_user"), format!("\"{u}\" is not a valid SIP user name"))),
+        },
+        password: match &a.password {
+            Some(p) if p.is_empty() => {
+                return Err(cx.err(format!("{key}.password"), "an empty password would let anyone register as this agent"))
+            }
+            p => p.clone(),
+        },
     })
 }
 
-fn check_range(cx: &Ctx, key: &str, v: u32, lo: u32, hi: u32) -> Result<(), ConfigError> {
+pub(super) fn check_range(cx: &Ctx, key: &str, v: u32, lo: u32, hi: u32) -> Result<(), ConfigError> {
     if v < lo || v > hi {
         Err(cx.err(key, format!("{v} is out of range {lo}..={hi}")))
     } else {
