@@ -9,3 +9,4 @@ pub mod config;
 pub mod callctl;
 pub mod engine;
 pub mod shell;
+pub mod sip;

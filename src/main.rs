@@ -8,6 +8,8 @@ use std::process::ExitCode;
 /// Exit status for a bad config (EX_USAGE / EX_CONFIG family): scripts and
 /// systemd can tell "fix the file" from a crash.
 const EXIT_BAD_CONFIG: u8 = 64;
+/// EX_UNAVAILABLE (sysexits.h): a listener could not be opened.
+const EXIT_UNAVAILABLE: u8 = 69;
 
 #[derive(Parser)]
 #[command(name = "acd", version, about = "Automatic call distribution for SIP call centers")]
@@ -69,11 +71,17 @@ fn main() -> ExitCode {
                         return ExitCode::FAILURE;
                     }
                 };
-                let (_tx, rx) = tokio::sync::mpsc::channel(1024);
                 tracing::info!("acd running on {}; Ctrl-C to stop", path.display());
-                acd::shell::run_engine(cfg, rx, shutdown).await;
-                tracing::info!("acd stopped");
-                ExitCode::SUCCESS
+                match acd::shell::run(cfg, shutdown).await {
+                    Ok(()) => {
+                        tracing::info!("acd stopped");
+                        ExitCode::SUCCESS
+                    }
+                    Err(e) => {
+                        eprintln!("acd: {e}");
+                        ExitCode::from(EXIT_UNAVAILABLE)
+                    }
+                }
             })
         }
     }

@@ -24,9 +24,11 @@ pub struct SipSettings {
     pub listen_tcp: Vec<SocketAddr>,
     /// Digest realm for agents and trunks (default `"acd"`).
     pub realm: String,
-    /// Algorithms offered in challenges, in order (default SHA-256 then MD5:
-    /// RFC 8760 clients pick the first they support; old phones only know
-    /// MD5).
+    /// Algorithms offered in challenges, one WWW-Authenticate each, in this
+    /// order (default MD5 then SHA-256). RFC 8760 clients may pick any they
+    /// support, but many phones and tools (sipsak, older desk phones) read
+    /// only the first challenge and give up on SHA-256, so MD5 leads by
+    /// default; list only "SHA-256" to require it.
     pub digest_algorithms: Vec<DigestAlgorithm>,
     /// How long a nonce may be used (default 300 s). After that the phone
     /// gets a fresh challenge with `stale=true` and retries on its own.
@@ -136,7 +138,7 @@ impl Default for SipSettings {
             listen_udp: vec![addr],
             listen_tcp: vec![addr],
             realm: "acd".into(),
-            digest_algorithms: vec![DigestAlgorithm::Sha256, DigestAlgorithm::Md5],
+            digest_algorithms: vec![DigestAlgorithm::Md5, DigestAlgorithm::Sha256],
             nonce_ttl_secs: 300,
             register_min_expires: 60,
             register_max_expires: 3600,

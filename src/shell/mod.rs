@@ -1,0 +1,69 @@
+//! The thin async shell: one task, one sleep, around the deterministic core.
+//!
+//! It owns the clock (core [`Time`] is milliseconds since start), the SIP
+//! adapter, the registrar and the nonce store, and feeds the [`Core`] with
+//! what arrives. Decisions about calls are the core's; this module only
+//! answers what the core does not see: REGISTER, OPTIONS, feature codes,
+//! trunk admission (source address and digest) and the methods acd does not
+//! handle.
+
+mod daemon;
+
+pub use daemon::{run, Daemon};
+
+use crate::config::Config;
+
+/// A one-line human summary of a config, shared by `acd check-config` and
+/// the daemon's start-up log.
+pub fn summary(config: &Config) -> Vec<String> {
+    let mut lines = vec![format!(
+        "{} queues, {} agents, {} skills, routing seed {}",
+        config.queues.len(),
+        config.agents.len(),
+        config.skills.len(),
+        config.engine.seed
+    )];
+    for r in &config.caller_rules {
+        lines.push(format!("caller rule: priority {:+} for {} ({})", r.priority, r.callers.join(" "), r.description));
+    }
+    for q in &config.queues {
+        let reqs: Vec<String> = q.required_skills.iter().map(|r| format!("{}>={}", r.skill, r.min_level)).collect();
+        let mut line = format!(
+            "queue {:<14} strategy {:<15} {:>2} members, ring {} s, wrap-up {} s",
+            q.name,
+            q.strategy.name(),
+            q.members.len(),
+            q.ring_timeout_secs,
+            q.wrap_up_secs
+        );
+        if !reqs.is_empty() {
+            line.push_str(&format!(", requires {}", reqs.join(" ")));
+        }
+        if let Some(o) = &q.overflow {
+            if q.max_wait_secs > 0 {
+                line.push_str(&format!(", after {} s -> {}", q.max_wait_secs, o));
+            } else {
+                line.push_str(&format!(", overflow -> {o}"));
+            }
+        }
+        lines.push(line);
+    }
+    for a in &config.agents {
+        let skills: Vec<String> = a.skills.iter().map(|(s, l)| format!("{s}={l}")).collect();
+        let queues: Vec<&str> = config
+            .queues
+            .iter()
+            .filter(|q| q.members.iter().any(|m| m.agent == a.id))
+            .map(|q| q.name.as_str())
+            .collect();
+        lines.push(format!(
+            "agent {:<10} {:<22} skills [{}] queues [{}]",
+            a.id,
+            a.display_name,
+            skills.join(" "),
+            queues.join(" ")
+        ));
+    }
+    lines
+}
+

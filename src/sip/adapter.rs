@@ -1,0 +1,786 @@
+//! The one module that speaks rsipstack. Everything else in acd sees acd's
+//! own types: [`Request`] summaries of out-of-dialog requests with a
+//! [`TxId`] to answer them by, [`SipEvent`]s per [`LegId`], and plain
+//! methods to answer, invite, cancel and hang up.
+//!
+//! What it owns: the endpoint (UDP and TCP listeners, transactions), the
+//! dialog layer, the server transactions still waiting for an answer, and
+//! the map between rsipstack dialogs and acd legs. What always holds: every
+//! dialog it creates is removed from the dialog layer once it terminates
+//! (`remove_dialog`, the rsipstack trap), and every outgoing leg produces
+//! exactly one final report (answered, failed, or cancelled) for the core.
+//!
+//! In-dialog requests (ACK, BYE, re-INVITE, INFO...) are matched to their
+//! dialog here and handled by rsipstack; only their effect reaches the core.
+
+use crate::callctl::{LegId, SipEvent};
+use crate::config::SipSettings;
+use rsipstack::dialog::dialog::{Dialog, DialogState, DialogStateReceiver, DialogStateSender, TerminatedReason};
+use rsipstack::dialog::dialog_layer::DialogLayer;
+use rsipstack::dialog::invitation::InviteOption;
+use rsipstack::dialog::invite_dialog::InviteDialog;
+use rsipstack::dialog::DialogId;
+use rsipstack::platform::CancellationToken;
+use rsipstack::sip::prelude::{HeadersExt, ToTypedHeader};
+use rsipstack::sip::{Header, Method as RMethod, StatusCode};
+use rsipstack::transaction::key::{TransactionKey, TransactionRole};
+use rsipstack::transaction::transaction::Transaction;
+use rsipstack::transport::udp::UdpConnection;
+use rsipstack::transport::{SipAddr, TcpListenerConnection, TransportLayer};
+use rsipstack::EndpointBuilder;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tracing::{debug, warn};
+
+/// An out-of-dialog request waiting for our answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct TxId(u64);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    Invite,
+    Register,
+    Options,
+    /// Any other method rsipstack parses (SUBSCRIBE, MESSAGE, ...).
+    Other,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    Udp,
+    Tcp,
+}
+
+/// An out-of-dialog request, as acd sees it.
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub tx: TxId,
+    pub method: Method,
+    pub method_name: String,
+    /// Where the packet came from (the transport's peer address).
+    pub source: SocketAddr,
+    pub transport: Transport,
+    /// Request-URI, as text, and its user part (the dialled number).
+    pub uri: String,
+    pub uri_user: String,
+    pub from_user: String,
+    pub to_user: String,
+    pub call_id: String,
+    pub cseq: u32,
+    /// Every Contact value (split on commas), raw; `*` included as is.
+    pub contacts: Vec<ContactValue>,
+    pub expires: Option<u32>,
+    /// The `Authorization` header's value, if any.
+    pub authorization: Option<String>,
+    /// Other headers `(name, value)`, for IVR headers.
+    pub headers: Vec<(String, String)>,
+    pub has_body: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ContactValue {
+    Star,
+    Uri { uri: String, expires: Option<u32> },
+}
+
+impl Request {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+}
+
+/// What the adapter reports to the shell.
+#[derive(Debug)]
+pub enum Inbound {
+    Request(Request),
+    Leg(SipEvent),
+    /// An OPTIONS keep-alive finished: `reachable` when any response came.
+    KeepAlive { user: String, contact: String, reachable: bool },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SipError {
+    #[error("cannot listen on {addr} ({transport}): {reason}")]
+    Listen { addr: SocketAddr, transport: &'static str, reason: String },
+    #[error("SIP stack: {0}")]
+    Stack(String),
+}
+
+enum LegHandle {
+    /// A caller's INVITE not answered yet (no dialog created).
+    PendingCaller(Transaction),
+    Caller(InviteDialog),
+    /// An outgoing INVITE and the dialog ids it has had (early, confirmed).
+    Out { dialog: InviteDialog, answered: bool },
+}
+
+/// Counts for tests and metrics: nothing may outlive its call.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StackCounts {
+    pub legs: usize,
+    pub dialogs: usize,
+    pub pending_requests: usize,
+    pub running_transactions: usize,
+}
+
+pub struct SipStack {
+    endpoint_inner: rsipstack::transaction::endpoint::EndpointInnerRef,
+    dialog_layer: Arc<DialogLayer>,
+    state_tx: DialogStateSender,
+    cancel: CancellationToken,
+    /// Where our own Contact points (first listener).
+    contact: rsipstack::sip::Uri,
+    local_host: String,
+    pending: HashMap<TxId, Transaction>,
+    next_tx: u64,
+    legs: HashMap<LegId, LegHandle>,
+    dialogs: HashMap<DialogId, LegId>,
+    raw_tx: mpsc::Sender<Raw>,
+}
+
+/// Overload guard: the adapter's queue to the core. A full queue means the
+/// core is behind; new requests are answered 503 at once.
+const INBOUND_CAPACITY: usize = 4096;
+
+impl SipStack {
+    /// Binds the listeners and starts the endpoint. Returns the stack and the
+    /// receiver of everything that arrives.
+    pub async fn start(settings: &SipSettings) -> Result<(SipStack, mpsc::Receiver<Raw>), SipError> {
+        let cancel = CancellationToken::new();
+        let transport_layer = TransportLayer::new(cancel.clone());
+        for addr in &settings.listen_udp {
+            let conn = UdpConnection::create_connection(*addr, None, Some(cancel.child_token())).await.map_err(|e| {
+                SipError::Listen { addr: *addr, transport: "udp", reason: e.to_string() }
+            })?;
+            transport_layer.add_transport(conn.into());
+        }
+        for addr in &settings.listen_tcp {
+            // Bind once here so a port in use is reported before start-up
+            // ends (rsipstack binds again in its listener task).
+            std::net::TcpListener::bind(addr)
+                .map_err(|e| SipError::Listen { addr: *addr, transport: "tcp", reason: e.to_string() })?;
+            let conn = TcpListenerConnection::new(*addr, None)
+                .await
+                .map_err(|e| SipError::Listen { addr: *addr, transport: "tcp", reason: e.to_string() })?;
+            transport_layer.add_transport(conn.into());
+        }
+        let user_agent = format!("acd/{}", env!("CARGO_PKG_VERSION"));
+        let endpoint = EndpointBuilder::new()
+            .with_cancel_token(cancel.clone())
+            .with_transport_layer(transport_layer)
+            .with_user_agent(&user_agent)
+            .with_allows(vec![
+                RMethod::Invite,
+                RMethod::Ack,
+                RMethod::Cancel,
+                RMethod::Bye,
+                RMethod::Options,
+                RMethod::Register,
+            ])
+            .build();
+        let first = settings.listen_udp.first().or(settings.listen_tcp.first()).copied().expect("validated: a listener");
+        let contact: rsipstack::sip::Uri = rsipstack::sip::Uri::try_from(format!("sip:acd@{first}").as_str())
+            .map_err(|e| SipError::Stack(e.to_string()))?;
+        let incoming = endpoint.incoming_transactions().map_err(|e| SipError::Stack(e.to_string()))?;
+        let endpoint_inner = endpoint.inner.clone();
+        let dialog_layer = Arc::new(DialogLayer::new(endpoint.inner.clone()));
+        let (state_tx, state_rx) = dialog_layer.new_dialog_state_channel();
+
+        tokio::spawn(async move {
+            endpoint.serve().await;
+        });
+        let (raw_tx, raw_rx) = mpsc::channel::<Raw>(INBOUND_CAPACITY);
+        spawn_incoming(incoming, raw_tx.clone(), settings.retry_after_secs);
+        spawn_states(state_rx, raw_tx.clone());
+
+        let stack = SipStack {
+            endpoint_inner,
+            dialog_layer,
+            state_tx,
+            cancel,
+            contact,
+            local_host: first.to_string(),
+            pending: HashMap::new(),
+            next_tx: 1,
+            legs: HashMap::new(),
+            dialogs: HashMap::new(),
+            raw_tx,
+        };
+        Ok((stack, raw_rx))
+    }
+
+    pub fn shutdown(&self) {
+        self.cancel.cancel();
+    }
+
+    pub fn counts(&self) -> StackCounts {
+        let stats = self.endpoint_inner.get_stats();
+        StackCounts {
+            legs: self.legs.len(),
+            dialogs: self.dialog_layer.len(),
+            pending_requests: self.pending.len(),
+            running_transactions: stats.running_transactions,
+        }
+    }
+
+    /// Turns one raw item into what the shell handles, or handles it here
+    /// (in-dialog requests, bad requests). Returns `None` when nothing is
+    /// left for the shell.
+    pub fn absorb(&mut self, raw: Raw) -> Option<Inbound> {
+        match raw.0 {
+            RawInbound::Tx(tx) => self.incoming(tx),
+            RawInbound::State(state) => self.dialog_state(state),
+            RawInbound::InviteDone { leg, status } => self.invite_done(leg, status),
+            RawInbound::KeepAlive { user, contact, reachable } => Some(Inbound::KeepAlive { user, contact, reachable }),
+            RawInbound::CallerGone { leg } => Some(Inbound::Leg(SipEvent::CallerHungUp { leg })),
+        }
+    }
+
+    fn incoming(&mut self, mut tx: Transaction) -> Option<Inbound> {
+        let req = &tx.original;
+        // In-dialog: a To tag. Match the dialog and let rsipstack handle it.
+        let in_dialog = req.to_header().ok().and_then(|t| t.tag().ok().flatten()).is_some();
+        if in_dialog && req.method != RMethod::Ack {
+            match self.dialog_layer.match_dialog(&tx) {
+                Some(Dialog::Invite(mut d)) => {
+                    tokio::spawn(async move {
+                        if let Err(e) = d.handle(&mut tx).await {
+                            debug!(error = %e, "in-dialog request");
+                        }
+                    });
+                }
+                Some(_) | None => reply_spawn(tx, 481, vec![], None),
+            }
+            return None;
+        }
+        if req.method == RMethod::Ack {
+            return None;
+        }
+        let summary = match summarize(&tx) {
+            Ok(s) => s,
+            Err(why) => {
+                debug!(%why, "400 Bad Request");
+                reply_spawn(tx, 400, vec![Header::Warning(format!("399 acd \"{why}\"").into())], None);
+                return None;
+            }
+        };
+        let id = TxId(self.next_tx);
+        self.next_tx += 1;
+        self.pending.insert(id, tx);
+        Some(Inbound::Request(Request { tx: id, ..summary }))
+    }
+
+    /// Answers a pending request with a final status and extra headers.
+    pub fn reply(&mut self, tx: TxId, status: u16, headers: Vec<(String, String)>) {
+        let Some(t) = self.pending.remove(&tx) else { return };
+        let headers = headers.into_iter().map(|(n, v)| to_header(&n, v)).collect();
+        reply_spawn(t, status, headers, None);
+    }
+
+    /// Answers a pending request with 200 and a body (e.g. OPTIONS).
+    pub fn reply_ok_with(&mut self, tx: TxId, headers: Vec<(String, String)>, body: Option<(String, Vec<u8>)>) {
+        let Some(t) = self.pending.remove(&tx) else { return };
+        let mut hs: Vec<Header> = headers.into_iter().map(|(n, v)| to_header(&n, v)).collect();
+        let body = body.map(|(ct, b)| {
+            hs.push(Header::ContentType(ct.into()));
+            b
+        });
+        reply_spawn(t, 200, hs, body);
+    }
+
+    /// Ties a pending INVITE to a caller leg. The core answers it in the
+    /// same turn ([`SipStack::answer_caller`] or [`SipStack::reject_caller`]).
+    pub fn bind_caller(&mut self, tx: TxId, leg: LegId) {
+        if let Some(t) = self.pending.remove(&tx) {
+            self.legs.insert(leg, LegHandle::PendingCaller(t));
+        }
+    }
+
+    /// 200 OK with `sdp` to the caller; the dialog is created here.
+    pub fn answer_caller(&mut self, leg: LegId, sdp: Vec<u8>) {
+        let Some(LegHandle::PendingCaller(mut tx)) = self.legs.remove(&leg) else {
+            warn!(%leg, "answer for a caller leg that is not pending");
+            return;
+        };
+        let dialog = match self.dialog_layer.get_or_create_server_invite(
+            &tx,
+            self.state_tx.clone(),
+            None,
+            Some(self.contact.clone()),
+        ) {
+            Ok(d) => d,
+            Err(e) => {
+                warn!(error = %e, "cannot create the caller's dialog");
+                reply_spawn(tx, 500, vec![], None);
+                self.raw_tx.try_send(Raw(RawInbound::CallerGone { leg })).ok();
+                return;
+            }
+        };
+        let id = dialog.id();
+        // rsipstack trap: a 487 after CANCEL would carry a fresh To-tag unlike
+        // our dialog's; put the dialog's tag on the request first.
+        if let Ok(to) = tx.original.to_header() {
+            if let Ok(typed) = to.typed() {
+                let tagged = typed.with_tag(id.local_tag.clone().into());
+                tx.original.headers.unique_push(tagged.into());
+            }
+        }
+        let mut server = dialog.clone();
+        let headers = vec![Header::ContentType("application/sdp".into())];
+        if let Err(e) = server.accept(Some(headers), Some(sdp)) {
+            warn!(error = %e, "accept failed");
+        }
+        self.dialogs.insert(id, leg);
+        self.legs.insert(leg, LegHandle::Caller(dialog));
+        tokio::spawn(async move {
+            if let Err(e) = server.handle(&mut tx).await {
+                debug!(error = %e, "caller INVITE transaction");
+            }
+        });
+    }
+
+    /// A final error to a caller not answered yet.
+    pub fn reject_caller(&mut self, leg: LegId, status: u16, retry_after: Option<u32>) {
+        let Some(LegHandle::PendingCaller(tx)) = self.legs.remove(&leg) else {
+            warn!(%leg, "reject for a caller leg that is not pending");
+            return;
+        };
+        let headers = retry_after.map(|s| vec![Header::RetryAfter(s.to_string().into())]).unwrap_or_default();
+        reply_spawn(tx, status, headers, None);
+    }
+
+    /// A new INVITE to `target` (a registered contact or an overflow URI),
+    /// sent to `destination` when given (the address the phone registered
+    /// from, so NATed phones are reached).
+    pub fn invite(
+        &mut self,
+        leg: LegId,
+        target: &str,
+        destination: Option<(SocketAddr, Transport)>,
+        caller: &str,
+        sdp: Vec<u8>,
+    ) {
+        let callee = match rsipstack::sip::Uri::try_from(target) {
+            Ok(u) => u,
+            Err(e) => {
+                warn!(%target, error = %e, "bad target URI");
+                self.raw_tx.try_send(Raw(RawInbound::InviteDone { leg, status: None })).ok();
+                return;
+            }
+        };
+        let caller_user: String =
+            caller.chars().filter(|c| c.is_ascii_alphanumeric() || "+-_.*#".contains(*c)).collect();
+        let caller_user = if caller_user.is_empty() { "anonymous".to_string() } else { caller_user };
+        let caller_uri = rsipstack::sip::Uri::try_from(format!("sip:{caller_user}@{}", self.local_host).as_str())
+            .unwrap_or_else(|_| self.contact.clone());
+        let destination = destination.map(|(addr, t)| sip_addr(addr, t));
+        let opt = InviteOption {
+            caller: caller_uri,
+            callee,
+            destination,
+            content_type: Some("application/sdp".into()),
+            offer: Some(sdp),
+            contact: self.contact.clone(),
+            ..Default::default()
+        };
+        match self.dialog_layer.do_invite_async(opt, self.state_tx.clone()) {
+            Ok((dialog, handle)) => {
+                self.dialogs.insert(dialog.id(), leg);
+                self.legs.insert(leg, LegHandle::Out { dialog, answered: false });
+                let raw_tx = self.raw_tx.clone();
+                tokio::spawn(async move {
+                    let status = match handle.await {
+                        Ok(Ok((_, Some(resp)))) => Some(resp.status_code.code()),
+                        _ => None,
+                    };
+                    raw_tx.send(Raw(RawInbound::InviteDone { leg, status })).await.ok();
+                });
+            }
+            Err(e) => {
+                warn!(%target, error = %e, "cannot send INVITE");
+                self.raw_tx.try_send(Raw(RawInbound::InviteDone { leg, status: None })).ok();
+            }
+        }
+    }
+
+    pub fn cancel(&mut self, leg: LegId) {
+        if let Some(LegHandle::Out { dialog, answered: false }) = self.legs.get(&leg) {
+            let d = dialog.clone();
+            tokio::spawn(async move {
+                if let Err(e) = d.cancel().await {
+                    debug!(error = %e, "CANCEL");
+                }
+            });
+        }
+    }
+
+    /// BYE an answered leg (caller or outgoing); the leg is forgotten here
+    /// and its dialog removed from the layer once the BYE is done.
+    pub fn bye(&mut self, leg: LegId) {
+        match self.legs.remove(&leg) {
+            Some(LegHandle::Caller(d)) | Some(LegHandle::Out { dialog: d, .. }) => {
+                let id = d.id();
+                self.dialogs.retain(|_, l| *l != leg);
+                let layer = self.dialog_layer.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = d.bye().await {
+                        debug!(error = %e, "BYE");
+                    }
+                    layer.remove_dialog(&id);
+                    layer.remove_dialog(&d.id());
+                });
+            }
+            Some(LegHandle::PendingCaller(tx)) => reply_spawn(tx, 480, vec![], None),
+            None => {}
+        }
+    }
+
+    /// Sends OPTIONS to a registered contact; the answer (or silence for
+    /// `timeout`) comes back as [`Inbound::KeepAlive`].
+    pub fn keep_alive(&self, user: String, contact: String, destination: (SocketAddr, Transport), timeout: Duration) {
+        let Ok(uri) = rsipstack::sip::Uri::try_from(contact.as_str()) else { return };
+        let endpoint = self.endpoint_inner.clone();
+        let raw_tx = self.raw_tx.clone();
+        let from_uri = self.contact.clone();
+        let dest = sip_addr(destination.0, destination.1);
+        tokio::spawn(async move {
+            let reachable = async {
+                let via = endpoint.get_via(None, None).ok()?;
+                let from = rsipstack::sip::typed::From {
+                    display_name: None,
+                    uri: from_uri.clone(),
+                    params: vec![rsipstack::sip::Param::Tag(rsipstack::transaction::make_tag())],
+                };
+                let to = rsipstack::sip::typed::To { display_name: None, uri: uri.clone(), params: vec![] };
+                let mut req = endpoint.make_request(RMethod::Options, uri, via, from, to, 1, None);
+                req.headers.unique_push(Header::ContentLength(0u32.into()));
+                let key = TransactionKey::from_request(&req, TransactionRole::Client).ok()?;
+                let mut tx = Transaction::new_client(key, req, endpoint.clone(), None);
+                tx.destination = Some(dest);
+                tx.send().await.ok()?;
+                while let Some(msg) = tx.receive().await {
+                    if let rsipstack::sip::SipMessage::Response(r) = msg {
+                        if r.status_code.kind() != rsipstack::sip::StatusCodeKind::Provisional {
+                            return Some(());
+                        }
+                    }
+                }
+                None
+            };
+            let reachable = tokio::time::timeout(timeout, reachable).await.ok().flatten().is_some();
+            raw_tx.send(Raw(RawInbound::KeepAlive { user, contact, reachable })).await.ok();
+        });
+    }
+
+    /// Answers a feature-code call: 200 OK, then BYE shortly after.
+    pub fn answer_and_hang_up(&mut self, tx: TxId, sdp: Vec<u8>, after: Duration) {
+        let Some(mut t) = self.pending.remove(&tx) else { return };
+        let dialog = match self.dialog_layer.get_or_create_server_invite(
+            &t,
+            self.state_tx.clone(),
+            None,
+            Some(self.contact.clone()),
+        ) {
+            Ok(d) => d,
+            Err(_) => return reply_spawn(t, 500, vec![], None),
+        };
+        let mut server = dialog.clone();
+        server.accept(Some(vec![Header::ContentType("application/sdp".into())]), Some(sdp)).ok();
+        let layer = self.dialog_layer.clone();
+        tokio::spawn(async move {
+            let id = dialog.id();
+            let handled = tokio::spawn(async move {
+                server.handle(&mut t).await.ok();
+            });
+            tokio::time::sleep(after).await;
+            dialog.bye().await.ok();
+            handled.await.ok();
+            layer.remove_dialog(&id);
+        });
+    }
+
+    fn dialog_state(&mut self, state: DialogState) -> Option<Inbound> {
+        match state {
+            DialogState::Early(id, resp) => {
+                let leg = *self.dialogs.get(&id)?;
+                Some(Inbound::Leg(SipEvent::Progress { leg, status: resp.status_code.code() }))
+            }
+            DialogState::Confirmed(id, _) => {
+                let leg = *self.dialogs.get(&id)?;
+                match self.legs.get_mut(&leg) {
+                    Some(LegHandle::Out { answered, .. }) if !*answered => {
+                        *answered = true;
+                        Some(Inbound::Leg(SipEvent::Answered { leg }))
+                    }
+                    _ => None,
+                }
+            }
+            DialogState::Terminated(id, reason) => {
+                let leg = self.dialogs.remove(&id);
+                // Every terminated dialog leaves the layer (rsipstack trap).
+                self.dialog_layer.remove_dialog(&id);
+                let leg = leg?;
+                match self.legs.get(&leg) {
+                    Some(LegHandle::Caller(_)) => {
+                        self.legs.remove(&leg);
+                        Some(Inbound::Leg(match reason {
+                            TerminatedReason::UacCancel => SipEvent::CallerCancelled { leg },
+                            _ => SipEvent::CallerHungUp { leg },
+                        }))
+                    }
+                    Some(LegHandle::Out { answered: true, .. }) => {
+                        self.legs.remove(&leg);
+                        Some(Inbound::Leg(SipEvent::RemoteBye { leg }))
+                    }
+                    // Unanswered outgoing legs end through `invite_done`.
+                    _ => None,
+                }
+            }
+            _ => None,
+        }
+    }
+
+    fn invite_done(&mut self, leg: LegId, status: Option<u16>) -> Option<Inbound> {
+        let handle = self.legs.get_mut(&leg)?;
+        let LegHandle::Out { dialog, answered } = handle else { return None };
+        let id = dialog.id();
+        match status {
+            Some(code) if (200..300).contains(&code) => {
+                if matches!(dialog.state(), DialogState::Terminated(..)) {
+                    // A 2xx after our CANCEL: rsipstack ACKed and BYEd it.
+                    self.legs.remove(&leg);
+                    self.dialogs.retain(|_, l| *l != leg);
+                    self.dialog_layer.remove_dialog(&id);
+                    return Some(Inbound::Leg(SipEvent::Failed { leg, status: Some(487) }));
+                }
+                self.dialogs.insert(id, leg);
+                if *answered {
+                    None
+                } else {
+                    *answered = true;
+                    Some(Inbound::Leg(SipEvent::Answered { leg }))
+                }
+            }
+            other => {
+                self.legs.remove(&leg);
+                self.dialogs.retain(|_, l| *l != leg);
+                self.dialog_layer.remove_dialog(&id);
+                Some(Inbound::Leg(SipEvent::Failed { leg, status: other }))
+            }
+        }
+    }
+}
+
+fn sip_addr(addr: SocketAddr, t: Transport) -> SipAddr {
+    SipAddr {
+        r#type: Some(match t {
+            Transport::Udp => rsipstack::sip::Transport::Udp,
+            Transport::Tcp => rsipstack::sip::Transport::Tcp,
+        }),
+        addr: addr.into(),
+    }
+}
+
+/// Items from rsipstack's tasks to the shell's loop; opaque outside.
+pub struct Raw(RawInbound);
+
+enum RawInbound {
+    Tx(Transaction),
+    State(DialogState),
+    InviteDone { leg: LegId, status: Option<u16> },
+    KeepAlive { user: String, contact: String, reachable: bool },
+    CallerGone { leg: LegId },
+}
+
+fn spawn_incoming(mut incoming: rsipstack::transaction::TransactionReceiver, raw_tx: mpsc::Sender<Raw>, retry_after: u32) {
+    tokio::spawn(async move {
+        while let Some(tx) = incoming.recv().await {
+            if let Err(mpsc::error::TrySendError::Full(Raw(RawInbound::Tx(tx)))) =
+                raw_tx.try_send(Raw(RawInbound::Tx(tx)))
+            {
+                // The core is behind: answer at once rather than queue more.
+                if tx.original.method != RMethod::Ack {
+                    reply_spawn(tx, 503, vec![Header::RetryAfter(retry_after.to_string().into())], None);
+                }
+            }
+        }
+    });
+}
+
+fn spawn_states(mut rx: DialogStateReceiver, raw_tx: mpsc::Sender<Raw>) {
+    tokio::spawn(async move {
+        while let Some(state) = rx.recv().await {
+            if raw_tx.send(Raw(RawInbound::State(state))).await.is_err() {
+                break;
+            }
+        }
+    });
+}
+
+/// Sends a final response on a server transaction and keeps the transaction
+/// alive until it ends (absorbing retransmissions and the ACK of an INVITE
+/// error response).
+fn reply_spawn(mut tx: Transaction, status: u16, headers: Vec<Header>, body: Option<Vec<u8>>) {
+    tokio::spawn(async move {
+        if let Err(e) = tx.reply_with(StatusCode::from(status), headers, body).await {
+            debug!(error = %e, status, "reply failed");
+            return;
+        }
+        while tx.receive().await.is_some() {}
+    });
+}
+
+fn to_header(name: &str, value: String) -> Header {
+    match name.to_ascii_lowercase().as_str() {
+        "www-authenticate" => Header::WwwAuthenticate(value.into()),
+        "contact" => Header::Contact(value.into()),
+        "min-expires" => Header::MinExpires(value.into()),
+        "retry-after" => Header::RetryAfter(value.into()),
+        "allow" => Header::Allow(value.into()),
+        "warning" => Header::Warning(value.into()),
+        "expires" => Header::Expires(value.into()),
+        "date" => Header::Date(value.into()),
+        "supported" => Header::Supported(value.into()),
+        _ => Header::Other(name.to_string(), value),
+    }
+}
+
+/// Reads what acd needs from a request; an error names what is wrong (→ 400).
+fn summarize(tx: &Transaction) -> Result<Request, String> {
+    let req = &tx.original;
+    let from = req.from_header().map_err(|e| format!("From: {e}"))?.typed().map_err(|e| format!("From: {e}"))?;
+    let to = req.to_header().map_err(|e| format!("To: {e}"))?.typed().map_err(|e| format!("To: {e}"))?;
+    let call_id = req.call_id_header().map_err(|e| format!("Call-ID: {e}"))?.value().to_string();
+    if call_id.trim().is_empty() {
+        return Err("empty Call-ID".into());
+    }
+    let cseq = req.cseq_header().map_err(|e| format!("CSeq: {e}"))?;
+    let seq = cseq.seq().map_err(|e| format!("CSeq: {e}"))?;
+    let cseq_method = cseq.method().map_err(|e| format!("CSeq: {e}"))?;
+    if cseq_method != req.method {
+        return Err(format!("CSeq method {cseq_method} does not match {}", req.method));
+    }
+    if let Ok(mf) = req.max_forwards_header() {
+        if mf.value().trim().parse::<u32>().is_err() {
+            return Err("Max-Forwards is not a number".into());
+        }
+    }
+    let mut contacts = Vec::new();
+    let mut expires = None;
+    let mut authorization = None;
+    let mut headers = Vec::new();
+    for h in req.headers.iter() {
+        match h {
+            Header::Contact(c) => {
+                for part in split_contacts(c.value()) {
+                    if part.trim() == "*" {
+                        contacts.push(ContactValue::Star);
+                        continue;
+                    }
+                    let typed = rsipstack::sip::typed::Contact::parse(&part).map_err(|e| format!("Contact: {e}"))?;
+                    contacts.push(ContactValue::Uri { uri: typed.uri.to_string(), expires: typed.expires() });
+                }
+            }
+            Header::Expires(e) => {
+                expires = Some(e.value().trim().parse::<u32>().map_err(|_| format!("Expires: \"{}\"", e.value()))?);
+            }
+            Header::Authorization(a) => authorization = Some(a.value().to_string()),
+            Header::Other(name, value) => headers.push((name.clone(), value.clone())),
+            _ => {}
+        }
+    }
+    let method = match req.method {
+        RMethod::Invite => Method::Invite,
+        RMethod::Register => Method::Register,
+        RMethod::Options => Method::Options,
+        _ => Method::Other,
+    };
+    let transport = match tx.connection.as_ref().map(|c| c.transport()) {
+        Some(rsipstack::sip::Transport::Tcp) => Transport::Tcp,
+        _ => Transport::Udp,
+    };
+    Ok(Request {
+        tx: TxId(0),
+        method,
+        method_name: req.method.to_string(),
+        source: source_addr(tx).ok_or("cannot tell where the request came from")?,
+        transport,
+        uri: req.uri.to_string(),
+        uri_user: req.uri.user().unwrap_or_default().to_string(),
+        from_user: from.uri.user().unwrap_or_default().to_string(),
+        to_user: to.uri.user().unwrap_or_default().to_string(),
+        call_id,
+        cseq: seq,
+        contacts,
+        expires,
+        authorization,
+        headers,
+        has_body: !req.body.is_empty(),
+    })
+}
+
+/// The peer address: the TCP connection's peer, or for UDP the address
+/// rsipstack recorded in the top Via (`received`/`rport`, else sent-by,
+/// which then equals the source).
+fn source_addr(tx: &Transaction) -> Option<SocketAddr> {
+    if let Some(remote) = tx.connection.as_ref().and_then(|c| c.get_remote_addr()) {
+        if let Ok(a) = remote.get_socketaddr() {
+            return Some(a);
+        }
+    }
+    let via = tx.original.via_header().ok()?.typed().ok()?;
+    let mut host: Option<IpAddr> = via.uri.host_with_port.host.to_string().trim_matches(['[', ']']).parse().ok();
+    let mut port: u16 = via.uri.host_with_port.port.as_ref().map(|p| p.value().to_owned()).unwrap_or(5060);
+    for p in &via.params {
+        match p {
+            rsipstack::sip::Param::Received(r) => {
+                if let Ok(ip) = r.value().trim_matches(['[', ']']).parse() {
+                    host = Some(ip);
+                }
+            }
+            rsipstack::sip::Param::Rport(Some(rp)) => port = *rp,
+            _ => {}
+        }
+    }
+    host.map(|h| SocketAddr::new(h, port))
+}
+
+/// Splits a Contact header value on commas outside `<...>` and quotes.
+fn split_contacts(v: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let (mut depth, mut quoted, mut cur) = (0i32, false, String::new());
+    for c in v.chars() {
+        match c {
+            '"' => quoted = !quoted,
+            '<' if !quoted => depth += 1,
+            '>' if !quoted => depth -= 1,
+            ',' if !quoted && depth == 0 => {
+                out.push(std::mem::take(&mut cur));
+                continue;
+            }
+            _ => {}
+        }
+        cur.push(c);
+    }
+    if !cur.trim().is_empty() {
+        out.push(cur);
+    }
+    out.into_iter().map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_contacts;
+
+    #[test]
+    fn contacts_split_outside_brackets_and_quotes() {
+        assert_eq!(
+            split_contacts("\"A, B\" <sip:a@h;x=1,2>;expires=60, <sip:b@h>"),
+            vec!["\"A, B\" <sip:a@h;x=1,2>;expires=60".to_string(), "<sip:b@h>".to_string()]
+        );
+        assert_eq!(split_contacts("*"), vec!["*".to_string()]);
+    }
+}
