@@ -30,6 +30,105 @@ pub struct Daemon {
     next_keep_alive: Option<Instant>,
 }
 
+/// What is alive inside a running daemon: every count returns to zero once
+/// its calls have ended (tests wait for that).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Snapshot {
+    /// Calls in call control, and their legs.
+    pub calls: usize,
+    pub legs: usize,
+    /// Calls the engine still holds.
+    pub engine_calls: usize,
+    /// The adapter's view: legs, rsipstack dialogs, unanswered requests,
+    /// running transactions.
+    pub stack: StackCounts,
+    pub registered_contacts: usize,
+    /// Call-control errors so far (races absorbed or bugs).
+    pub errors: usize,
+}
+
+impl Daemon {
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            calls: self.core.call_count(),
+            legs: self.core.leg_count(),
+            engine_calls: self.core.engine().call_count(),
+            stack: self.stack.counts(),
+            registered_contacts: self.registrar.len(),
+            errors: self.core.errors().len(),
+        }
+    }
+}
+
+/// A daemon on its own thread (current-thread runtime), for tests and
+/// embedding: [`DaemonHandle::snapshot`] reads its counts.
+pub struct DaemonHandle {
+    snapshot: std::sync::Arc<std::sync::Mutex<Snapshot>>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl DaemonHandle {
+    pub fn spawn(config: Config) -> Result<DaemonHandle, SipError> {
+        let snapshot = std::sync::Arc::new(std::sync::Mutex::new(Snapshot::default()));
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<(), SipError>>();
+        let snap = snapshot.clone();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+            rt.block_on(async move {
+                let (mut daemon, mut raw) = match Daemon::start(config).await {
+                    Ok(x) => x,
+                    Err(e) => {
+                        ready_tx.send(Err(e)).ok();
+                        return;
+                    }
+                };
+                ready_tx.send(Ok(())).ok();
+                let mut stop_rx = stop_rx;
+                loop {
+                    *snap.lock().expect("snapshot lock") = daemon.snapshot();
+                    let deadline = daemon.deadline();
+                    tokio::select! {
+                        _ = &mut stop_rx => break,
+                        _ = tokio::time::sleep_until(deadline) => daemon.on_timer(),
+                        // Wake at least every 100 ms so the snapshot stays fresh.
+                        _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+                        item = raw.recv() => match item {
+                            Some(item) => daemon.on_raw(item),
+                            None => break,
+                        },
+                    }
+                }
+                daemon.stack.shutdown();
+            });
+        });
+        match ready_rx.recv() {
+            Ok(Ok(())) => Ok(DaemonHandle { snapshot, stop: Some(stop_tx), thread: Some(thread) }),
+            Ok(Err(e)) => {
+                thread.join().ok();
+                Err(e)
+            }
+            Err(_) => Err(SipError::Stack("daemon thread ended during start-up".into())),
+        }
+    }
+
+    pub fn snapshot(&self) -> Snapshot {
+        *self.snapshot.lock().expect("snapshot lock")
+    }
+}
+
+impl Drop for DaemonHandle {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            stop.send(()).ok();
+        }
+        if let Some(t) = self.thread.take() {
+            t.join().ok();
+        }
+    }
+}
+
 /// Runs the daemon until `shutdown` resolves.
 pub async fn run(config: Config, shutdown: impl std::future::Future<Output = ()>) -> Result<(), SipError> {
     let (mut daemon, mut raw) = Daemon::start(config).await?;

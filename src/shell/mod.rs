@@ -9,7 +9,7 @@
 
 mod daemon;
 
-pub use daemon::{run, Daemon};
+pub use daemon::{run, Daemon, DaemonHandle, Snapshot};
 
 use crate::config::Config;
 

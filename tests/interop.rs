@@ -1,0 +1,472 @@
+//! Tier 3: acd against real third-party SIP stacks on loopback.
+//!
+//! pjsua2 (PyPI `pjsua2-python`, driven by `tests/interop/ua.py`) plays the
+//! agents' softphones and the trunk; sipsak (Debian) is the second,
+//! independent stack. The README test command installs both; without them
+//! these tests fail with a message saying so (they are never skipped).
+//!
+//! The daemon runs in-process ([`DaemonHandle`]) on its own thread so each
+//! test can check, after the calls, that no leg, dialog or transaction
+//! outlived its call.
+
+use acd::config::{from_toml_str, Config};
+use acd::shell::{DaemonHandle, Snapshot};
+use serde_json::Value;
+use std::io::{BufRead, BufReader, Write};
+use std::net::UdpSocket;
+use std::path::PathBuf;
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc::{channel, Receiver};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// pjsua2 processes are heavy for 2 cores: one scenario at a time.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn python() -> PathBuf {
+    let p = std::env::var_os("ACD_INTEROP_PYTHON").map(PathBuf::from).unwrap_or_else(|| root().join(".venv/bin/python"));
+    assert!(
+        p.exists(),
+        "{} not found: run the README test command (scripts/test), which installs pjsua2 into .venv",
+        p.display()
+    );
+    p
+}
+
+fn free_port() -> u16 {
+    // UDP and TCP on the same number: take a UDP port and check TCP too.
+    loop {
+        let u = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let port = u.local_addr().unwrap().port();
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+/// A config for one scenario: `queues` holds `[[queue]]`/`[[agent]]`/
+/// `[[number]]` tables; the SIP section and trunk are added here.
+fn config(port: u16, body: &str) -> Config {
+    let text = format!(
+        r#"
+[sip]
+listen_udp = ["127.0.0.1:{port}"]
+listen_tcp = ["127.0.0.1:{port}"]
+register_min_expires = 10
+options_interval_secs = 0
+
+[[trunk]]
+name = "test-trunk"
+sources = ["127.0.0.1"]
+trust_headers = true
+
+[defaults]
+wrap_up_secs = 0
+ring_timeout_secs = 4
+
+{body}
+"#
+    );
+    from_toml_str("interop.toml", &text).unwrap_or_else(|e| panic!("test config: {e}"))
+}
+
+struct Ua {
+    name: String,
+    child: Child,
+    stdin: ChildStdin,
+    events: Receiver<Value>,
+    seen: Vec<Value>,
+}
+
+impl Ua {
+    fn spawn(name: &str, args: &[&str]) -> Ua {
+        let mut cmd = Command::new(python());
+        cmd.arg(root().join("tests/interop/ua.py")).args(["--name", name, "--port", "0"]).args(args);
+        cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::null());
+        let mut child = cmd.spawn().expect("start ua.py");
+        let stdin = child.stdin.take().unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Ok(v) = serde_json::from_str::<Value>(&line) {
+                    if tx.send(v).is_err() {
+                        break;
+                    }
+                }
+            }
+        });
+        let mut ua = Ua { name: name.to_string(), child, stdin, events: rx, seen: Vec::new() };
+        ua.expect("ready", Duration::from_secs(20));
+        ua
+    }
+
+    /// An agent phone registered with digest to acd.
+    fn agent(name: &str, port: u16, password: &str, behaviour: &str) -> Ua {
+        let registrar = format!("127.0.0.1:{port}");
+        let mut ua = Ua::spawn(
+            name,
+            &["--registrar", &registrar, "--user", name, "--password", password, "--behaviour", behaviour],
+        );
+        let ev = ua.expect_any(&["registered", "register_failed"], Duration::from_secs(10));
+        assert_eq!(ev["event"], "registered", "{name}: {ev}");
+        ua
+    }
+
+    fn send(&mut self, line: &str) {
+        writeln!(self.stdin, "{line}").expect("ua stdin");
+        self.stdin.flush().ok();
+    }
+
+    fn expect(&mut self, event: &str, within: Duration) -> Value {
+        self.expect_any(&[event], within)
+    }
+
+    /// Waits for the next event whose name is one of `events`; earlier
+    /// events are kept in `seen`.
+    fn expect_any(&mut self, events: &[&str], within: Duration) -> Value {
+        let deadline = Instant::now() + within;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.events.recv_timeout(left) {
+                Ok(v) => {
+                    self.seen.push(v.clone());
+                    if events.iter().any(|e| v["event"] == *e) {
+                        return v;
+                    }
+                }
+                Err(_) => panic!("{}: no {events:?} within {within:?}; saw {:?}", self.name, self.seen),
+            }
+        }
+    }
+
+    /// Asserts no event named `event` arrives within `d`.
+    fn quiet(&mut self, event: &str, d: Duration) {
+        let deadline = Instant::now() + d;
+        while let Ok(v) = self.events.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            assert_ne!(v["event"], event, "{}: unexpected {v}", self.name);
+            self.seen.push(v);
+        }
+    }
+}
+
+impl Drop for Ua {
+    fn drop(&mut self) {
+        let _ = writeln!(self.stdin, "quit");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Waits until every call has ended inside acd: no call, leg, dialog or
+/// pending request left, and no call-control error.
+fn assert_drained(d: &DaemonHandle) -> Snapshot {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let s = d.snapshot();
+        let clean = s.calls == 0
+            && s.legs == 0
+            && s.engine_calls == 0
+            && s.stack.legs == 0
+            && s.stack.dialogs == 0
+            && s.stack.pending_requests == 0;
+        if clean {
+            assert_eq!(s.errors, 0, "call control recorded errors: {s:?}");
+            return s;
+        }
+        assert!(Instant::now() < deadline, "something outlived its call: {s:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn trunk() -> Ua {
+    Ua::spawn("trunk", &[])
+}
+
+fn uri(number: &str, port: u16) -> String {
+    format!("sip:{number}@127.0.0.1:{port}")
+}
+
+const TWO_AGENTS: &str = r#"
+[[agent]]
+id = "anna"
+password = "anna-pw"
+
+[[agent]]
+id = "bert"
+password = "bert-pw"
+"#;
+
+#[test]
+fn digest_registration_then_random_routing_bridges_and_hangs_up() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let port = free_port();
+    let cfg = config(
+        port,
+        &format!(
+            r#"{TWO_AGENTS}
+[[queue]]
+name = "q"
+strategy = "random"
+members = [{{ agent = "anna" }}, {{ agent = "bert" }}]
+
+[[number]]
+number = "100"
+queue = "q"
+"#
+        ),
+    );
+    let d = DaemonHandle::spawn(cfg).expect("daemon");
+    // Wrong password: 403 after the challenge; unknown user: 404.
+    let mut wrong = Ua::spawn("anna", &["--registrar", &format!("127.0.0.1:{port}"), "--user", "anna", "--password", "nope"]);
+    let ev = wrong.expect_any(&["registered", "register_failed"], Duration::from_secs(10));
+    assert_eq!((ev["event"].as_str(), ev["code"].as_i64()), (Some("register_failed"), Some(403)), "{ev}");
+    drop(wrong);
+    let mut ghost = Ua::spawn("ghost", &["--registrar", &format!("127.0.0.1:{port}"), "--user", "ghost", "--password", "x"]);
+    let ev = ghost.expect_any(&["registered", "register_failed"], Duration::from_secs(10));
+    assert_eq!(ev["code"].as_i64(), Some(404), "{ev}");
+    drop(ghost);
+
+    let mut anna = Ua::agent("anna", port, "anna-pw", "answer");
+    let mut bert = Ua::agent("bert", port, "bert-pw", "answer");
+    assert_eq!(d.snapshot().registered_contacts, 2);
+
+    let mut trunk = trunk();
+    let mut answered_by = Vec::new();
+    for _ in 0..4 {
+        trunk.send(&format!("call {}", uri("100", port)));
+        trunk.expect("answered", Duration::from_secs(5));
+        // Exactly one agent's phone rings and answers.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let who = loop {
+            if let Ok(v) = anna.events.try_recv() {
+                anna.seen.push(v.clone());
+                if v["event"] == "answered" {
+                    break "anna";
+                }
+            }
+            if let Ok(v) = bert.events.try_recv() {
+                bert.seen.push(v.clone());
+                if v["event"] == "answered" {
+                    break "bert";
+                }
+            }
+            assert!(Instant::now() < deadline, "no agent answered");
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        answered_by.push(who);
+        std::thread::sleep(Duration::from_millis(300));
+        trunk.send("hangup");
+        trunk.expect("disconnected", Duration::from_secs(5));
+        let agent = if who == "anna" { &mut anna } else { &mut bert };
+        // The caller's BYE reached the agent through acd.
+        agent.expect("disconnected", Duration::from_secs(5));
+        assert_drained(&d);
+    }
+    assert_eq!(answered_by.len(), 4);
+}
+
+#[test]
+fn priority_rings_the_first_tier_and_rolls_over_after_ring_timeout() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let port = free_port();
+    let cfg = config(
+        port,
+        &format!(
+            r#"{TWO_AGENTS}
+[[queue]]
+name = "q"
+strategy = "priority"
+ring_timeout_secs = 3
+members = [{{ agent = "anna", tier = 1 }}, {{ agent = "bert", tier = 2 }}]
+
+[[number]]
+number = "100"
+queue = "q"
+"#
+        ),
+    );
+    let d = DaemonHandle::spawn(cfg).expect("daemon");
+    let mut anna = Ua::agent("anna", port, "anna-pw", "ignore");
+    let mut bert = Ua::agent("bert", port, "bert-pw", "answer");
+    let mut trunk = trunk();
+    let t0 = Instant::now();
+    trunk.send(&format!("call {}", uri("100", port)));
+    trunk.expect("answered", Duration::from_secs(5));
+    // Tier 1 first: anna rings, does not answer; acd CANCELs after 3 s.
+    anna.expect("incoming", Duration::from_secs(5));
+    let gone = anna.expect("disconnected", Duration::from_secs(8));
+    assert_eq!(gone["code"].as_i64(), Some(487), "{gone}");
+    let rang = t0.elapsed();
+    assert!(rang >= Duration::from_millis(2500), "cancelled after {rang:?}, before the ring timeout");
+    // Rollover to the next tier.
+    bert.expect("answered", Duration::from_secs(5));
+    bert.send("hangup");
+    trunk.expect("disconnected", Duration::from_secs(5));
+    assert_drained(&d);
+}
+
+#[test]
+fn skills_route_a_finnish_line_to_the_finnish_agent_and_busy_is_skipped() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let port = free_port();
+    let cfg = config(
+        port,
+        r#"
+[skills]
+lang = { fi = "Finnish", en = "English" }
+
+[[agent]]
+id = "anna"
+password = "anna-pw"
+skills = { lang.en = 5 }
+
+[[agent]]
+id = "bert"
+password = "bert-pw"
+skills = { lang.fi = 5, lang.en = 1 }
+
+[[agent]]
+id = "cara"
+password = "cara-pw"
+skills = { lang.fi = 3 }
+
+[[queue]]
+name = "q"
+strategy = "skills"
+tie_break = "best-level"
+members = [{ agent = "anna" }, { agent = "bert" }, { agent = "cara" }]
+
+[[number]]
+number = "101"
+queue = "q"
+skills = { lang.fi = 1 }
+"#,
+    );
+    let d = DaemonHandle::spawn(cfg).expect("daemon");
+    let mut anna = Ua::agent("anna", port, "anna-pw", "answer");
+    let mut bert = Ua::agent("bert", port, "bert-pw", "busy");
+    let mut cara = Ua::agent("cara", port, "cara-pw", "answer");
+    let mut trunk = trunk();
+    trunk.send(&format!("call {}", uri("101", port)));
+    trunk.expect("answered", Duration::from_secs(5));
+    // Best Finnish first: bert, who is busy (486) and is skipped at once.
+    let busy = bert.expect("disconnected", Duration::from_secs(5));
+    assert_eq!(busy["code"].as_i64(), Some(486), "{busy}");
+    cara.expect("answered", Duration::from_secs(3));
+    anna.quiet("incoming", Duration::from_millis(500));
+    trunk.send("hangup");
+    cara.expect("disconnected", Duration::from_secs(5));
+    assert_drained(&d);
+}
+
+#[test]
+fn caller_abandoning_while_an_agent_rings_cancels_the_agent() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let port = free_port();
+    let cfg = config(
+        port,
+        &format!(
+            r#"{TWO_AGENTS}
+[[queue]]
+name = "q"
+strategy = "linear"
+ring_timeout_secs = 20
+members = [{{ agent = "anna" }}]
+
+[[number]]
+number = "100"
+queue = "q"
+"#
+        ),
+    );
+    let d = DaemonHandle::spawn(cfg).expect("daemon");
+    let mut anna = Ua::agent("anna", port, "anna-pw", "ignore");
+    let mut trunk = trunk();
+    trunk.send(&format!("call {}", uri("100", port)));
+    trunk.expect("answered", Duration::from_secs(5));
+    anna.expect("incoming", Duration::from_secs(5));
+    trunk.send("hangup");
+    let gone = anna.expect("disconnected", Duration::from_secs(5));
+    assert_eq!(gone["code"].as_i64(), Some(487), "{gone}");
+    assert_drained(&d);
+}
+
+#[test]
+fn unknown_numbers_and_foreign_sources_are_refused() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let port = free_port();
+    let mut cfg = config(
+        port,
+        &format!(
+            r#"{TWO_AGENTS}
+[[queue]]
+name = "q"
+members = [{{ agent = "anna" }}]
+
+[[number]]
+number = "100"
+queue = "q"
+"#
+        ),
+    );
+    let d = DaemonHandle::spawn(cfg.clone()).expect("daemon");
+    let mut trunk = trunk();
+    trunk.send(&format!("call {}", uri("999", port)));
+    let ev = trunk.expect("disconnected", Duration::from_secs(5));
+    assert_eq!(ev["code"].as_i64(), Some(404), "{ev}");
+    drop(d);
+
+    // The same trunk, but acd only trusts 127.0.0.2: 403, nothing routed.
+    let port = free_port();
+    cfg.sip.listen_udp = vec![format!("127.0.0.1:{port}").parse().unwrap()];
+    cfg.sip.listen_tcp = cfg.sip.listen_udp.clone();
+    cfg.trunks[0].sources = vec!["127.0.0.2/32".parse().unwrap()];
+    let d = DaemonHandle::spawn(cfg).expect("daemon");
+    let mut anna = Ua::agent("anna", port, "anna-pw", "answer");
+    trunk.send(&format!("call {}", uri("100", port)));
+    let ev = trunk.expect("disconnected", Duration::from_secs(5));
+    assert_eq!(ev["code"].as_i64(), Some(403), "{ev}");
+    anna.quiet("incoming", Duration::from_millis(500));
+    assert_drained(&d);
+}
+
+#[test]
+fn sipsak_options_and_registration() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    assert!(
+        std::path::Path::new("/usr/bin/sipsak").exists(),
+        "sipsak not installed: run the README test command, which installs it from Debian"
+    );
+    let port = free_port();
+    let cfg = config(port, &format!("{TWO_AGENTS}\n[[queue]]\nname = \"q\"\nmembers = [{{ agent = \"anna\" }}]\n"));
+    let d = DaemonHandle::spawn(cfg).expect("daemon");
+    let sipsak = |args: &[&str]| {
+        let out = Command::new("/usr/bin/sipsak").args(args).output().expect("run sipsak");
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        (out.status.code(), text)
+    };
+    let target = format!("sip:anna@127.0.0.1:{port}");
+    let (code, out) = sipsak(&["-vv", "-s", &format!("sip:acd@127.0.0.1:{port}")]);
+    assert_eq!(code, Some(0), "OPTIONS: {out}");
+    assert!(out.contains("200 OK") && out.contains("Allow: INVITE"), "{out}");
+    // Register with MD5 digest (sipsak reads only the first challenge).
+    let (code, out) = sipsak(&["-vv", "-U", "-C", "sip:anna@127.0.0.1:9", "-E", "udp", "-x", "60", "-u", "anna", "-a", "anna-pw", "-s", &target]);
+    assert_eq!(code, Some(0), "register: {out}");
+    assert!(out.contains("completed successful"), "{out}");
+    assert_eq!(d.snapshot().registered_contacts, 1, "{out}");
+    let (code, out) = sipsak(&["-vv", "-U", "-u", "anna", "-a", "wrong", "-s", &target]);
+    assert_ne!(code, Some(0));
+    assert!(out.contains("403"), "{out}");
+}
