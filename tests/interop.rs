@@ -470,3 +470,145 @@ fn sipsak_options_and_registration() {
     assert_ne!(code, Some(0));
     assert!(out.contains("403"), "{out}");
 }
+
+/// Sends one raw datagram and returns the first line of the answer, if any.
+fn raw_udp(port: u16, msg: &str) -> Option<String> {
+    let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(1500))).unwrap();
+    s.send_to(msg.as_bytes(), ("127.0.0.1", port)).unwrap();
+    let mut buf = [0u8; 4096];
+    let (n, _) = s.recv_from(&mut buf).ok()?;
+    Some(String::from_utf8_lossy(&buf[..n]).lines().next().unwrap_or_default().to_string())
+}
+
+fn request(method: &str, port: u16, local: u16, extra: &str) -> String {
+    format!(
+        "{method} sip:acd@127.0.0.1:{port} SIP/2.0\r\n\
+         Via: SIP/2.0/UDP 127.0.0.1:{local};branch=z9hG4bK-{method}-{extra_len}\r\n\
+         Max-Forwards: 70\r\n\
+         From: <sip:probe@127.0.0.1>;tag=1\r\n\
+         To: <sip:acd@127.0.0.1>\r\n\
+         Call-ID: probe-{method}-{extra_len}@127.0.0.1\r\n\
+         {extra}\
+         Content-Length: 0\r\n\r\n",
+        extra_len = extra.len()
+    )
+}
+
+#[test]
+fn malformed_and_unsupported_requests_get_clear_answers_and_the_daemon_carries_on() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let port = free_port();
+    let cfg = config(port, &format!("{TWO_AGENTS}\n[[queue]]\nname = \"q\"\nmembers = [{{ agent = \"anna\" }}]\n"));
+    let d = DaemonHandle::spawn(cfg).expect("daemon");
+    // Garbage is dropped (no answer), and the daemon still answers after it.
+    assert_eq!(raw_udp(port, "\x01\x02 this is not SIP \r\n\r\n"), None);
+    // Parsed, but the CSeq method does not match the request: 400.
+    let bad = request("OPTIONS", port, 1, "CSeq: 1 INVITE\r\n");
+    assert_eq!(raw_udp(port, &bad).as_deref(), Some("SIP/2.0 400 Bad Request"));
+    // A bad Expires on REGISTER: 400.
+    let bad = request("REGISTER", port, 1, "CSeq: 1 REGISTER\r\nExpires: soon\r\n");
+    assert_eq!(raw_udp(port, &bad).as_deref(), Some("SIP/2.0 400 Bad Request"));
+    // A method acd does not serve: 405.
+    let sub = request("SUBSCRIBE", port, 1, "CSeq: 1 SUBSCRIBE\r\nEvent: presence\r\n");
+    assert_eq!(raw_udp(port, &sub).as_deref(), Some("SIP/2.0 405 Method Not Allowed"));
+    // A BYE for no dialog: 481.
+    let bye = request("BYE", port, 1, "CSeq: 2 BYE\r\n").replace("To: <sip:acd@127.0.0.1>", "To: <sip:acd@127.0.0.1>;tag=nope");
+    assert_eq!(raw_udp(port, &bye).as_deref(), Some("SIP/2.0 481 Call/Transaction Does Not Exist"));
+    // Still alive and well.
+    let ok = request("OPTIONS", port, 1, "CSeq: 7 OPTIONS\r\n");
+    assert_eq!(raw_udp(port, &ok).as_deref(), Some("SIP/2.0 200 OK"));
+    assert_drained(&d);
+}
+
+#[test]
+fn feature_codes_pause_and_ready_the_agent_from_the_phone() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let port = free_port();
+    let cfg = config(
+        port,
+        &format!(
+            r#"{TWO_AGENTS}
+[[queue]]
+name = "q"
+strategy = "linear"
+members = [{{ agent = "anna" }}, {{ agent = "bert" }}]
+
+[[number]]
+number = "100"
+queue = "q"
+"#
+        ),
+    );
+    let d = DaemonHandle::spawn(cfg).expect("daemon");
+    let mut anna = Ua::agent("anna", port, "anna-pw", "answer");
+    let mut bert = Ua::agent("bert", port, "bert-pw", "answer");
+    // *43: pause. acd answers and hangs up by itself.
+    anna.send(&format!("call {}", uri("*43", port)));
+    anna.expect("answered", Duration::from_secs(5));
+    anna.expect("disconnected", Duration::from_secs(5));
+    let mut trunk = trunk();
+    trunk.send(&format!("call {}", uri("100", port)));
+    // Linear would ring anna first; paused, she is skipped.
+    bert.expect("answered", Duration::from_secs(5));
+    anna.quiet("incoming", Duration::from_millis(300));
+    trunk.send("hangup");
+    bert.expect("disconnected", Duration::from_secs(5));
+    // *44: ready again; the next call rings anna first.
+    anna.send(&format!("call {}", uri("*44", port)));
+    anna.expect("answered", Duration::from_secs(5));
+    anna.expect("disconnected", Duration::from_secs(5));
+    trunk.send(&format!("call {}", uri("100", port)));
+    let ev = anna.expect_any(&["incoming", "answered"], Duration::from_secs(5));
+    assert_eq!(ev["event"], "incoming");
+    anna.expect("answered", Duration::from_secs(5));
+    trunk.send("hangup");
+    anna.expect("disconnected", Duration::from_secs(5));
+    assert_drained(&d);
+}
+
+#[test]
+fn a_phone_that_stops_answering_options_is_skipped_without_a_ring_timeout() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let port = free_port();
+    let mut cfg = config(
+        port,
+        &format!(
+            r#"{TWO_AGENTS}
+[[queue]]
+name = "q"
+strategy = "linear"
+ring_timeout_secs = 30
+members = [{{ agent = "anna" }}, {{ agent = "bert" }}]
+
+[[number]]
+number = "100"
+queue = "q"
+"#
+        ),
+    );
+    cfg.sip.options_interval_secs = 1;
+    cfg.sip.options_timeout_secs = 1;
+    let d = DaemonHandle::spawn(cfg).expect("daemon");
+    let anna = Ua::agent("anna", port, "anna-pw", "answer");
+    let mut bert = Ua::agent("bert", port, "bert-pw", "answer");
+    assert_eq!(d.snapshot().registered_contacts, 2);
+    // anna's phone vanishes without unregistering.
+    let mut anna = anna;
+    let _ = anna.child.kill();
+    let _ = anna.child.wait();
+    let deadline = Instant::now() + Duration::from_secs(6);
+    while d.snapshot().registered_contacts != 1 {
+        assert!(Instant::now() < deadline, "the dead phone is still registered: {:?}", d.snapshot());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let mut trunk = trunk();
+    let t0 = Instant::now();
+    trunk.send(&format!("call {}", uri("100", port)));
+    bert.expect("answered", Duration::from_secs(5));
+    // Far below anna's 30 s ring timeout.
+    assert!(t0.elapsed() < Duration::from_secs(5), "{:?}", t0.elapsed());
+    trunk.send("hangup");
+    bert.expect("disconnected", Duration::from_secs(5));
+    assert_drained(&d);
+}
