@@ -391,6 +391,7 @@ impl Core {
                     }
                     _ => {
                         self.bye_leg(call_id, leg);
+                        self.maybe_drop(call_id);
                         Ok(())
                     }
                 }
@@ -399,6 +400,8 @@ impl Core {
             (SipEvent::Answered { .. }, LegState::Cancelling) => {
                 debug!(%call_id, %leg, "200 after CANCEL: BYE");
                 self.bye_leg(call_id, leg);
+                // It may have been the call's last leg (the caller left).
+                self.maybe_drop(call_id);
                 Ok(())
             }
             (SipEvent::Answered { .. }, LegState::Answered) => Ok(()), // retransmission
@@ -478,8 +481,12 @@ impl Core {
             CallState::Arriving | CallState::Queued => {
                 if call.in_engine {
                     call.in_engine = false;
-                    // The engine answers with CancelRing for ringing agents.
-                    self.engine.handle(now, Input::CallAbandoned { call: call_id })?;
+                    // The engine answers with CancelRing for ringing agents
+                    // and StopHold: apply them now, while the call exists
+                    // (it is dropped below when no leg is left).
+                    let r = self.engine.handle(now, Input::CallAbandoned { call: call_id });
+                    self.pump();
+                    r?;
                 }
             }
             CallState::Bridged { leg, .. } => {
@@ -495,8 +502,11 @@ impl Core {
         }
         // Any outgoing leg still ringing is cancelled (the engine normally
         // asked already; this covers calls the engine had forgotten).
-        let ringing: Vec<LegId> = self.calls[&call_id]
-            .legs
+        let ringing: Vec<LegId> = self
+            .calls
+            .get(&call_id)
+            .map(|c| &c.legs[..])
+            .unwrap_or_default()
             .iter()
             .filter(|l| matches!(l.state, LegState::Inviting | LegState::Ringing))
             .map(|l| l.leg)
@@ -660,6 +670,10 @@ impl Core {
                     call.answered = true;
                     self.commands.push_back(Command::AnswerCaller { call: call_id, leg: caller });
                 }
+                // The engine stopped the music as it let go of the call; the
+                // caller keeps hearing it until the target answers (then
+                // StopHold + Bridge), not dead air while it rings.
+                self.commands.retain(|c| !matches!(c, Command::StopHold { call, .. } if *call == call_id));
                 let caller_number = call.caller.clone();
                 let leg = self.new_leg(call_id);
                 let call = self.calls.get_mut(&call_id).expect("call exists");
