@@ -5,8 +5,8 @@
 //! - [`shell`]: the thin tokio layer that drives the engine in the daemon.
 #![forbid(unsafe_code)]
 
-pub mod config;
 pub mod callctl;
+pub mod config;
 pub mod engine;
 pub mod shell;
 pub mod sip;

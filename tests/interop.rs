@@ -28,7 +28,8 @@ fn root() -> PathBuf {
 }
 
 fn python() -> PathBuf {
-    let p = std::env::var_os("ACD_INTEROP_PYTHON").map(PathBuf::from).unwrap_or_else(|| root().join(".venv/bin/python"));
+    let p =
+        std::env::var_os("ACD_INTEROP_PYTHON").map(PathBuf::from).unwrap_or_else(|| root().join(".venv/bin/python"));
     assert!(
         p.exists(),
         "{} not found: run the README test command (scripts/test), which installs pjsua2 into .venv",
@@ -229,11 +230,13 @@ queue = "q"
     );
     let d = DaemonHandle::spawn(cfg).expect("daemon");
     // Wrong password: 403 after the challenge; unknown user: 404.
-    let mut wrong = Ua::spawn("anna", &["--registrar", &format!("127.0.0.1:{port}"), "--user", "anna", "--password", "nope"]);
+    let mut wrong =
+        Ua::spawn("anna", &["--registrar", &format!("127.0.0.1:{port}"), "--user", "anna", "--password", "nope"]);
     let ev = wrong.expect_any(&["registered", "register_failed"], Duration::from_secs(10));
     assert_eq!((ev["event"].as_str(), ev["code"].as_i64()), (Some("register_failed"), Some(403)), "{ev}");
     drop(wrong);
-    let mut ghost = Ua::spawn("ghost", &["--registrar", &format!("127.0.0.1:{port}"), "--user", "ghost", "--password", "x"]);
+    let mut ghost =
+        Ua::spawn("ghost", &["--registrar", &format!("127.0.0.1:{port}"), "--user", "ghost", "--password", "x"]);
     let ev = ghost.expect_any(&["registered", "register_failed"], Duration::from_secs(10));
     assert_eq!(ev["code"].as_i64(), Some(404), "{ev}");
     drop(ghost);
@@ -462,7 +465,22 @@ fn sipsak_options_and_registration() {
     assert_eq!(code, Some(0), "OPTIONS: {out}");
     assert!(out.contains("200 OK") && out.contains("Allow: INVITE"), "{out}");
     // Register with MD5 digest (sipsak reads only the first challenge).
-    let (code, out) = sipsak(&["-vv", "-U", "-C", "sip:anna@127.0.0.1:9", "-E", "udp", "-x", "60", "-u", "anna", "-a", "anna-pw", "-s", &target]);
+    let (code, out) = sipsak(&[
+        "-vv",
+        "-U",
+        "-C",
+        "sip:anna@127.0.0.1:9",
+        "-E",
+        "udp",
+        "-x",
+        "60",
+        "-u",
+        "anna",
+        "-a",
+        "anna-pw",
+        "-s",
+        &target,
+    ]);
     assert_eq!(code, Some(0), "register: {out}");
     assert!(out.contains("completed successful"), "{out}");
     assert_eq!(d.snapshot().registered_contacts, 1, "{out}");
@@ -513,7 +531,8 @@ fn malformed_and_unsupported_requests_get_clear_answers_and_the_daemon_carries_o
     let sub = request("SUBSCRIBE", port, 1, "CSeq: 1 SUBSCRIBE\r\nEvent: presence\r\n");
     assert_eq!(raw_udp(port, &sub).as_deref(), Some("SIP/2.0 405 Method Not Allowed"));
     // A BYE for no dialog: 481.
-    let bye = request("BYE", port, 1, "CSeq: 2 BYE\r\n").replace("To: <sip:acd@127.0.0.1>", "To: <sip:acd@127.0.0.1>;tag=nope");
+    let bye = request("BYE", port, 1, "CSeq: 2 BYE\r\n")
+        .replace("To: <sip:acd@127.0.0.1>", "To: <sip:acd@127.0.0.1>;tag=nope");
     assert_eq!(raw_udp(port, &bye).as_deref(), Some("SIP/2.0 481 Call/Transaction Does Not Exist"));
     // Still alive and well.
     let ok = request("OPTIONS", port, 1, "CSeq: 7 OPTIONS\r\n");
@@ -610,5 +629,40 @@ queue = "q"
     assert!(t0.elapsed() < Duration::from_secs(5), "{:?}", t0.elapsed());
     trunk.send("hangup");
     bert.expect("disconnected", Duration::from_secs(5));
+    assert_drained(&d);
+}
+
+#[test]
+fn an_agent_registered_over_tcp_is_rung_over_its_connection() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let port = free_port();
+    let cfg = config(
+        port,
+        &format!(
+            r#"{TWO_AGENTS}
+[[queue]]
+name = "q"
+members = [{{ agent = "anna" }}]
+
+[[number]]
+number = "100"
+queue = "q"
+"#
+        ),
+    );
+    let d = DaemonHandle::spawn(cfg).expect("daemon");
+    let registrar = format!("127.0.0.1:{port}");
+    let mut anna = Ua::spawn(
+        "anna",
+        &["--transport", "tcp", "--registrar", &registrar, "--user", "anna", "--password", "anna-pw"],
+    );
+    let ev = anna.expect_any(&["registered", "register_failed"], Duration::from_secs(10));
+    assert_eq!(ev["event"], "registered", "{ev}");
+    let mut trunk = trunk();
+    trunk.send(&format!("call {}", uri("100", port)));
+    trunk.expect("answered", Duration::from_secs(5));
+    anna.expect("answered", Duration::from_secs(5));
+    trunk.send("hangup");
+    anna.expect("disconnected", Duration::from_secs(5));
     assert_drained(&d);
 }

@@ -36,9 +36,7 @@
 mod tests;
 
 use crate::config::{parse_skills_header, route_for, Config};
-use crate::engine::{
-    Action, AgentId, CallId, Engine, EngineError, Event, Input, NewCall, QueueId, RejectCause, Time,
-};
+use crate::engine::{Action, AgentId, CallId, Engine, EngineError, Event, Input, NewCall, QueueId, RejectCause, Time};
 use rustc_hash::FxHashMap;
 use std::collections::VecDeque;
 use tracing::debug;
@@ -125,22 +123,57 @@ pub enum Target {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
     /// 200 OK with our SDP to the caller's INVITE.
-    AnswerCaller { call: CallId, leg: LegId },
+    AnswerCaller {
+        call: CallId,
+        leg: LegId,
+    },
     /// A final error response to the caller's INVITE (not answered yet).
-    RejectCaller { call: CallId, leg: LegId, status: u16, retry_after: Option<u32> },
+    RejectCaller {
+        call: CallId,
+        leg: LegId,
+        status: u16,
+        retry_after: Option<u32>,
+    },
     /// A new INVITE.
-    Invite { call: CallId, leg: LegId, target: Target, caller: String },
+    Invite {
+        call: CallId,
+        leg: LegId,
+        target: Target,
+        caller: String,
+    },
     /// CANCEL an outgoing INVITE that has no final response yet.
-    Cancel { call: CallId, leg: LegId },
+    Cancel {
+        call: CallId,
+        leg: LegId,
+    },
     /// End an answered leg (caller or outgoing) with BYE; the leg is gone.
-    Bye { call: CallId, leg: LegId },
+    Bye {
+        call: CallId,
+        leg: LegId,
+    },
     /// Connect the media of the caller and the answered leg.
-    Bridge { call: CallId, caller: LegId, other: LegId },
+    Bridge {
+        call: CallId,
+        caller: LegId,
+        other: LegId,
+    },
     /// Play music to the caller (media).
-    Hold { call: CallId, leg: LegId, music: String },
-    StopHold { call: CallId, leg: LegId },
+    Hold {
+        call: CallId,
+        leg: LegId,
+        music: String,
+    },
+    StopHold {
+        call: CallId,
+        leg: LegId,
+    },
     /// Tell the caller their place (media).
-    Announce { call: CallId, leg: LegId, position: u32, estimated_wait_secs: u32 },
+    Announce {
+        call: CallId,
+        leg: LegId,
+        position: u32,
+        estimated_wait_secs: u32,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -149,10 +182,17 @@ enum CallState {
     Arriving,
     /// Answered and in a queue (agents may be ringing).
     Queued,
-    Bridged { agent: AgentId, leg: LegId },
+    Bridged {
+        agent: AgentId,
+        leg: LegId,
+    },
     /// The engine sent the call to a URI; the transfer leg is ringing.
-    Transferring { leg: LegId },
-    TransferBridged { leg: LegId },
+    Transferring {
+        leg: LegId,
+    },
+    TransferBridged {
+        leg: LegId,
+    },
     /// The caller leg has ended; waiting for outgoing legs to end.
     Ending,
 }
@@ -658,7 +698,12 @@ impl Core {
                 }
             }
             Action::Announce { position, estimated_wait_secs, .. } => {
-                self.commands.push_back(Command::Announce { call: call_id, leg: caller, position, estimated_wait_secs });
+                self.commands.push_back(Command::Announce {
+                    call: call_id,
+                    leg: caller,
+                    position,
+                    estimated_wait_secs,
+                });
             }
             Action::Transfer { uri, .. } => {
                 call.in_engine = false;
@@ -696,7 +741,12 @@ impl Core {
                         self.bye_leg(call_id, caller);
                     } else {
                         let retry_after = (status == 503).then_some(self.config.sip.retry_after_secs);
-                        self.commands.push_back(Command::RejectCaller { call: call_id, leg: caller, status, retry_after });
+                        self.commands.push_back(Command::RejectCaller {
+                            call: call_id,
+                            leg: caller,
+                            status,
+                            retry_after,
+                        });
                         self.legs.remove(&caller);
                     }
                 }

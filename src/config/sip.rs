@@ -163,9 +163,9 @@ impl Default for SipSettings {
 fn addresses(cx: &Ctx, key: &str, list: &[String]) -> Result<Vec<SocketAddr>, ConfigError> {
     let mut out = Vec::with_capacity(list.len());
     for (i, s) in list.iter().enumerate() {
-        let a: SocketAddr = s
-            .parse()
-            .map_err(|_| cx.err(format!("{key}[{i}]"), format!("\"{s}\" is not an IP:port address, e.g. 127.0.0.1:5060")))?;
+        let a: SocketAddr = s.parse().map_err(|_| {
+            cx.err(format!("{key}[{i}]"), format!("\"{s}\" is not an IP:port address, e.g. 127.0.0.1:5060"))
+        })?;
         out.push(a);
     }
     Ok(out)
@@ -226,8 +226,10 @@ pub(super) fn sip_settings(cx: &Ctx, raw: Option<&RawSip>) -> Result<SipSettings
             format!("{register_max_expires} is below register_min_expires ({register_min_expires})"),
         ));
     }
-    let register_default_expires =
-        r.register_default_expires.unwrap_or(d.register_default_expires).clamp(register_min_expires, register_max_expires);
+    let register_default_expires = r
+        .register_default_expires
+        .unwrap_or(d.register_default_expires)
+        .clamp(register_min_expires, register_max_expires);
     let max_contacts_per_agent = r.max_contacts_per_agent.unwrap_or(d.max_contacts_per_agent as u32);
     check_range(cx, "sip.max_contacts_per_agent", max_contacts_per_agent, 1, 100)?;
     let options_interval_secs = r.options_interval_secs.unwrap_or(d.options_interval_secs);
@@ -319,7 +321,12 @@ pub(super) fn trunks(cx: &Ctx, raw: &[RawTrunk]) -> Result<Vec<TrunkConfig>, Con
                 ))
             }
         };
-        out.push(TrunkConfig { name: t.name.clone(), sources, credentials, trust_headers: t.trust_headers.unwrap_or(false) });
+        out.push(TrunkConfig {
+            name: t.name.clone(),
+            sources,
+            credentials,
+            trust_headers: t.trust_headers.unwrap_or(false),
+        });
     }
     Ok(out)
 }
@@ -335,10 +342,9 @@ pub(super) fn numbers(
         let key = format!("number[{}]", if n.number.is_empty() { format!("#{}", i + 1) } else { n.number.clone() });
         let body = n.number.strip_suffix('*').unwrap_or(&n.number);
         if body.is_empty() || body.contains(|c: char| c == '*' || c == '@' || c.is_whitespace()) {
-            return Err(cx.err(
-                format!("{key}.number"),
-                format!("\"{}\" is not a number or a prefix ending in '*'", n.number),
-            ));
+            return Err(
+                cx.err(format!("{key}.number"), format!("\"{}\" is not a number or a prefix ending in '*'", n.number))
+            );
         }
         if out.iter().any(|o| o.number == n.number) {
             return Err(cx.err(format!("{key}.number"), format!("duplicate number \"{}\"", n.number)));

@@ -233,7 +233,9 @@ fn agent(cx: &Ctx, key: &str, a: &RawAgent, declared: &BTreeSet<&str>) -> Result
         },
         password: match &a.password {
             Some(p) if p.is_empty() => {
-                return Err(cx.err(format!("{key}.password"), "an empty password would let anyone register as this agent"))
+                return Err(
+                    cx.err(format!("{key}.password"), "an empty password would let anyone register as this agent")
+                )
             }
             p => p.clone(),
         },

@@ -228,18 +228,17 @@ impl Daemon {
     pub fn on_raw(&mut self, raw: crate::sip::adapter::Raw) {
         match self.stack.absorb(raw) {
             None => {}
-            Some(Inbound::Request(r)) => self.request(r),
+            Some(Inbound::Request(r)) => self.request(*r),
             Some(Inbound::Leg(ev)) => {
                 let now = self.now();
                 self.core.handle_sip(now, ev);
             }
-            Some(Inbound::KeepAlive { user, contact, reachable }) => {
-                if !reachable {
-                    warn!(%user, %contact, "phone did not answer OPTIONS; not ringing it until it registers again");
-                    let now = self.now();
-                    if self.registrar.remove_contact(now, &user, &contact) {
-                        self.registration_changed(now, &user, false);
-                    }
+            Some(Inbound::KeepAlive { reachable: true, .. }) => {}
+            Some(Inbound::KeepAlive { user, contact, reachable: false }) => {
+                warn!(%user, %contact, "phone did not answer OPTIONS; not ringing it until it registers again");
+                let now = self.now();
+                if self.registrar.remove_contact(now, &user, &contact) {
+                    self.registration_changed(now, &user, false);
                 }
             }
         }
@@ -353,7 +352,11 @@ impl Daemon {
         }
         let contacts = if r.contacts.contains(&ContactValue::Star) {
             if r.contacts.len() > 1 {
-                self.stack.reply(r.tx, 400, vec![("Warning".into(), "399 acd \"'*' must be the only Contact\"".into())]);
+                self.stack.reply(
+                    r.tx,
+                    400,
+                    vec![("Warning".into(), "399 acd \"'*' must be the only Contact\"".into())],
+                );
                 return;
             }
             ContactsReq::Star
@@ -375,8 +378,11 @@ impl Daemon {
         let now = self.now();
         match self.registrar.register(now, &user, contacts, r.expires, &r.call_id, r.cseq, r.source, transport) {
             Ok(out) => {
-                let headers: Vec<(String, String)> =
-                    out.bindings.iter().map(|(c, secs)| ("Contact".to_string(), format!("<{c}>;expires={secs}"))).collect();
+                let headers: Vec<(String, String)> = out
+                    .bindings
+                    .iter()
+                    .map(|(c, secs)| ("Contact".to_string(), format!("<{c}>;expires={secs}")))
+                    .collect();
                 self.stack.reply(r.tx, 200, headers);
                 if out.became_registered {
                     info!(%user, source = %r.source, "registered");

@@ -66,4 +66,3 @@ pub fn summary(config: &Config) -> Vec<String> {
     }
     lines
 }
-

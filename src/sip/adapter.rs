@@ -95,10 +95,14 @@ impl Request {
 /// What the adapter reports to the shell.
 #[derive(Debug)]
 pub enum Inbound {
-    Request(Request),
+    Request(Box<Request>),
     Leg(SipEvent),
     /// An OPTIONS keep-alive finished: `reachable` when any response came.
-    KeepAlive { user: String, contact: String, reachable: bool },
+    KeepAlive {
+        user: String,
+        contact: String,
+        reachable: bool,
+    },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -111,10 +115,13 @@ pub enum SipError {
 
 enum LegHandle {
     /// A caller's INVITE not answered yet (no dialog created).
-    PendingCaller(Transaction),
+    PendingCaller(Box<Transaction>),
     Caller(InviteDialog),
     /// An outgoing INVITE and the dialog ids it has had (early, confirmed).
-    Out { dialog: InviteDialog, answered: bool },
+    Out {
+        dialog: InviteDialog,
+        answered: bool,
+    },
 }
 
 /// Counts for tests and metrics: nothing may outlive its call.
@@ -152,19 +159,24 @@ impl SipStack {
         let cancel = CancellationToken::new();
         let transport_layer = TransportLayer::new(cancel.clone());
         for addr in &settings.listen_udp {
-            let conn = UdpConnection::create_connection(*addr, None, Some(cancel.child_token())).await.map_err(|e| {
-                SipError::Listen { addr: *addr, transport: "udp", reason: e.to_string() }
-            })?;
+            let conn = UdpConnection::create_connection(*addr, None, Some(cancel.child_token()))
+                .await
+                .map_err(|e| SipError::Listen { addr: *addr, transport: "udp", reason: e.to_string() })?;
             transport_layer.add_transport(conn.into());
         }
         for addr in &settings.listen_tcp {
             // Bind once here so a port in use is reported before start-up
             // ends (rsipstack binds again in its listener task).
-            std::net::TcpListener::bind(addr)
-                .map_err(|e| SipError::Listen { addr: *addr, transport: "tcp", reason: e.to_string() })?;
-            let conn = TcpListenerConnection::new(*addr, None)
-                .await
-                .map_err(|e| SipError::Listen { addr: *addr, transport: "tcp", reason: e.to_string() })?;
+            std::net::TcpListener::bind(addr).map_err(|e| SipError::Listen {
+                addr: *addr,
+                transport: "tcp",
+                reason: e.to_string(),
+            })?;
+            let conn = TcpListenerConnection::new(*addr, None).await.map_err(|e| SipError::Listen {
+                addr: *addr,
+                transport: "tcp",
+                reason: e.to_string(),
+            })?;
             transport_layer.add_transport(conn.into());
         }
         let user_agent = format!("acd/{}", env!("CARGO_PKG_VERSION"));
@@ -181,7 +193,8 @@ impl SipStack {
                 RMethod::Register,
             ])
             .build();
-        let first = settings.listen_udp.first().or(settings.listen_tcp.first()).copied().expect("validated: a listener");
+        let first =
+            settings.listen_udp.first().or(settings.listen_tcp.first()).copied().expect("validated: a listener");
         let contact: rsipstack::sip::Uri = rsipstack::sip::Uri::try_from(format!("sip:acd@{first}").as_str())
             .map_err(|e| SipError::Stack(e.to_string()))?;
         let incoming = endpoint.incoming_transactions().map_err(|e| SipError::Stack(e.to_string()))?;
@@ -231,8 +244,8 @@ impl SipStack {
     /// left for the shell.
     pub fn absorb(&mut self, raw: Raw) -> Option<Inbound> {
         match raw.0 {
-            RawInbound::Tx(tx) => self.incoming(tx),
-            RawInbound::State(state) => self.dialog_state(state),
+            RawInbound::Tx(tx) => self.incoming(*tx),
+            RawInbound::State(state) => self.dialog_state(*state),
             RawInbound::InviteDone { leg, status } => self.invite_done(leg, status),
             RawInbound::KeepAlive { user, contact, reachable } => Some(Inbound::KeepAlive { user, contact, reachable }),
             RawInbound::CallerGone { leg } => Some(Inbound::Leg(SipEvent::CallerHungUp { leg })),
@@ -270,7 +283,7 @@ impl SipStack {
         let id = TxId(self.next_tx);
         self.next_tx += 1;
         self.pending.insert(id, tx);
-        Some(Inbound::Request(Request { tx: id, ..summary }))
+        Some(Inbound::Request(Box::new(Request { tx: id, ..summary })))
     }
 
     /// Answers a pending request with a final status and extra headers.
@@ -295,16 +308,17 @@ impl SipStack {
     /// same turn ([`SipStack::answer_caller`] or [`SipStack::reject_caller`]).
     pub fn bind_caller(&mut self, tx: TxId, leg: LegId) {
         if let Some(t) = self.pending.remove(&tx) {
-            self.legs.insert(leg, LegHandle::PendingCaller(t));
+            self.legs.insert(leg, LegHandle::PendingCaller(Box::new(t)));
         }
     }
 
     /// 200 OK with `sdp` to the caller; the dialog is created here.
     pub fn answer_caller(&mut self, leg: LegId, sdp: Vec<u8>) {
-        let Some(LegHandle::PendingCaller(mut tx)) = self.legs.remove(&leg) else {
+        let Some(LegHandle::PendingCaller(tx)) = self.legs.remove(&leg) else {
             warn!(%leg, "answer for a caller leg that is not pending");
             return;
         };
+        let mut tx = *tx;
         let dialog = match self.dialog_layer.get_or_create_server_invite(
             &tx,
             self.state_tx.clone(),
@@ -348,6 +362,7 @@ impl SipStack {
             warn!(%leg, "reject for a caller leg that is not pending");
             return;
         };
+        let tx = *tx;
         let headers = retry_after.map(|s| vec![Header::RetryAfter(s.to_string().into())]).unwrap_or_default();
         reply_spawn(tx, status, headers, None);
     }
@@ -433,7 +448,7 @@ impl SipStack {
                     layer.remove_dialog(&d.id());
                 });
             }
-            Some(LegHandle::PendingCaller(tx)) => reply_spawn(tx, 480, vec![], None),
+            Some(LegHandle::PendingCaller(tx)) => reply_spawn(*tx, 480, vec![], None),
             None => {}
         }
     }
@@ -588,22 +603,26 @@ fn sip_addr(addr: SocketAddr, t: Transport) -> SipAddr {
 pub struct Raw(RawInbound);
 
 enum RawInbound {
-    Tx(Transaction),
-    State(DialogState),
+    Tx(Box<Transaction>),
+    State(Box<DialogState>),
     InviteDone { leg: LegId, status: Option<u16> },
     KeepAlive { user: String, contact: String, reachable: bool },
     CallerGone { leg: LegId },
 }
 
-fn spawn_incoming(mut incoming: rsipstack::transaction::TransactionReceiver, raw_tx: mpsc::Sender<Raw>, retry_after: u32) {
+fn spawn_incoming(
+    mut incoming: rsipstack::transaction::TransactionReceiver,
+    raw_tx: mpsc::Sender<Raw>,
+    retry_after: u32,
+) {
     tokio::spawn(async move {
         while let Some(tx) = incoming.recv().await {
             if let Err(mpsc::error::TrySendError::Full(Raw(RawInbound::Tx(tx)))) =
-                raw_tx.try_send(Raw(RawInbound::Tx(tx)))
+                raw_tx.try_send(Raw(RawInbound::Tx(Box::new(tx))))
             {
                 // The core is behind: answer at once rather than queue more.
                 if tx.original.method != RMethod::Ack {
-                    reply_spawn(tx, 503, vec![Header::RetryAfter(retry_after.to_string().into())], None);
+                    reply_spawn(*tx, 503, vec![Header::RetryAfter(retry_after.to_string().into())], None);
                 }
             }
         }
@@ -613,7 +632,7 @@ fn spawn_incoming(mut incoming: rsipstack::transaction::TransactionReceiver, raw
 fn spawn_states(mut rx: DialogStateReceiver, raw_tx: mpsc::Sender<Raw>) {
     tokio::spawn(async move {
         while let Some(state) = rx.recv().await {
-            if raw_tx.send(Raw(RawInbound::State(state))).await.is_err() {
+            if raw_tx.send(Raw(RawInbound::State(Box::new(state)))).await.is_err() {
                 break;
             }
         }

@@ -1,4 +1,4 @@
 //! SIP side of acd: digest auth, registrar, and (in adapter.rs) the rsipstack adapter.
+pub mod adapter;
 pub mod digest;
 pub mod registrar;
-pub mod adapter;
