@@ -2,7 +2,9 @@
 //!
 //! - [`config`]: the config file, its defaults and validation.
 //! - [`engine`]: the deterministic routing core (queues, agents, offers).
-//! - [`shell`]: the thin tokio layer that drives the engine in the daemon.
+//! - [`callctl`]: per-call control (B2BUA legs) and the `Core` = call control + engine.
+//! - [`sip`]: the rsipstack adapter (the only module that uses it), digest auth, registrar.
+//! - [`shell`]: the thin tokio layer that drives the core in the daemon.
 #![forbid(unsafe_code)]
 
 pub mod callctl;

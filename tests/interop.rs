@@ -666,3 +666,18 @@ queue = "q"
     anna.expect("disconnected", Duration::from_secs(5));
     assert_drained(&d);
 }
+
+#[test]
+fn sha256_digest_registration_when_it_is_the_only_algorithm_offered() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let port = free_port();
+    let mut cfg = config(port, &format!("{TWO_AGENTS}\n[[queue]]\nname = \"q\"\nmembers = [{{ agent = \"anna\" }}]\n"));
+    cfg.sip.digest_algorithms = vec![acd::config::DigestAlgorithm::Sha256];
+    let d = DaemonHandle::spawn(cfg).expect("daemon");
+    let _anna = Ua::agent("anna", port, "anna-pw", "answer");
+    assert_eq!(d.snapshot().registered_contacts, 1);
+    let mut wrong =
+        Ua::spawn("bert", &["--registrar", &format!("127.0.0.1:{port}"), "--user", "bert", "--password", "nope"]);
+    let ev = wrong.expect_any(&["registered", "register_failed"], Duration::from_secs(10));
+    assert_eq!(ev["code"].as_i64(), Some(403), "{ev}");
+}
