@@ -681,3 +681,41 @@ fn sha256_digest_registration_when_it_is_the_only_algorithm_offered() {
     let ev = wrong.expect_any(&["registered", "register_failed"], Duration::from_secs(10));
     assert_eq!(ev["code"].as_i64(), Some(403), "{ev}");
 }
+
+#[test]
+fn a_trunk_with_credentials_must_pass_digest_on_its_invites() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let port = free_port();
+    let mut cfg = config(
+        port,
+        &format!(
+            r#"{TWO_AGENTS}
+[[queue]]
+name = "q"
+members = [{{ agent = "anna" }}]
+
+[[number]]
+number = "100"
+queue = "q"
+"#
+        ),
+    );
+    cfg.trunks[0].credentials = Some(("carrier".into(), "trunk-pw".into()));
+    let d = DaemonHandle::spawn(cfg).expect("daemon");
+    let mut anna = Ua::agent("anna", port, "anna-pw", "answer");
+    // Wrong password: challenged, then 403; nothing rings.
+    let mut bad = Ua::spawn("trunk", &["--auth-user", "carrier", "--auth-password", "nope"]);
+    bad.send(&format!("call {}", uri("100", port)));
+    let ev = bad.expect("disconnected", Duration::from_secs(5));
+    assert_eq!(ev["code"].as_i64(), Some(403), "{ev}");
+    anna.quiet("incoming", Duration::from_millis(300));
+    drop(bad);
+    // Right password: the call goes through.
+    let mut good = Ua::spawn("trunk", &["--auth-user", "carrier", "--auth-password", "trunk-pw"]);
+    good.send(&format!("call {}", uri("100", port)));
+    good.expect("answered", Duration::from_secs(5));
+    anna.expect("answered", Duration::from_secs(5));
+    good.send("hangup");
+    anna.expect("disconnected", Duration::from_secs(5));
+    assert_drained(&d);
+}

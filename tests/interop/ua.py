@@ -6,6 +6,7 @@ Driven over stdin (one command per line) / stdout (one JSON object per line).
 Usage:
   python ua.py --name NAME --port LPORT [--transport udp|tcp]
                [--registrar HOST:PORT --user U --password P [--expires SECS]]
+               [--auth-user U --auth-password P]   (digest for calls, no REGISTER)
                [--behaviour answer|busy|decline|unavailable|ignore]
                [--answer-delay SECS] [--log-file PATH] [--log-level N]
 
@@ -278,6 +279,10 @@ class UA:
             acfg.sipConfig.authCreds.append(cred)
         else:
             acfg.regConfig.registerOnAdd = False
+            if a.auth_user:
+                # A trunk that answers digest challenges without registering.
+                cred = pj.AuthCredInfo("digest", "*", a.auth_user, 0, a.auth_password or "")
+                acfg.sipConfig.authCreds.append(cred)
         return acfg
 
     def out_account(self):
@@ -650,6 +655,8 @@ def main():
     ap.add_argument("--port", type=int, required=True, help="0 = any")
     ap.add_argument("--transport", choices=["udp", "tcp"], default="udp")
     ap.add_argument("--registrar", help="HOST:PORT")
+    ap.add_argument("--auth-user", help="digest user for outgoing calls without registering (a trunk)")
+    ap.add_argument("--auth-password")
     ap.add_argument("--user")
     ap.add_argument("--password")
     ap.add_argument("--expires", type=int, default=300)
