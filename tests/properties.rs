@@ -790,6 +790,9 @@ impl Sim {
                 format!("{}'s phone unregisters", self.agent_name(*agent))
             }
             Input::ConfigReplaced(_) => "config replaced".to_string(),
+            Input::MoveCall { call, queue } => format!("admin moves {call} to {queue}"),
+            Input::WithdrawCall { call, status } => format!("admin withdraws {call} ({status})"),
+            Input::Drain => "drain".to_string(),
         }
     }
 
@@ -835,6 +838,7 @@ impl Sim {
             | Input::AgentRegistered { agent }
             | Input::AgentUnregistered { agent } => self.agent_ix.contains_key(agent),
             Input::ConfigReplaced(_) => true,
+            Input::MoveCall { .. } | Input::WithdrawCall { .. } | Input::Drain => unreachable!("not generated"),
         }
     }
 
@@ -986,7 +990,9 @@ impl Sim {
                     a.state = AState::Available;
                 }
             }
-            Input::ConfigReplaced(_) => unreachable!("not generated"),
+            Input::ConfigReplaced(_) | Input::MoveCall { .. } | Input::WithdrawCall { .. } | Input::Drain => {
+                unreachable!("not generated")
+            }
         }
         Ok(())
     }

@@ -116,6 +116,16 @@ pub struct EngineSettings {
     pub auto_pause_after_misses: u32,
     /// How long an agent who did not take an offer is skipped, by cause.
     pub backoff: Backoff,
+    /// What happens to the callers of a queue a reload removes (default
+    /// `Overflow`: they go to its overflow target if it has one, else stay;
+    /// `Stay`: they stay and are served by its last members). Never dropped.
+    pub removed_queue_callers: RemovedQueueCallers,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RemovedQueueCallers {
+    Overflow,
+    Stay,
 }
 
 impl Default for EngineSettings {
@@ -125,6 +135,7 @@ impl Default for EngineSettings {
             cross_queue_policy: CrossQueuePolicy::OldestCaller,
             auto_pause_after_misses: 3,
             backoff: Backoff::default(),
+            removed_queue_callers: RemovedQueueCallers::Overflow,
         }
     }
 }

@@ -100,6 +100,7 @@ pub struct RawEngine {
     pub seed: Option<u64>,
     pub cross_queue_policy: Option<String>,
     pub auto_pause_after_misses: Option<u32>,
+    pub removed_queue_callers: Option<String>,
     pub backoff_secs: Option<RawBackoff>,
 }
 

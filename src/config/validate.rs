@@ -168,6 +168,17 @@ fn engine_settings(cx: &Ctx, raw: &RawConfig) -> Result<EngineSettings, ConfigEr
         cross_queue_policy,
         auto_pause_after_misses: e.auto_pause_after_misses.unwrap_or(d.auto_pause_after_misses),
         backoff,
+        removed_queue_callers: match e.removed_queue_callers.as_deref() {
+            None => d.removed_queue_callers,
+            Some("overflow") => RemovedQueueCallers::Overflow,
+            Some("stay") => RemovedQueueCallers::Stay,
+            Some(other) => {
+                return Err(cx.err(
+                    "engine.removed_queue_callers",
+                    format!("unknown choice \"{other}\"; expected \"overflow\" or \"stay\""),
+                ))
+            }
+        },
     })
 }
 

@@ -65,8 +65,8 @@ pub use timer::TimerKind;
 pub use types::*;
 
 use crate::config::{
-    AgentConfig, Config, CrossQueuePolicy, EngineSettings, OverflowTarget, QueueConfig, Strategy, TieBreak,
-    WhenNoAgents,
+    AgentConfig, Config, CrossQueuePolicy, EngineSettings, OverflowTarget, QueueConfig, RemovedQueueCallers, Strategy,
+    TieBreak, WhenNoAgents,
 };
 use order::{Entry, WaitingLine};
 use rand::{Rng, SeedableRng};
@@ -476,7 +476,62 @@ impl Engine {
                 self.apply_config(&config);
                 Ok(())
             }
+            Input::MoveCall { call, queue } => self.move_call(call, queue),
+            Input::WithdrawCall { call, status } => {
+                self.waiting_call(call)?;
+                debug!(call = call.0, status, "Queued => Withdrawn");
+                self.reject(call, status);
+                Ok(())
+            }
+            Input::Drain => {
+                let mut waiting: Vec<(u64, CallId)> = self
+                    .calls
+                    .iter()
+                    .filter(|(_, c)| matches!(c.state, CallState::Waiting | CallState::Offering))
+                    .map(|(id, c)| (c.seq, *id))
+                    .collect();
+                waiting.sort();
+                // Nothing may join a queue while draining: close them all
+                // first, so an overflow to another queue goes on to that
+                // queue's own target (or stays).
+                for q in &mut self.queues {
+                    q.closed = true;
+                }
+                for (_, c) in waiting {
+                    if self.calls.contains_key(&c) {
+                        self.overflow(c, OverflowReason::Shutdown);
+                    }
+                }
+                Ok(())
+            }
         }
+    }
+
+    /// The call, if it is waiting (or being offered) in a queue.
+    fn waiting_call(&self, c: CallId) -> Result<&Call, EngineError> {
+        let call = self.calls.get(&c).ok_or(EngineError::UnknownCall(c))?;
+        match call.state {
+            CallState::Waiting | CallState::Offering => Ok(call),
+            _ => Err(EngineError::NotWaiting(c)),
+        }
+    }
+
+    fn move_call(&mut self, c: CallId, to: QueueId) -> Result<(), EngineError> {
+        let from = self.waiting_call(c)?.queue;
+        let target = self.queues.get(to.0 as usize).ok_or(EngineError::UnknownQueue(to))?;
+        if target.closed {
+            return Err(EngineError::QueueClosed(target.cfg.name.clone()));
+        }
+        if from == to {
+            return Ok(());
+        }
+        debug!(call = c.0, "Queued => Moved");
+        self.withdraw_all_rings(c);
+        self.leave_line(c);
+        self.events.push_back(Event::CallMoved { call: c, from, to });
+        self.dirty.insert(from);
+        self.join_queue(c, to);
+        Ok(())
     }
 
     fn call_arrived(&mut self, nc: NewCall) -> Result<(), EngineError> {
@@ -500,6 +555,13 @@ impl Engine {
             upsert(&mut own, Req { skill, min: *level });
         }
         debug!(call = nc.id.0, caller = %nc.caller, queue = %queue.cfg.name, "New => Queued");
+        self.events.push_back(Event::CallArrived {
+            call: nc.id,
+            queue: nc.queue,
+            caller: nc.caller.clone(),
+            priority: nc.priority,
+            attributes: nc.attributes.clone(),
+        });
         self.calls.insert(
             nc.id,
             Call {
@@ -609,7 +671,7 @@ impl Engine {
             match reason {
                 OverflowReason::QueueFull => self.reject(c, 503),
                 OverflowReason::NoAgents => self.reject(c, 480),
-                OverflowReason::MaxWait | OverflowReason::QueueRemoved => {}
+                OverflowReason::MaxWait | OverflowReason::QueueRemoved | OverflowReason::Shutdown => {}
             }
             return;
         };
@@ -1412,9 +1474,11 @@ impl Engine {
         for q in &closing {
             self.queues[q.0 as usize].closed = true;
         }
-        for &(_, c) in &waiting {
-            if self.calls.get(&c).is_some_and(|x| closing.contains(&x.queue)) {
-                self.overflow(c, OverflowReason::QueueRemoved);
+        if config.engine.removed_queue_callers == RemovedQueueCallers::Overflow {
+            for &(_, c) in &waiting {
+                if self.calls.get(&c).is_some_and(|x| closing.contains(&x.queue)) {
+                    self.overflow(c, OverflowReason::QueueRemoved);
+                }
             }
         }
         // Memberships: live queues, plus removed queues still holding callers

@@ -137,6 +137,21 @@ pub enum Input {
     },
     /// A validated new configuration, applied whole.
     ConfigReplaced(Box<Config>),
+    /// Admin: move a waiting call to another queue (it keeps its priority
+    /// and goes behind that queue's callers of the same priority).
+    MoveCall {
+        call: CallId,
+        queue: QueueId,
+    },
+    /// Admin: take a waiting call out of its queue and end it with `status`.
+    WithdrawCall {
+        call: CallId,
+        status: u16,
+    },
+    /// Shutting down: every waiting caller goes to its queue's overflow
+    /// target now (callers of queues without one stay until served or the
+    /// shell ends them). Bridged calls are untouched.
+    Drain,
 }
 
 /// What the engine asks the shell to do.
@@ -193,6 +208,7 @@ pub enum OverflowReason {
     QueueFull,
     NoAgents,
     QueueRemoved,
+    Shutdown,
 }
 
 /// How a call's time in acd ended; exactly one per call.
@@ -278,6 +294,20 @@ impl Decision {
 /// What happened, for logs, metrics and the event log.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
+    /// A caller reached acd (before joining, or being refused by, a queue).
+    CallArrived {
+        call: CallId,
+        queue: QueueId,
+        caller: String,
+        priority: i32,
+        attributes: Vec<(String, String)>,
+    },
+    /// An admin moved a waiting call to another queue.
+    CallMoved {
+        call: CallId,
+        from: QueueId,
+        to: QueueId,
+    },
     CallQueued {
         call: CallId,
         queue: QueueId,
@@ -349,6 +379,8 @@ pub enum EngineError {
     NoSuchOffer { call: CallId, agent: AgentId },
     #[error("{0} is logged out; log in first")]
     AgentLoggedOut(AgentId),
+    #[error("{0} is not waiting in a queue (ringing agents are fine; bridged calls cannot move)")]
+    NotWaiting(CallId),
     #[error("time went backwards: {now} is before {last}")]
     TimeWentBackwards { now: Time, last: Time },
 }
