@@ -1,4 +1,4 @@
-//! `acd`: the daemon and its admin commands.
+//! `acd`: the daemon and its admin commands (`run`, `check-config`, `report`).
 
 use acd::config::{self, ConfigError};
 use clap::{Parser, Subcommand};
@@ -31,6 +31,28 @@ enum Command {
         #[arg(default_value = "config/acd.toml")]
         path: PathBuf,
     },
+    /// Per-queue KPIs from an event log: offered, answered, abandoned,
+    /// service level, ASA, AHT, repeat callers; exit 64 on a bad file or line.
+    Report {
+        /// The event log (JSON lines; "-" reads standard input). For rotated
+        /// files, concatenate them oldest first.
+        eventlog: PathBuf,
+        /// Count calls arriving at or after this time: RFC 3339 UTC
+        /// (2026-11-23T21:00:00Z) or Unix milliseconds.
+        #[arg(long, value_name = "TIME", value_parser = parse_time)]
+        from: Option<u64>,
+        /// Count calls arriving before this time (same forms as --from).
+        #[arg(long, value_name = "TIME", value_parser = parse_time)]
+        to: Option<u64>,
+        /// Answer threshold of the service level, in seconds.
+        #[arg(long, default_value_t = 20)]
+        service_level_secs: u32,
+    },
+}
+
+fn parse_time(s: &str) -> Result<u64, String> {
+    acd::ops::report::parse_timestamp(s)
+        .ok_or_else(|| "expected RFC 3339 UTC like 2026-11-23T21:00:00Z or Unix milliseconds".to_string())
 }
 
 fn main() -> ExitCode {
@@ -46,6 +68,7 @@ fn main() -> ExitCode {
             }
             Err(e) => bad_config(&e),
         },
+        Command::Report { eventlog, from, to, service_level_secs } => report(&eventlog, from, to, service_level_secs),
         Command::Run { config: path } => {
             init_tracing();
             // Validate before anything else: a bad config binds no port.
@@ -72,7 +95,7 @@ fn main() -> ExitCode {
                     }
                 };
                 tracing::info!("acd running on {}; Ctrl-C to stop", path.display());
-                match acd::shell::run(cfg, shutdown).await {
+                match acd::shell::run(cfg, path.clone(), shutdown).await {
                     Ok(()) => {
                         tracing::info!("acd stopped");
                         ExitCode::SUCCESS
@@ -83,6 +106,39 @@ fn main() -> ExitCode {
                     }
                 }
             })
+        }
+    }
+}
+
+/// `acd report`: prints the table, or says what is wrong with the log and
+/// exits 64 (the file is the input the user gave us, like a bad config).
+fn report(path: &std::path::Path, from: Option<u64>, to: Option<u64>, sl_secs: u32) -> ExitCode {
+    use std::io::BufReader;
+    if let (Some(f), Some(t)) = (from, to) {
+        if f >= t {
+            eprintln!("acd: report: --from must be before --to");
+            return ExitCode::from(EXIT_BAD_CONFIG);
+        }
+    }
+    let result = if path.as_os_str() == "-" {
+        acd::ops::report::report(std::io::stdin().lock(), from, to, sl_secs)
+    } else {
+        match std::fs::File::open(path) {
+            Ok(file) => acd::ops::report::report(BufReader::new(file), from, to, sl_secs),
+            Err(e) => {
+                eprintln!("acd: report: cannot open {}: {e}", path.display());
+                return ExitCode::from(EXIT_BAD_CONFIG);
+            }
+        }
+    };
+    match result {
+        Ok(r) => {
+            print!("{r}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("acd: report: {}: {e}", path.display());
+            ExitCode::from(EXIT_BAD_CONFIG)
         }
     }
 }

@@ -75,6 +75,8 @@ pub enum Refusal {
     Overloaded { calls: usize, retry_after: u32 },
     #[error("queue closed: {0}")]
     QueueClosed(String),
+    #[error("shutting down")]
+    ShuttingDown { retry_after: u32 },
 }
 
 impl Refusal {
@@ -83,11 +85,12 @@ impl Refusal {
             Refusal::UnknownNumber(_) => 404,
             Refusal::Overloaded { .. } => 503,
             Refusal::QueueClosed(_) => 480,
+            Refusal::ShuttingDown { .. } => 503,
         }
     }
     pub fn retry_after(&self) -> Option<u32> {
         match self {
-            Refusal::Overloaded { retry_after, .. } => Some(*retry_after),
+            Refusal::Overloaded { retry_after, .. } | Refusal::ShuttingDown { retry_after } => Some(*retry_after),
             _ => None,
         }
     }
@@ -250,6 +253,8 @@ pub struct Core {
     commands: VecDeque<Command>,
     /// Errors seen (bugs or races), for metrics and tests.
     errors: Vec<CallCtlError>,
+    /// Shutting down: new calls get 503.
+    draining: bool,
 }
 
 impl Core {
@@ -263,7 +268,64 @@ impl Core {
             next_leg: 1,
             commands: VecDeque::new(),
             errors: Vec::new(),
+            draining: false,
         }
+    }
+
+    /// Applies a validated new config: the engine's `ConfigReplaced` (callers
+    /// keep their place, agents their state) plus the numbers, trunks and
+    /// limits call control reads. Listener addresses are the shell's.
+    pub fn reload(&mut self, now: Time, config: Config) {
+        let r = self.engine.handle(now, Input::ConfigReplaced(Box::new(config.clone())));
+        if let Err(e) = r {
+            self.errors.push(e.into());
+        }
+        self.config = config;
+        self.pump();
+    }
+
+    /// Stops taking calls (503 + Retry-After) and sends every waiting
+    /// caller to its queue's overflow target. Bridged calls go on.
+    pub fn drain(&mut self, now: Time) {
+        self.draining = true;
+        if let Err(e) = self.engine.handle(now, Input::Drain) {
+            self.errors.push(e.into());
+        }
+        self.pump();
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.draining
+    }
+
+    /// Ends every call now (end of the shutdown grace period): callers get
+    /// BYE (or a final 503 if not answered), ringing legs CANCEL, bridged
+    /// agents BYE.
+    pub fn hang_up_all(&mut self, now: Time) {
+        let mut ids: Vec<CallId> = self.calls.keys().copied().collect();
+        ids.sort();
+        for call_id in ids {
+            let Some(call) = self.calls.get(&call_id) else { continue };
+            if matches!(call.state, CallState::Ending) {
+                continue;
+            }
+            let caller = call.caller_leg;
+            if call.answered {
+                self.commands.push_back(Command::Bye { call: call_id, leg: caller });
+            } else {
+                let retry_after = Some(self.config.sip.retry_after_secs);
+                self.commands.push_back(Command::RejectCaller { call: call_id, leg: caller, status: 503, retry_after });
+            }
+            if let Err(e) = self.caller_gone(now, call_id) {
+                self.errors.push(e);
+            }
+        }
+        self.pump();
+    }
+
+    /// The caller's number, for the admin API.
+    pub fn caller_of(&self, call: CallId) -> Option<&str> {
+        self.calls.get(&call).map(|c| c.caller.as_str())
     }
 
     pub fn engine(&self) -> &Engine {
@@ -302,6 +364,9 @@ impl Core {
     /// A new INVITE from a trunk. On `Ok` the adapter ties its dialog to the
     /// returned caller leg; on `Err` it answers `refusal.status()`.
     pub fn incoming_call(&mut self, now: Time, inc: IncomingCall) -> Result<(CallId, LegId), Refusal> {
+        if self.draining {
+            return Err(Refusal::ShuttingDown { retry_after: self.config.sip.retry_after_secs });
+        }
         if self.calls.len() >= self.config.sip.max_calls as usize {
             return Err(Refusal::Overloaded { calls: self.calls.len(), retry_after: self.config.sip.retry_after_secs });
         }

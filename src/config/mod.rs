@@ -13,9 +13,12 @@
 //! [`AgentConfig`] and [`EngineSettings`], and the shipped `config/acd.toml`
 //! repeats them in comments.
 
+mod ops;
 pub mod raw;
 mod sip;
 mod validate;
+
+pub use ops::OpsSettings;
 
 pub use sip::{parse_skills_header, route_for, DigestAlgorithm, FeatureCodes, NumberRoute, SipSettings, TrunkConfig};
 
@@ -66,6 +69,8 @@ pub struct Config {
     pub trunks: Vec<TrunkConfig>,
     /// Dialled number → queue.
     pub numbers: Vec<NumberRoute>,
+    /// Metrics, admin API, event log, shutdown.
+    pub ops: OpsSettings,
 }
 
 /// Gives callers whose number matches a priority in every queue.

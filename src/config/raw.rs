@@ -33,6 +33,43 @@ pub struct RawConfig {
     pub trunks: Vec<RawTrunk>,
     #[serde(default, rename = "number")]
     pub numbers: Vec<RawNumber>,
+    #[serde(default)]
+    pub metrics: Option<RawMetrics>,
+    #[serde(default)]
+    pub admin: Option<RawAdmin>,
+    #[serde(default)]
+    pub event_log: Option<RawEventLog>,
+    #[serde(default)]
+    pub shutdown: Option<RawShutdown>,
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMetrics {
+    pub listen: Option<String>,
+    pub window_secs: Option<u32>,
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAdmin {
+    pub listen: Option<String>,
+    pub token: Option<String>,
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawEventLog {
+    pub path: Option<String>,
+    pub max_bytes: Option<u64>,
+    pub keep: Option<u32>,
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawShutdown {
+    pub grace_secs: Option<u32>,
+    pub reload_debounce_ms: Option<u32>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]

@@ -114,8 +114,9 @@ pub fn validate(file: &str, raw: RawConfig) -> Result<Config, ConfigError> {
     }
     let trunks = super::sip::trunks(&cx, &raw.trunks)?;
     let numbers = super::sip::numbers(&cx, &raw.numbers, &queues, &declared)?;
+    let ops = super::ops::ops_settings(&cx, &raw)?;
 
-    Ok(Config { source: file.to_string(), engine, skills, queues, agents, caller_rules, sip, trunks, numbers })
+    Ok(Config { source: file.to_string(), engine, skills, queues, agents, caller_rules, sip, trunks, numbers, ops })
 }
 
 fn label(name: &str, index: usize) -> String {

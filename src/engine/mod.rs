@@ -393,6 +393,15 @@ impl Engine {
     pub fn queue_ids(&self) -> impl Iterator<Item = QueueId> + '_ {
         (0..self.queues.len() as u32).map(QueueId).filter(|q| !self.queues[q.0 as usize].closed)
     }
+    /// Every queue ever configured, including ones a reload removed (they
+    /// may still hold callers waiting to be served).
+    pub fn all_queue_ids(&self) -> impl Iterator<Item = QueueId> + '_ {
+        (0..self.queues.len() as u32).map(QueueId)
+    }
+    /// Removed by a reload (or closed for shutdown): takes no new callers.
+    pub fn queue_closed(&self, q: QueueId) -> bool {
+        self.queues.get(q.0 as usize).is_some_and(|x| x.closed)
+    }
     pub fn agent_ids(&self) -> impl Iterator<Item = AgentId> + '_ {
         (0..self.agents.len() as u32).map(AgentId).filter(|a| !self.agents[a.0 as usize].removed)
     }

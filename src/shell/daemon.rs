@@ -1,14 +1,22 @@
 //! The daemon's loop: SIP in, core decisions out.
 
+use super::admin::{AdminReply, AdminRequest, AgentAction};
 use crate::callctl::{Command, Core, IncomingCall, LegId, SipEvent, Target};
 use crate::config::{Config, DigestAlgorithm};
 use crate::engine::{Event, Input, Time};
+use crate::ops::eventlog::{event_json, EventLog};
+use crate::ops::metrics::{install_exporter, Metrics};
+use crate::sip::adapter::Raw;
 use crate::sip::adapter::{ContactValue, Inbound, Method, Request, SipError, SipStack, StackCounts, Transport};
 use crate::sip::digest::{self, Algorithm, AuthFailure, NonceStore};
 use crate::sip::registrar::{self, ContactReq, ContactsReq, Registrar, RegistrarSettings};
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hasher};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
@@ -25,9 +33,24 @@ pub struct Daemon {
     registrar: Registrar,
     nonces: NonceStore,
     start: Instant,
+    /// Wall clock at `start`, for the event log's timestamps.
+    start_unix_ms: u64,
     /// SIP user → agent id (config order).
     agents_by_user: HashMap<String, usize>,
     next_keep_alive: Option<Instant>,
+    /// Where the config came from (reloads read it again).
+    config_path: Option<PathBuf>,
+    metrics: Metrics,
+    next_refresh: Instant,
+    event_log: Option<EventLog>,
+    /// Engine events as JSON, for the admin API's `/events` stream.
+    event_feed: broadcast::Sender<Arc<str>>,
+    /// Set once SIGTERM arrived: when the grace period ends.
+    draining_until: Option<Instant>,
+    /// Reloads applied, refused.
+    reloads: (usize, usize),
+    /// The grace period ended and the remaining calls were hung up.
+    hung_up: bool,
 }
 
 /// What is alive inside a running daemon: every count returns to zero once
@@ -45,66 +68,67 @@ pub struct Snapshot {
     pub registered_contacts: usize,
     /// Call-control errors so far (races absorbed or bugs).
     pub errors: usize,
+    /// Reloads applied, and refused (bad file).
+    pub reloads: usize,
+    pub failed_reloads: usize,
 }
 
-impl Daemon {
-    pub fn snapshot(&self) -> Snapshot {
-        Snapshot {
-            calls: self.core.call_count(),
-            legs: self.core.leg_count(),
-            engine_calls: self.core.engine().call_count(),
-            stack: self.stack.counts(),
-            registered_contacts: self.registrar.len(),
-            errors: self.core.errors().len(),
-        }
-    }
+/// Requests into the daemon loop from other tasks and threads.
+pub enum Control {
+    /// Read the config file again; the reply says what happened.
+    Reload(Option<oneshot::Sender<Result<(), String>>>),
+    Admin(AdminRequest, oneshot::Sender<AdminReply>),
+    /// SIGTERM: drain, then stop.
+    Shutdown,
 }
 
 /// A daemon on its own thread (current-thread runtime), for tests and
 /// embedding: [`DaemonHandle::snapshot`] reads its counts.
 pub struct DaemonHandle {
-    snapshot: std::sync::Arc<std::sync::Mutex<Snapshot>>,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    snapshot: Arc<Mutex<Snapshot>>,
+    control: mpsc::Sender<Control>,
     thread: Option<std::thread::JoinHandle<()>>,
+    /// Addresses the admin API and metrics exporter bound (port 0 resolved).
+    pub admin_addr: Option<SocketAddr>,
 }
 
 impl DaemonHandle {
     pub fn spawn(config: Config) -> Result<DaemonHandle, SipError> {
-        let snapshot = std::sync::Arc::new(std::sync::Mutex::new(Snapshot::default()));
-        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<(), SipError>>();
+        DaemonHandle::spawn_with_path(config, None)
+    }
+
+    /// Like [`DaemonHandle::spawn`], with the file reloads read from.
+    pub fn spawn_with_path(config: Config, path: Option<PathBuf>) -> Result<DaemonHandle, SipError> {
+        let snapshot = Arc::new(Mutex::new(Snapshot::default()));
+        let (control_tx, control_rx) = mpsc::channel::<Control>(256);
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<Option<SocketAddr>, SipError>>();
         let snap = snapshot.clone();
+        let ctl = control_tx.clone();
         let thread = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
             rt.block_on(async move {
-                let (mut daemon, mut raw) = match Daemon::start(config).await {
+                let started = Daemon::start(config, path).await;
+                let (daemon, raw) = match started {
                     Ok(x) => x,
                     Err(e) => {
                         ready_tx.send(Err(e)).ok();
                         return;
                     }
                 };
-                ready_tx.send(Ok(())).ok();
-                let mut stop_rx = stop_rx;
-                loop {
-                    *snap.lock().expect("snapshot lock") = daemon.snapshot();
-                    let deadline = daemon.deadline();
-                    tokio::select! {
-                        _ = &mut stop_rx => break,
-                        _ = tokio::time::sleep_until(deadline) => daemon.on_timer(),
-                        // Wake at least every 100 ms so the snapshot stays fresh.
-                        _ = tokio::time::sleep(Duration::from_millis(100)) => {}
-                        item = raw.recv() => match item {
-                            Some(item) => daemon.on_raw(item),
-                            None => break,
-                        },
+                let admin = daemon.serve_admin(ctl).await;
+                let admin = match admin {
+                    Ok(a) => a,
+                    Err(e) => {
+                        ready_tx.send(Err(e)).ok();
+                        return;
                     }
-                }
-                daemon.stack.shutdown();
+                };
+                ready_tx.send(Ok(admin)).ok();
+                drive(daemon, raw, control_rx, std::future::pending(), false, Some(snap)).await;
             });
         });
         match ready_rx.recv() {
-            Ok(Ok(())) => Ok(DaemonHandle { snapshot, stop: Some(stop_tx), thread: Some(thread) }),
+            Ok(Ok(admin_addr)) => Ok(DaemonHandle { snapshot, control: control_tx, thread: Some(thread), admin_addr }),
             Ok(Err(e)) => {
                 thread.join().ok();
                 Err(e)
@@ -116,42 +140,168 @@ impl DaemonHandle {
     pub fn snapshot(&self) -> Snapshot {
         *self.snapshot.lock().expect("snapshot lock")
     }
-}
 
-impl Drop for DaemonHandle {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            stop.send(()).ok();
-        }
+    /// Reloads the config file, as SIGHUP does; `Err` carries the message
+    /// an admin would see (file, key, reason).
+    pub fn reload(&self) -> Result<(), String> {
+        let (tx, rx) = oneshot::channel();
+        self.control.blocking_send(Control::Reload(Some(tx))).map_err(|_| "daemon stopped".to_string())?;
+        rx.blocking_recv().map_err(|_| "daemon stopped".to_string())?
+    }
+
+    /// Starts the SIGTERM sequence and waits for the daemon to exit.
+    pub fn shutdown(mut self) {
+        self.control.blocking_send(Control::Shutdown).ok();
         if let Some(t) = self.thread.take() {
             t.join().ok();
         }
     }
 }
 
-/// Runs the daemon until `shutdown` resolves.
-pub async fn run(config: Config, shutdown: impl std::future::Future<Output = ()>) -> Result<(), SipError> {
-    let (mut daemon, mut raw) = Daemon::start(config).await?;
+impl Drop for DaemonHandle {
+    fn drop(&mut self) {
+        if let Some(t) = self.thread.take() {
+            // Immediate stop: no grace period in tests that just end.
+            self.control.blocking_send(Control::Shutdown).ok();
+            t.join().ok();
+        }
+    }
+}
+
+/// Runs the daemon until SIGTERM/SIGINT (`shutdown`) has been drained.
+/// SIGHUP reloads the config and reopens the event log.
+pub async fn run(
+    config: Config,
+    path: PathBuf,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), SipError> {
+    let (daemon, raw) = Daemon::start(config, Some(path)).await?;
+    let (control_tx, control_rx) = mpsc::channel::<Control>(256);
+    daemon.serve_admin(control_tx).await?;
+    drive(daemon, raw, control_rx, shutdown, true, None).await;
+    Ok(())
+}
+
+/// The daemon loop: one select over SIP, timers, control requests, config
+/// file changes and signals.
+async fn drive(
+    mut daemon: Daemon,
+    mut raw: mpsc::Receiver<Raw>,
+    mut control: mpsc::Receiver<Control>,
+    shutdown: impl std::future::Future<Output = ()>,
+    signals: bool,
+    snapshot: Option<Arc<Mutex<Snapshot>>>,
+) {
     tokio::pin!(shutdown);
+    let mut hup =
+        if signals { tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok() } else { None };
+    let (file_tx, mut file_rx) = mpsc::channel::<()>(16);
+    let _watcher = daemon.config_path.as_deref().and_then(|p| watch(p, file_tx));
+    let debounce = Duration::from_millis(daemon.core.config().ops.reload_debounce_ms as u64);
+    let mut reload_at: Option<Instant> = None;
+    let mut shutdown_seen = false;
     loop {
-        let deadline = daemon.deadline();
+        if let Some(s) = &snapshot {
+            *s.lock().expect("snapshot lock") = daemon.snapshot();
+        }
+        if daemon.drained() {
+            break;
+        }
+        let mut deadline = daemon.deadline();
+        if let Some(at) = reload_at {
+            deadline = deadline.min(at);
+        }
+        // Tests read the snapshot: keep it fresh.
+        if snapshot.is_some() {
+            deadline = deadline.min(Instant::now() + Duration::from_millis(100));
+        }
         tokio::select! {
-            _ = &mut shutdown => break,
-            _ = tokio::time::sleep_until(deadline) => daemon.on_timer(),
+            _ = &mut shutdown, if !shutdown_seen => {
+                shutdown_seen = true;
+                daemon.begin_shutdown();
+            }
+            _ = tokio::time::sleep_until(deadline) => {
+                if reload_at.is_some_and(|at| Instant::now() >= at) {
+                    reload_at = None;
+                    info!("config file changed; reloading");
+                    daemon.reload().ok();
+                }
+                daemon.on_timer();
+            }
             item = raw.recv() => match item {
                 Some(item) => daemon.on_raw(item),
                 None => break,
             },
+            ctl = control.recv() => match ctl {
+                Some(Control::Reload(reply)) => {
+                    let r = daemon.reload();
+                    if let Some(reply) = reply {
+                        reply.send(r).ok();
+                    }
+                }
+                Some(Control::Admin(req, reply)) => {
+                    let r = daemon.admin(req);
+                    reply.send(r).ok();
+                }
+                Some(Control::Shutdown) => daemon.begin_shutdown(),
+                None => {}
+            },
+            Some(()) = file_rx.recv() => {
+                reload_at = Some(Instant::now() + debounce);
+            }
+            Some(()) = async { match hup.as_mut() { Some(h) => h.recv().await, None => std::future::pending().await } } => {
+                info!("SIGHUP: reloading the config and reopening the event log");
+                daemon.reopen_event_log();
+                daemon.reload().ok();
+            }
+        }
+    }
+    if daemon.hung_up || daemon.draining_until.is_some() {
+        // Let the last BYEs and final responses leave before the sockets close.
+        let until = Instant::now() + Duration::from_millis(300);
+        while let Ok(Some(item)) = tokio::time::timeout_at(until, raw.recv()).await {
+            daemon.on_raw(item);
         }
     }
     daemon.stack.shutdown();
-    Ok(())
+    info!("acd stopped");
+}
+
+/// Watches the config file's directory (editors replace files rather than
+/// writing them in place) and signals every change to that file.
+fn watch(path: &std::path::Path, tx: mpsc::Sender<()>) -> Option<notify::RecommendedWatcher> {
+    use notify::Watcher;
+    let file_name = path.file_name()?.to_owned();
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let mut watcher = notify::recommended_watcher(move |ev: notify::Result<notify::Event>| {
+        if let Ok(ev) = ev {
+            let ours = ev.paths.iter().any(|p| p.file_name() == Some(file_name.as_os_str()));
+            let changed = matches!(
+                ev.kind,
+                notify::EventKind::Modify(_) | notify::EventKind::Create(_) | notify::EventKind::Remove(_)
+            );
+            if ours && changed {
+                tx.try_send(()).ok();
+            }
+        }
+    })
+    .map_err(|e| warn!("cannot watch the config file: {e}; SIGHUP still reloads"))
+    .ok()?;
+    watcher
+        .watch(&dir, notify::RecursiveMode::NonRecursive)
+        .map_err(|e| warn!("cannot watch {}: {e}; SIGHUP still reloads", dir.display()))
+        .ok()?;
+    Some(watcher)
 }
 
 impl Daemon {
     pub async fn start(
         config: Config,
-    ) -> Result<(Daemon, tokio::sync::mpsc::Receiver<crate::sip::adapter::Raw>), SipError> {
+        config_path: Option<PathBuf>,
+    ) -> Result<(Daemon, mpsc::Receiver<Raw>), SipError> {
         let (stack, raw) = SipStack::start(&config.sip).await?;
         for a in &config.sip.listen_udp {
             info!("listening on udp {a}");
@@ -175,9 +325,323 @@ impl Daemon {
         let agents_by_user = config.agents.iter().enumerate().map(|(i, a)| (a.sip_user.clone(), i)).collect();
         let next_keep_alive = (config.sip.options_interval_secs > 0)
             .then(|| start + Duration::from_secs(config.sip.options_interval_secs as u64));
-        let mut d = Daemon { core, stack, registrar, nonces, start, agents_by_user, next_keep_alive };
+        if let Some(addr) = config.ops.metrics_listen {
+            match install_exporter(addr) {
+                Ok(()) => info!("Prometheus metrics on http://{addr}/metrics"),
+                Err(e) => warn!("metrics exporter on {addr} not started: {e}"),
+            }
+        }
+        let metrics = Metrics::new(&config, Duration::from_secs(config.ops.metrics_window_secs as u64));
+        let event_log = match &config.ops.event_log {
+            Some(path) => match EventLog::open(path, config.ops.event_log_max_bytes, config.ops.event_log_keep) {
+                Ok(log) => {
+                    info!("event log: {}", path.display());
+                    Some(log)
+                }
+                Err(e) => {
+                    return Err(SipError::Stack(format!("cannot open the event log {}: {e}", path.display())));
+                }
+            },
+            None => None,
+        };
+        let start_unix_ms =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_millis() as u64;
+        let (event_feed, _) = broadcast::channel(1024);
+        let mut d = Daemon {
+            core,
+            stack,
+            registrar,
+            nonces,
+            start,
+            start_unix_ms,
+            agents_by_user,
+            next_keep_alive,
+            config_path,
+            metrics,
+            next_refresh: start,
+            event_log,
+            event_feed,
+            draining_until: None,
+            reloads: (0, 0),
+            hung_up: false,
+        };
         d.flush();
         Ok((d, raw))
+    }
+
+    /// Binds the admin API (if configured) and serves it on this runtime.
+    async fn serve_admin(&self, control: mpsc::Sender<Control>) -> Result<Option<SocketAddr>, SipError> {
+        let ops = &self.core.config().ops;
+        let Some(addr) = ops.admin_listen else { return Ok(None) };
+        let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| SipError::Listen {
+            addr,
+            transport: "admin http",
+            reason: e.to_string(),
+        })?;
+        let bound = listener.local_addr().unwrap_or(addr);
+        let (tx, mut rx) = mpsc::channel::<(AdminRequest, oneshot::Sender<AdminReply>)>(64);
+        // Forward admin requests into the daemon loop's control channel.
+        tokio::spawn(async move {
+            while let Some((req, reply)) = rx.recv().await {
+                if control.send(Control::Admin(req, reply)).await.is_err() {
+                    break;
+                }
+            }
+        });
+        let router = super::admin::router(tx, self.event_feed.clone(), ops.admin_token.clone());
+        tokio::spawn(super::admin::serve(listener, router));
+        info!("admin API on http://{bound}");
+        Ok(Some(bound))
+    }
+
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            calls: self.core.call_count(),
+            legs: self.core.leg_count(),
+            engine_calls: self.core.engine().call_count(),
+            stack: self.stack.counts(),
+            registered_contacts: self.registrar.len(),
+            errors: self.core.errors().len(),
+            reloads: self.reloads.0,
+            failed_reloads: self.reloads.1,
+        }
+    }
+
+    /// SIGTERM: new calls get 503 + Retry-After, waiting callers go to their
+    /// overflow targets, bridged calls have the grace period to finish.
+    fn begin_shutdown(&mut self) {
+        if self.draining_until.is_some() {
+            return;
+        }
+        let grace = self.core.config().ops.shutdown_grace_secs;
+        info!(
+            "shutting down: no new calls, waiting callers to overflow, {} call(s) have {grace} s to finish",
+            self.core.call_count()
+        );
+        self.draining_until = Some(Instant::now() + Duration::from_secs(grace as u64));
+        let now = self.now();
+        self.core.drain(now);
+        self.flush();
+    }
+
+    /// Done draining: every call has ended, or the grace period is over (then
+    /// the rest are hung up, and their BYEs get a moment to leave).
+    fn drained(&mut self) -> bool {
+        let Some(until) = self.draining_until else { return false };
+        if self.core.call_count() == 0 {
+            return true;
+        }
+        if Instant::now() < until {
+            return false;
+        }
+        if self.hung_up {
+            return true;
+        }
+        warn!("grace period over: hanging up {} call(s)", self.core.call_count());
+        let now = self.now();
+        self.core.hang_up_all(now);
+        self.flush();
+        self.hung_up = true;
+        // Legs still waiting for a final response get a moment to end.
+        self.draining_until = Some(Instant::now() + Duration::from_secs(2));
+        self.core.call_count() == 0
+    }
+
+    /// Answers an admin API request from the core's state.
+    fn admin(&mut self, req: AdminRequest) -> AdminReply {
+        use serde_json::json;
+        let now = self.now();
+        let secs = |d: Duration| d.as_millis() as f64 / 1000.0;
+        match req {
+            AdminRequest::Ready => {
+                if self.draining_until.is_some() {
+                    AdminReply::error(503, "shutting down")
+                } else {
+                    AdminReply::ok(json!({ "status": "ready" }))
+                }
+            }
+            AdminRequest::Queues => {
+                let engine = self.core.engine();
+                let config = self.core.config();
+                let queues: Vec<_> = config
+                    .queues
+                    .iter()
+                    .filter_map(|q| {
+                        let id = engine.queue_id(&q.name)?;
+                        let mut by_state: std::collections::BTreeMap<&str, usize> =
+                            ["logged-out", "available", "ringing", "on-call", "wrap-up", "paused"]
+                                .into_iter()
+                                .map(|s| (s, 0))
+                                .collect();
+                        for m in &q.members {
+                            if let Some(st) = engine.agent_id(&m.agent).and_then(|a| engine.agent_state(a)) {
+                                *by_state.entry(st.name()).or_default() += 1;
+                            }
+                        }
+                        let live = self.metrics.queue_figures(&q.name);
+                        Some(json!({
+                            "name": q.name,
+                            "strategy": q.strategy.name(),
+                            "waiting": engine.waiting_count(id),
+                            "longest_wait_secs": secs(engine.longest_wait(id)),
+                            "members": q.members.len(),
+                            "agents": by_state,
+                            "service_level_secs": q.service_level_secs,
+                            "live": live,
+                        }))
+                    })
+                    .collect();
+                AdminReply::ok(json!({ "queues": queues }))
+            }
+            AdminRequest::Agents => {
+                let engine = self.core.engine();
+                let config = self.core.config();
+                let agents: Vec<_> = config
+                    .agents
+                    .iter()
+                    .filter_map(|a| {
+                        let id = engine.agent_id(&a.id)?;
+                        let state = engine.agent_state(id)?;
+                        let reason = match state {
+                            crate::engine::AgentState::Paused { reason, .. } => Some(reason.clone()),
+                            _ => None,
+                        };
+                        let queues: Vec<&str> = config
+                            .queues
+                            .iter()
+                            .filter(|q| q.members.iter().any(|m| m.agent == a.id))
+                            .map(|q| q.name.as_str())
+                            .collect();
+                        Some(json!({
+                            "id": a.id,
+                            "name": a.display_name,
+                            "state": state.name(),
+                            "reason": reason,
+                            "registered": engine.agent_registered(id),
+                            "contacts": self.registrar.contacts(&a.sip_user).map(|b| b.contact.clone()).collect::<Vec<_>>(),
+                            "queues": queues,
+                        }))
+                    })
+                    .collect();
+                AdminReply::ok(json!({ "agents": agents }))
+            }
+            AdminRequest::Calls => {
+                let engine = self.core.engine();
+                let mut calls = Vec::new();
+                for q in engine.all_queue_ids() {
+                    for (i, c) in engine.waiting(q).into_iter().enumerate() {
+                        let Some(view) = engine.call(c) else { continue };
+                        calls.push(json!({
+                            "call": c.0,
+                            "queue": engine.queue_name(q),
+                            "queue_closed": engine.queue_closed(q),
+                            "position": i + 1,
+                            "caller": self.core.caller_of(c),
+                            "priority": view.priority,
+                            "state": view.state,
+                            "wait_secs": secs(now.since(view.arrived)),
+                            "ringing": view.ringing.iter().map(|a| engine.agent_name(*a)).collect::<Vec<_>>(),
+                        }));
+                    }
+                }
+                AdminReply::ok(json!({ "calls": calls }))
+            }
+            AdminRequest::Agent { agent, action } => {
+                let Some(id) = self.core.engine().agent_id(&agent) else {
+                    return AdminReply::error(404, format!("no agent \"{agent}\""));
+                };
+                let input = match action {
+                    AgentAction::Login => Input::AgentLogin { agent: id },
+                    AgentAction::Logout => Input::AgentLogout { agent: id },
+                    AgentAction::Pause { reason } => Input::AgentPause { agent: id, reason },
+                    AgentAction::Ready => Input::AgentReady { agent: id },
+                };
+                let r = self.core.handle_engine(now, input);
+                self.flush();
+                match r {
+                    Ok(()) => {
+                        let state = self.core.engine().agent_state(id).map(|s| s.name()).unwrap_or("?");
+                        AdminReply::ok(json!({ "agent": agent, "state": state }))
+                    }
+                    Err(e) => AdminReply::error(409, e.to_string()),
+                }
+            }
+            AdminRequest::MoveCall { call, queue } => {
+                let Some(q) = self.core.engine().queue_id(&queue) else {
+                    return AdminReply::error(404, format!("no queue \"{queue}\""));
+                };
+                let r = self.core.handle_engine(now, Input::MoveCall { call: crate::engine::CallId(call), queue: q });
+                self.flush();
+                match r {
+                    Ok(()) => AdminReply::ok(json!({ "call": call, "queue": queue })),
+                    Err(crate::engine::EngineError::UnknownCall(_)) => {
+                        AdminReply::error(404, format!("no call {call}"))
+                    }
+                    Err(e) => AdminReply::error(409, e.to_string()),
+                }
+            }
+            AdminRequest::WithdrawCall { call, status } => {
+                let r = self.core.handle_engine(now, Input::WithdrawCall { call: crate::engine::CallId(call), status });
+                self.flush();
+                match r {
+                    Ok(()) => AdminReply::ok(json!({ "call": call, "withdrawn": true, "status": status })),
+                    Err(crate::engine::EngineError::UnknownCall(_)) => {
+                        AdminReply::error(404, format!("no call {call}"))
+                    }
+                    Err(e) => AdminReply::error(409, e.to_string()),
+                }
+            }
+        }
+    }
+
+    fn reopen_event_log(&mut self) {
+        if let Some(log) = &mut self.event_log {
+            if let Err(e) = log.reopen() {
+                warn!("cannot reopen the event log: {e}");
+            }
+        }
+    }
+
+    /// Reads the config file again and applies it whole, or changes nothing.
+    fn reload(&mut self) -> Result<(), String> {
+        let Some(path) = self.config_path.clone() else {
+            return Err("acd was started without a config file".into());
+        };
+        let new = match crate::config::load(&path) {
+            Ok(c) => c,
+            Err(e) => {
+                self.reloads.1 += 1;
+                metrics::counter!("acd_config_reload_failures_total").increment(1);
+                warn!("reload refused, nothing changed: {e}");
+                return Err(e.to_string());
+            }
+        };
+        let old = self.core.config();
+        let mut restart = Vec::new();
+        if new.sip.listen_udp != old.sip.listen_udp || new.sip.listen_tcp != old.sip.listen_tcp {
+            restart.push("sip.listen_udp / sip.listen_tcp");
+        }
+        if new.ops.metrics_listen != old.ops.metrics_listen {
+            restart.push("metrics.listen");
+        }
+        if new.ops.admin_listen != old.ops.admin_listen || new.ops.admin_token != old.ops.admin_token {
+            restart.push("admin.listen / admin.token");
+        }
+        if new.ops.event_log != old.ops.event_log {
+            restart.push("event_log.path");
+        }
+        for key in &restart {
+            warn!("{key} changed: takes effect after a restart (the running value stays)");
+        }
+        let now = self.now();
+        self.agents_by_user = new.agents.iter().enumerate().map(|(i, a)| (a.sip_user.clone(), i)).collect();
+        self.metrics.reload(&new);
+        self.core.reload(now, new);
+        self.reloads.0 += 1;
+        metrics::counter!("acd_config_reloads_total").increment(1);
+        info!("config reloaded from {}", path.display());
+        self.flush();
+        Ok(())
     }
 
     fn now(&self) -> Time {
@@ -194,6 +658,8 @@ impl Daemon {
             self.core.poll_timeout().map(|t| self.at(t)),
             self.registrar.poll_timeout().map(|t| self.at(t)),
             self.next_keep_alive,
+            Some(self.next_refresh),
+            self.draining_until,
         ]
         .into_iter()
         .flatten()
@@ -211,6 +677,10 @@ impl Daemon {
     pub fn on_timer(&mut self) {
         let now = self.now();
         self.core.handle_timeout(now);
+        if Instant::now() >= self.next_refresh {
+            self.metrics.refresh(now, self.core.engine());
+            self.next_refresh = Instant::now() + Duration::from_secs(1);
+        }
         for user in self.registrar.handle_timeout(now) {
             info!(%user, "registration expired");
             self.registration_changed(now, &user, false);
@@ -581,7 +1051,20 @@ impl Daemon {
     }
 
     fn report(&mut self, event: Event) {
+        let now = self.now();
         let engine = self.core.engine();
+        self.metrics.observe(now, engine, &event);
+        if self.event_log.is_some() || self.event_feed.receiver_count() > 0 {
+            let line = event_json(engine, self.start_unix_ms + now.0, &event);
+            if let Some(log) = &mut self.event_log {
+                if let Err(e) = log.write(&line) {
+                    warn!("event log write failed: {e}");
+                }
+            }
+            if self.event_feed.receiver_count() > 0 {
+                self.event_feed.send(Arc::from(line.to_string())).ok();
+            }
+        }
         match &event {
             Event::AgentStateChanged { agent, from, to, reason } => {
                 info!(agent = engine.agent_name(*agent), "{from} => {to} ({reason})");

@@ -7,9 +7,12 @@
 //! trunk admission (source address and digest) and the methods acd does not
 //! handle.
 
+mod admin;
 mod daemon;
 
-pub use daemon::{run, Daemon, DaemonHandle, Snapshot};
+pub use admin::{AdminReply, AdminRequest, AgentAction};
+
+pub use daemon::{run, Control, Daemon, DaemonHandle, Snapshot};
 
 use crate::config::Config;
 
