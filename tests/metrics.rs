@@ -329,6 +329,30 @@ fn assert_agents(s: &Scrape, queue: &str, want: &[(&str, f64)]) {
     }
 }
 
+/// Metric names in the PromQL of `grafana/acd-dashboard.json`.
+fn dashboard_metrics() -> Vec<String> {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/grafana/acd-dashboard.json");
+    let text = std::fs::read_to_string(path).expect("dashboard is shipped");
+    let dash: serde_json::Value = serde_json::from_str(&text).expect("dashboard is JSON");
+    let mut names = Vec::new();
+    for panel in dash["panels"].as_array().expect("panels") {
+        for t in panel["targets"].as_array().into_iter().flatten() {
+            let expr = t["expr"].as_str().expect("expr");
+            let mut rest = expr;
+            while let Some(i) = rest.find("acd_") {
+                let tail = &rest[i..];
+                let end = tail.find(|c: char| !(c.is_ascii_lowercase() || c == '_')).unwrap_or(tail.len());
+                names.push(tail[..end].to_string());
+                rest = &tail[end..];
+            }
+        }
+    }
+    names.sort();
+    names.dedup();
+    assert!(names.len() > 10, "the dashboard queries {names:?}");
+    names
+}
+
 fn close(a: f64, b: f64) -> bool {
     (a - b).abs() < 1e-9
 }
@@ -465,9 +489,69 @@ fn a_supervisor_reads_the_wallboard() {
     let live = net.metrics.queue_figures("support").expect("support is known");
     assert_eq!((live.offered, live.answered, live.overflowed, live.service_level), (2, 1, 1, Some(0.5)));
 
+    // Every metric the shipped Grafana dashboard queries is exported.
+    for name in dashboard_metrics() {
+        let family = ["_bucket", "_sum", "_count"]
+            .iter()
+            .find_map(|suf| name.strip_suffix(suf).filter(|base| s.types.get(*base).is_some_and(|t| t == "histogram")))
+            .unwrap_or(&name);
+        assert!(s.types.contains_key(family), "the dashboard queries {name}, which acd does not export");
+    }
+
     // Help texts are there for every family.
     let text = handle.render();
     for family in ["acd_queue_callers_waiting", "acd_wait_seconds", "acd_calls_answered_total"] {
         assert!(text.contains(&format!("# HELP {family} ")), "no help for {family}");
     }
+}
+
+/// The real exporter: a port in use is reported, and once installed it
+/// serves the exposition over HTTP with the histograms as real histograms.
+/// (It installs the process-wide recorder; the other test uses a local one.)
+#[test]
+fn exporter_serves_the_scrape_over_http() {
+    use acd::ops::metrics::{install_exporter, ExporterError};
+    use std::io::{Read, Write};
+
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+    let busy = taken.local_addr().expect("bound");
+    let free = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+        l.local_addr().expect("bound")
+    };
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        rt.block_on(async move {
+            let first = install_exporter(busy);
+            let second = install_exporter(free);
+            tx.send((first, second)).expect("test waits");
+            std::future::pending::<()>().await
+        })
+    });
+    let (first, second) = rx.recv().expect("exporter thread answers");
+    assert!(matches!(first, Err(ExporterError::Listen { listen, .. }) if listen == busy), "{first:?}");
+    second.expect("exporter starts on a free port");
+    drop(taken);
+
+    // A call answered after 4 s, on the process-wide recorder.
+    let mut net = Net::new(Duration::from_secs(900));
+    net.arrive(10, 1, "sales");
+    net.answer(14, 1, "anna");
+    net.refresh(15);
+
+    let mut conn = std::net::TcpStream::connect(free).expect("exporter listens");
+    conn.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+    conn.write_all(b"GET /metrics HTTP/1.1\r\nHost: acd\r\nConnection: close\r\n\r\n").expect("request");
+    let mut reply = String::new();
+    conn.read_to_string(&mut reply).expect("reply");
+    let (head, body) = reply.split_once("\r\n\r\n").expect("HTTP reply");
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let s = parse(body);
+    s.check_well_formed();
+    assert_eq!(s.types.get("acd_wait_seconds").map(String::as_str), Some("histogram"));
+    assert_eq!(s.bucket("acd_wait_seconds", &[("queue", "sales"), ("outcome", "answered")], 5.0), 1.0);
+    assert_eq!(s.queue("acd_calls_answered_total", "sales"), 1.0);
+    assert_eq!(s.queue("acd_queue_average_speed_of_answer_seconds", "sales"), 4.0);
+    assert!(body.contains("# HELP acd_queue_service_level_ratio "), "help texts registered by install_exporter");
 }

@@ -814,3 +814,105 @@ fn removing_a_queue_and_its_overflow_target_together_keeps_the_callers() {
     assert_eq!(h.e.waiting(h.q("c")), vec![CallId(2)], "b's caller moves on to c");
     assert_eq!(h.e.call_count(), 2);
 }
+
+#[test]
+fn admin_moves_a_waiting_call_behind_the_target_queues_callers_and_cancels_its_ring() {
+    let mut h = H::new(&format!(
+        "{}{}{}",
+        queue("q", "linear", &["anna"], ""),
+        queue("other", "linear", &["ben"], ""),
+        agents(&["anna", "ben"])
+    ));
+    let ben = h.a("ben");
+    h.input(0, Input::AgentPause { agent: ben, reason: "x".into() }).unwrap();
+    h.call(1, 1, "other", 0);
+    h.call(2, 2, "q", 0); // rings anna
+    assert_eq!(h.rings(), vec![(2, "anna".into())]);
+    h.clear();
+    h.input(3, Input::MoveCall { call: CallId(2), queue: h.q("other") }).unwrap();
+    assert_eq!(h.cancels(), vec![(2, "anna".into())], "anna's ring is withdrawn");
+    assert_eq!(h.e.waiting(h.q("other")), vec![CallId(1), CallId(2)], "behind the caller already there");
+    assert!(h.events.iter().any(|e| matches!(e, Event::CallMoved { call: CallId(2), .. })));
+    assert_eq!(h.state("anna").name(), "available");
+    // Refusals change nothing.
+    h.clear();
+    assert_eq!(
+        h.input(4, Input::MoveCall { call: CallId(9), queue: h.q("q") }),
+        Err(EngineError::UnknownCall(CallId(9)))
+    );
+    assert_eq!(
+        h.input(4, Input::MoveCall { call: CallId(2), queue: QueueId(99) }),
+        Err(EngineError::UnknownQueue(QueueId(99)))
+    );
+    h.input(5, Input::AgentReady { agent: ben }).unwrap();
+    h.answer(6, 1, "ben");
+    h.clear();
+    assert_eq!(
+        h.input(7, Input::MoveCall { call: CallId(1), queue: h.q("q") }),
+        Err(EngineError::NotWaiting(CallId(1))),
+        "a bridged call cannot move"
+    );
+    assert!(h.actions.is_empty() && h.events.is_empty());
+}
+
+#[test]
+fn admin_withdraws_a_waiting_call_with_a_status() {
+    let mut h = H::new(&format!("{}{}", queue("q", "linear", &["anna"], ""), agents(&["anna"])));
+    h.call(0, 1, "q", 0);
+    h.clear();
+    h.input(1, Input::WithdrawCall { call: CallId(1), status: 480 }).unwrap();
+    assert_eq!(h.cancels(), vec![(1, "anna".into())]);
+    assert!(h.actions.contains(&Action::Reject { call: CallId(1), status: 480 }));
+    assert_eq!(h.outcome(1), Some(Outcome::Rejected { status: 480 }));
+    assert_eq!(h.e.call_count(), 0);
+}
+
+#[test]
+fn drain_sends_waiting_callers_to_overflow_and_leaves_bridged_calls_alone() {
+    let mut h = H::new(&format!(
+        "{}{}{}",
+        queue("q", "linear", &["anna"], "overflow = \"sip:vm@192.0.2.1\"\nmax_wait_secs = 600"),
+        queue("plain", "linear", &["anna"], ""),
+        agents(&["anna"])
+    ));
+    h.call(0, 1, "q", 0);
+    h.answer(1, 1, "anna");
+    h.call(2, 2, "q", 0);
+    h.call(3, 3, "plain", 0);
+    h.clear();
+    h.input(4, Input::Drain).unwrap();
+    assert!(h.actions.contains(&Action::Transfer { call: CallId(2), uri: "sip:vm@192.0.2.1".into() }));
+    assert_eq!(h.e.waiting(h.q("q")), vec![], "q's caller went to voicemail");
+    assert_eq!(h.e.call_count(), 2, "the bridged call and the caller with no overflow target stay");
+    assert!(h.e.queue_ids().next().is_none(), "every queue is closed");
+    let nc = NewCall {
+        id: CallId(4),
+        queue: QueueId(0),
+        caller: "x".into(),
+        priority: 0,
+        skills: vec![],
+        attributes: vec![],
+    };
+    assert!(matches!(h.input(5, Input::CallArrived(nc)), Err(EngineError::QueueClosed(_))));
+    // Anna still serves the caller left waiting once her call ends.
+    h.end(6, 1);
+    h.at(16);
+    assert_eq!(h.rings(), vec![(3, "anna".into())]);
+}
+
+#[test]
+fn a_removed_queue_keeps_its_callers_when_configured_to() {
+    let cfg = |extra: &str| {
+        format!(
+            "[engine]\nremoved_queue_callers = \"stay\"\n{}{}{}",
+            queue("q", "linear", &[], ""),
+            extra,
+            agents(&["anna"])
+        )
+    };
+    let mut h = H::new(&cfg(&queue("old", "linear", &[], "overflow = \"queue:q\"")));
+    h.call(0, 1, "old", 0);
+    h.reload(1, &cfg(""));
+    assert_eq!(h.e.waiting(h.e.all_queue_ids().find(|q| h.e.queue_name(*q) == "old").unwrap()), vec![CallId(1)]);
+    assert!(h.outcome(1).is_none(), "not overflowed, not dropped");
+}
