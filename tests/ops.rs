@@ -266,3 +266,58 @@ queue = "q"
     stopper.join().unwrap();
     assert!(t0.elapsed() < Duration::from_secs(8), "shutdown took {:?}", t0.elapsed());
 }
+
+#[test]
+fn the_event_log_records_every_call_and_acd_report_reads_it_back() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let port = free_port();
+    let dir = temp_dir("eventlog");
+    let log = dir.join("events.jsonl");
+    let ops =
+        format!("[metrics]\nlisten = \"\"\n\n[admin]\nlisten = \"\"\n\n[event_log]\npath = \"{}\"\n", log.display());
+    let text = config_text_with(port, &ops, &format!("{TWO_AGENTS}{QUEUES}"));
+    let d = DaemonHandle::spawn(acd::config::from_toml_str("ops.toml", &text).unwrap()).expect("daemon");
+    let mut anna = Ua::agent("anna", port, "anna-pw", "answer");
+    let mut trunk = trunk();
+    // Two answered calls, then one abandoned while anna is away.
+    for _ in 0..2 {
+        trunk.send(&format!("call {}", uri("100", port)));
+        trunk.expect("answered", Duration::from_secs(5));
+        anna.expect("answered", Duration::from_secs(5));
+        std::thread::sleep(Duration::from_millis(200));
+        trunk.send("hangup");
+        anna.expect("disconnected", Duration::from_secs(5));
+    }
+    anna.send("unregister");
+    anna.expect("unregistered", Duration::from_secs(5));
+    trunk.send(&format!("call {}", uri("100", port)));
+    trunk.expect("answered", Duration::from_secs(5));
+    std::thread::sleep(Duration::from_millis(300));
+    trunk.send("hangup");
+    trunk.expect("disconnected", Duration::from_secs(5));
+    wait_for("calls to end", Duration::from_secs(10), || d.snapshot().calls == 0);
+    drop(d);
+
+    let text = std::fs::read_to_string(&log).unwrap();
+    let lines: Vec<Value> = text.lines().map(json).collect();
+    let count = |event: &str, outcome: Option<&str>| {
+        lines.iter().filter(|l| l["event"] == event && outcome.is_none_or(|o| l["outcome"] == o)).count()
+    };
+    assert_eq!(count("call_arrived", None), 3, "{text}");
+    assert_eq!(count("offered", None), 2);
+    assert_eq!(count("answered", None), 2);
+    assert_eq!(count("call_finished", Some("answered")), 2);
+    assert_eq!(count("call_finished", Some("abandoned")), 1);
+    assert!(lines.iter().any(|l| l["event"] == "agent_state" && l["agent"] == "anna"), "{text}");
+    assert!(lines.iter().all(|l| l["ts"].as_str().is_some_and(|t| t.ends_with('Z'))));
+
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_acd")).arg("report").arg(&log).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report = String::from_utf8_lossy(&out.stdout).to_string();
+    let row: Vec<&str> =
+        report.lines().find(|l| l.starts_with("q ")).expect("a row for queue q").split_whitespace().collect();
+    // queue offered answered abandoned overflowed rejected ...
+    assert_eq!(&row[..6], ["q", "3", "2", "1", "0", "0"], "{report}");
+    // The same caller called three times: two repeats within 24 h.
+    assert_eq!(row.last(), Some(&"2"), "{report}");
+}
