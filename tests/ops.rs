@@ -321,3 +321,54 @@ fn the_event_log_records_every_call_and_acd_report_reads_it_back() {
     // The same caller called three times: two repeats within 24 h.
     assert_eq!(row.last(), Some(&"2"), "{report}");
 }
+
+/// Prometheus text exposition: `(name{labels}, value)` for every sample.
+fn samples(text: &str) -> Vec<(String, f64)> {
+    text.lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .filter_map(|l| {
+            let (k, v) = l.rsplit_once(' ')?;
+            Some((k.to_string(), v.parse().ok()?))
+        })
+        .collect()
+}
+
+#[test]
+fn the_metrics_endpoint_is_scraped_after_real_calls() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let port = free_port();
+    let mport = free_port();
+    let ops = format!("[metrics]\nlisten = \"127.0.0.1:{mport}\"\n\n[admin]\nlisten = \"\"\n");
+    let text = config_text_with(port, &ops, &format!("{TWO_AGENTS}{QUEUES}"));
+    let d = DaemonHandle::spawn(acd::config::from_toml_str("ops.toml", &text).unwrap()).expect("daemon");
+    let mut anna = Ua::agent("anna", port, "anna-pw", "answer");
+    let mut trunk = trunk();
+    trunk.send(&format!("call {}", uri("100", port)));
+    trunk.expect("answered", Duration::from_secs(5));
+    anna.expect("answered", Duration::from_secs(5));
+    std::thread::sleep(Duration::from_millis(300));
+    trunk.send("hangup");
+    anna.expect("disconnected", Duration::from_secs(5));
+    // An unknown number is refused before any queue.
+    trunk.send(&format!("call {}", uri("999", port)));
+    trunk.expect("disconnected", Duration::from_secs(5));
+    wait_for("calls to end", Duration::from_secs(10), || d.snapshot().calls == 0);
+    // Gauges refresh every second.
+    std::thread::sleep(Duration::from_millis(1200));
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{mport}").parse().unwrap();
+    let (status, body) = http(addr, "GET", "/metrics", None, None);
+    assert_eq!(status, 200);
+    let s = samples(&body);
+    let get = |key: &str| s.iter().find(|(k, _)| k == key).map(|(_, v)| *v);
+    assert_eq!(get("acd_calls_offered_total{queue=\"q\"}"), Some(1.0), "{body}");
+    assert_eq!(get("acd_calls_answered_total{queue=\"q\"}"), Some(1.0), "{body}");
+    assert_eq!(get("acd_calls_refused_total{status=\"404\"}"), Some(1.0), "{body}");
+    assert_eq!(get("acd_queue_callers_waiting{queue=\"q\"}"), Some(0.0), "{body}");
+    assert_eq!(get("acd_queue_agents{queue=\"q\",state=\"available\"}"), Some(1.0), "{body}");
+    assert_eq!(get("acd_queue_agents{queue=\"other\",state=\"unregistered\"}"), Some(1.0), "{body}");
+    assert_eq!(get("acd_queue_service_level_ratio{queue=\"q\"}"), Some(1.0), "{body}");
+    assert!(body.contains("# TYPE acd_talk_seconds histogram"), "{body}");
+    let talk_count = get("acd_talk_seconds_count{queue=\"q\"}").expect("talk histogram");
+    assert_eq!(talk_count, 1.0);
+    assert!(s.iter().any(|(k, _)| k.starts_with("acd_wait_seconds_bucket{") && k.contains("le=\"20\"")), "{body}");
+}

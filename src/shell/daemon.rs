@@ -327,7 +327,18 @@ impl Daemon {
             .then(|| start + Duration::from_secs(config.sip.options_interval_secs as u64));
         if let Some(addr) = config.ops.metrics_listen {
             match install_exporter(addr) {
-                Ok(()) => info!("Prometheus metrics on http://{addr}/metrics"),
+                Ok(()) => {
+                    info!("Prometheus metrics on http://{addr}/metrics");
+                    metrics::describe_counter!(
+                        "acd_calls_refused_total",
+                        "INVITEs refused before reaching a queue, by SIP status (404 unknown number, 403 not a trunk, 503 over sip.max_calls or shutting down)"
+                    );
+                    metrics::describe_counter!("acd_config_reloads_total", "Config reloads applied");
+                    metrics::describe_counter!(
+                        "acd_config_reload_failures_total",
+                        "Config reloads refused because the file was invalid (nothing changed)"
+                    );
+                }
                 Err(e) => warn!("metrics exporter on {addr} not started: {e}"),
             }
         }
@@ -896,6 +907,7 @@ impl Daemon {
         }
         let Some(trunk) = config.trunks.iter().find(|t| t.allows(r.source.ip())).cloned() else {
             info!(source = %r.source, to = %r.uri_user, "INVITE from an address that is not a trunk: 403");
+            metrics::counter!("acd_calls_refused_total", "status" => "403").increment(1);
             self.stack.reply(r.tx, 403, vec![("Warning".into(), "399 acd \"not a configured trunk\"".into())]);
             return;
         };
@@ -925,7 +937,7 @@ impl Daemon {
             }
             Err(refusal) => {
                 info!(caller = %r.from_user, dialled = %r.uri_user, "refused: {refusal}");
-                metrics::counter!("acd_calls_rejected_total", "status" => refusal.status().to_string()).increment(1);
+                metrics::counter!("acd_calls_refused_total", "status" => refusal.status().to_string()).increment(1);
                 let headers =
                     refusal.retry_after().map(|s| vec![("Retry-After".to_string(), s.to_string())]).unwrap_or_default();
                 self.stack.reply(r.tx, refusal.status(), headers);
@@ -1014,7 +1026,6 @@ impl Daemon {
                 self.stack.answer_caller(leg, sdp);
             }
             Command::RejectCaller { leg, status, retry_after, .. } => {
-                metrics::counter!("acd_calls_rejected_total", "status" => status.to_string()).increment(1);
                 self.stack.reject_caller(leg, status, retry_after);
             }
             Command::Invite { leg, target, caller, .. } => self.invite_leg(leg, target, &caller),
@@ -1069,13 +1080,7 @@ impl Daemon {
             Event::AgentStateChanged { agent, from, to, reason } => {
                 info!(agent = engine.agent_name(*agent), "{from} => {to} ({reason})");
             }
-            Event::CallFinished { queue, outcome, .. } => {
-                metrics::counter!("acd_calls_finished_total",
-                    "queue" => engine.queue_name(*queue).to_string(),
-                    "outcome" => outcome.name())
-                .increment(1);
-                info!(?event, "call finished");
-            }
+            Event::CallFinished { .. } => info!(?event, "call finished"),
             Event::Offered { call, decision, .. } => {
                 debug!(%call, ?decision, "offered");
             }
