@@ -231,3 +231,58 @@ fn the_daemon_starts_on_the_example_logs_what_it_built_and_stops_on_sigterm() {
     assert!(code.success(), "SIGTERM is a clean stop: {code:?}");
     assert!(rest.iter().any(|l| l.contains("acd stopped")), "{rest:?}");
 }
+
+#[test]
+fn sighup_and_a_file_change_reload_the_running_daemon_and_a_bad_edit_changes_nothing() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    let port = std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let dir = std::env::temp_dir().join(format!("acd-hup-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("acd.toml");
+    let text = std::fs::read_to_string(EXAMPLE)
+        .unwrap()
+        .replace("127.0.0.1:5060", &format!("127.0.0.1:{port}"))
+        .replace("listen = \"127.0.0.1:9464\"", "listen = \"\"")
+        .replace("listen = \"127.0.0.1:8080\"", "listen = \"\"");
+    std::fs::write(&path, &text).unwrap();
+    let mut child = acd()
+        .args(["run", "--config", path.to_str().unwrap()])
+        .env("ACD_LOG", "info")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    let stdout = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let wait_line = |what: &str| -> String {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(l) if l.contains(what) => return l,
+                Ok(_) => {}
+                Err(_) => panic!("no log line with {what:?}"),
+            }
+        }
+    };
+    wait_line("acd running");
+    let kill =
+        |sig: &str| assert!(Command::new("kill").args([sig, &child.id().to_string()]).status().unwrap().success());
+    kill("-HUP");
+    wait_line("config reloaded");
+    // An edit with a mistake: the watcher picks it up, nothing changes.
+    std::fs::write(&path, text.replacen("strategy = \"skills\"", "strategy = \"fastest\"", 1)).unwrap();
+    let refused = wait_line("reload refused");
+    assert!(refused.contains("nothing changed") && refused.contains("queue[support-fi].strategy"), "{refused}");
+    kill("-TERM");
+    wait_line("acd stopped");
+    assert!(child.wait().unwrap().success());
+    let _ = std::fs::remove_dir_all(&dir);
+}
