@@ -96,10 +96,7 @@ fn main() -> ExitCode {
                 };
                 tracing::info!("acd running on {}; Ctrl-C to stop", path.display());
                 match acd::shell::run(cfg, path.clone(), shutdown).await {
-                    Ok(()) => {
-                        tracing::info!("acd stopped");
-                        ExitCode::SUCCESS
-                    }
+                    Ok(()) => ExitCode::SUCCESS,
                     Err(e) => {
                         eprintln!("acd: {e}");
                         ExitCode::from(EXIT_UNAVAILABLE)
