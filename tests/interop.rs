@@ -23,17 +23,9 @@ fn digest_registration_then_random_routing_bridges_and_hangs_up() {
     let port = free_port();
     let cfg = config(
         port,
-        &format!(
-            r#"{TWO_AGENTS}
-[[queue]]
-name = "q"
-strategy = "random"
-members = [{{ agent = "anna" }}, {{ agent = "bert" }}]
-
-[[number]]
-number = "100"
-queue = "q"
-"#
+        &queue_q(
+            r#"strategy = "random"
+members = [{ agent = "anna" }, { agent = "bert" }]"#,
         ),
     );
     let d = DaemonHandle::spawn(cfg).expect("daemon");
@@ -94,18 +86,10 @@ fn priority_rings_the_first_tier_and_rolls_over_after_ring_timeout() {
     let port = free_port();
     let cfg = config(
         port,
-        &format!(
-            r#"{TWO_AGENTS}
-[[queue]]
-name = "q"
-strategy = "priority"
+        &queue_q(
+            r#"strategy = "priority"
 ring_timeout_secs = 3
-members = [{{ agent = "anna", tier = 1 }}, {{ agent = "bert", tier = 2 }}]
-
-[[number]]
-number = "100"
-queue = "q"
-"#
+members = [{ agent = "anna", tier = 1 }, { agent = "bert", tier = 2 }]"#,
         ),
     );
     let d = DaemonHandle::spawn(cfg).expect("daemon");
@@ -188,18 +172,10 @@ fn caller_abandoning_while_an_agent_rings_cancels_the_agent() {
     let port = free_port();
     let cfg = config(
         port,
-        &format!(
-            r#"{TWO_AGENTS}
-[[queue]]
-name = "q"
-strategy = "linear"
+        &queue_q(
+            r#"strategy = "linear"
 ring_timeout_secs = 20
-members = [{{ agent = "anna" }}]
-
-[[number]]
-number = "100"
-queue = "q"
-"#
+members = [{ agent = "anna" }]"#,
         ),
     );
     let d = DaemonHandle::spawn(cfg).expect("daemon");
@@ -218,20 +194,7 @@ queue = "q"
 fn unknown_numbers_and_foreign_sources_are_refused() {
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let port = free_port();
-    let mut cfg = config(
-        port,
-        &format!(
-            r#"{TWO_AGENTS}
-[[queue]]
-name = "q"
-members = [{{ agent = "anna" }}]
-
-[[number]]
-number = "100"
-queue = "q"
-"#
-        ),
-    );
+    let mut cfg = config(port, &queue_q(r#"members = [{ agent = "anna" }]"#));
     let d = DaemonHandle::spawn(cfg.clone()).expect("daemon");
     let mut trunk = trunk();
     trunk.send(&format!("call {}", uri("999", port)));
@@ -354,17 +317,9 @@ fn feature_codes_pause_and_ready_the_agent_from_the_phone() {
     let port = free_port();
     let cfg = config(
         port,
-        &format!(
-            r#"{TWO_AGENTS}
-[[queue]]
-name = "q"
-strategy = "linear"
-members = [{{ agent = "anna" }}, {{ agent = "bert" }}]
-
-[[number]]
-number = "100"
-queue = "q"
-"#
+        &queue_q(
+            r#"strategy = "linear"
+members = [{ agent = "anna" }, { agent = "bert" }]"#,
         ),
     );
     let d = DaemonHandle::spawn(cfg).expect("daemon");
@@ -400,18 +355,10 @@ fn a_phone_that_stops_answering_options_is_skipped_without_a_ring_timeout() {
     let port = free_port();
     let mut cfg = config(
         port,
-        &format!(
-            r#"{TWO_AGENTS}
-[[queue]]
-name = "q"
-strategy = "linear"
+        &queue_q(
+            r#"strategy = "linear"
 ring_timeout_secs = 30
-members = [{{ agent = "anna" }}, {{ agent = "bert" }}]
-
-[[number]]
-number = "100"
-queue = "q"
-"#
+members = [{ agent = "anna" }, { agent = "bert" }]"#,
         ),
     );
     cfg.sip.options_interval_secs = 1;
@@ -444,20 +391,7 @@ queue = "q"
 fn an_agent_registered_over_tcp_is_rung_over_its_connection() {
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let port = free_port();
-    let cfg = config(
-        port,
-        &format!(
-            r#"{TWO_AGENTS}
-[[queue]]
-name = "q"
-members = [{{ agent = "anna" }}]
-
-[[number]]
-number = "100"
-queue = "q"
-"#
-        ),
-    );
+    let cfg = config(port, &queue_q(r#"members = [{ agent = "anna" }]"#));
     let d = DaemonHandle::spawn(cfg).expect("daemon");
     let registrar = format!("127.0.0.1:{port}");
     let mut anna = Ua::spawn(
@@ -494,20 +428,7 @@ fn sha256_digest_registration_when_it_is_the_only_algorithm_offered() {
 fn a_trunk_with_credentials_must_pass_digest_on_its_invites() {
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let port = free_port();
-    let mut cfg = config(
-        port,
-        &format!(
-            r#"{TWO_AGENTS}
-[[queue]]
-name = "q"
-members = [{{ agent = "anna" }}]
-
-[[number]]
-number = "100"
-queue = "q"
-"#
-        ),
-    );
+    let mut cfg = config(port, &queue_q(r#"members = [{ agent = "anna" }]"#));
     cfg.trunks[0].credentials = Some(("carrier".into(), "trunk-pw".into()));
     let d = DaemonHandle::spawn(cfg).expect("daemon");
     let mut anna = Ua::agent("anna", port, "anna-pw", "answer");

@@ -212,11 +212,32 @@ struct MoveBody {
     queue: String,
 }
 
-fn call_id(id: &str) -> Result<u64, Response> {
-    id.strip_prefix("call-")
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct WithdrawBody {
+    status: Option<u16>,
+}
+
+/// The checks every call action shares: the token, the call id in the path,
+/// and the JSON body (`if_empty` when the body is empty and that is allowed).
+fn call_action<T: serde::de::DeserializeOwned>(
+    ctx: &Ctx,
+    headers: &HeaderMap,
+    id: &str,
+    bytes: &[u8],
+    if_empty: Option<T>,
+) -> Result<(u64, T), Response> {
+    authorized(ctx, headers)?;
+    let call = id
+        .strip_prefix("call-")
         .unwrap_or(id)
         .parse()
-        .map_err(|_| reply(AdminReply::error(400, format!("\"{id}\" is not a call id (a number from /calls)"))))
+        .map_err(|_| reply(AdminReply::error(400, format!("\"{id}\" is not a call id (a number from /calls)"))))?;
+    let b = match if_empty {
+        Some(default) if bytes.is_empty() => default,
+        _ => body(bytes)?,
+    };
+    Ok((call, b))
 }
 
 async fn move_call(
@@ -225,24 +246,10 @@ async fn move_call(
     headers: HeaderMap,
     bytes: axum::body::Bytes,
 ) -> Response {
-    if let Err(r) = authorized(&ctx, &headers) {
-        return r;
+    match call_action::<MoveBody>(&ctx, &headers, &id, &bytes, None) {
+        Ok((call, b)) => ask(&ctx, AdminRequest::MoveCall { call, queue: b.queue }).await,
+        Err(r) => r,
     }
-    let call = match call_id(&id) {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
-    let b: MoveBody = match body(&bytes) {
-        Ok(b) => b,
-        Err(r) => return r,
-    };
-    ask(&ctx, AdminRequest::MoveCall { call, queue: b.queue }).await
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct WithdrawBody {
-    status: Option<u16>,
 }
 
 async fn withdraw(
@@ -251,20 +258,9 @@ async fn withdraw(
     headers: HeaderMap,
     bytes: axum::body::Bytes,
 ) -> Response {
-    if let Err(r) = authorized(&ctx, &headers) {
-        return r;
-    }
-    let call = match call_id(&id) {
-        Ok(c) => c,
+    let (call, b) = match call_action(&ctx, &headers, &id, &bytes, Some(WithdrawBody::default())) {
+        Ok(x) => x,
         Err(r) => return r,
-    };
-    let b: WithdrawBody = if bytes.is_empty() {
-        WithdrawBody::default()
-    } else {
-        match body(&bytes) {
-            Ok(b) => b,
-            Err(r) => return r,
-        }
     };
     let status = b.status.unwrap_or(480);
     if !(400..=699).contains(&status) {

@@ -261,3 +261,9 @@ fn unchunk(s: &str) -> String {
     }
     out
 }
+
+/// Two agents (anna, bert) and one queue `q` with `settings` (strategy,
+/// members, timeouts...), reached by dialling 100.
+pub fn queue_q(settings: &str) -> String {
+    format!("{TWO_AGENTS}\n[[queue]]\nname = \"q\"\n{settings}\n\n[[number]]\nnumber = \"100\"\nqueue = \"q\"\n")
+}
