@@ -286,3 +286,42 @@ fn sighup_and_a_file_change_reload_the_running_daemon_and_a_bad_edit_changes_not
     assert!(child.wait().unwrap().success());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn sip_and_operations_mistakes_name_the_key_and_the_reason() {
+    invalid(
+        "admin.listen",
+        "reachable from other machines; set admin.token",
+        error_after(|t| t.replace("listen = \"127.0.0.1:8080\"", "listen = \"0.0.0.0:8080\"")),
+    );
+    invalid(
+        "admin.token",
+        "at least 16 characters",
+        error_after(|t| t.replace("# token = \"a long random string\"", "token = \"short\"")),
+    );
+    invalid(
+        "trunk[local-pbx].sources[0]",
+        "not an IP address or network",
+        error_after(|t| t.replace("sources = [\"127.0.0.1\", \"::1\"]", "sources = [\"localhost\"]")),
+    );
+    invalid(
+        "number[100].queue",
+        "no queue named \"nope\"",
+        error_after(|t| t.replacen("queue = \"support-en\"\n", "queue = \"nope\"\n", 1)),
+    );
+    invalid(
+        "sip.digest_algorithms[0]",
+        "unknown algorithm \"SHA-1\"",
+        error_after(|t| t.replace("digest_algorithms = [\"MD5\", \"SHA-256\"]", "digest_algorithms = [\"SHA-1\"]")),
+    );
+    invalid(
+        "engine.removed_queue_callers",
+        "expected \"overflow\" or \"stay\"",
+        error_after(|t| t.replace("removed_queue_callers = \"overflow\"", "removed_queue_callers = \"drop\"")),
+    );
+    // A non-loopback admin API is fine with a token.
+    let ok = example_text()
+        .replace("listen = \"127.0.0.1:8080\"", "listen = \"0.0.0.0:8080\"")
+        .replace("# token = \"a long random string\"", "token = \"0123456789abcdef0123\"");
+    from_toml_str("acd.toml", &ok).expect("a token allows any address");
+}
