@@ -19,16 +19,10 @@ use std::time::{Duration, Instant};
 
 #[test]
 fn digest_registration_then_random_routing_bridges_and_hangs_up() {
-    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let port = free_port();
-    let cfg = config(
-        port,
-        &queue_q(
-            r#"strategy = "random"
+    let (_g, port, d) = daemon_q(
+        r#"strategy = "random"
 members = [{ agent = "anna" }, { agent = "bert" }]"#,
-        ),
     );
-    let d = DaemonHandle::spawn(cfg).expect("daemon");
     // Wrong password: 403 after the challenge; unknown user: 404.
     let mut wrong =
         Ua::spawn("anna", &["--registrar", &format!("127.0.0.1:{port}"), "--user", "anna", "--password", "nope"]);
@@ -82,17 +76,11 @@ members = [{ agent = "anna" }, { agent = "bert" }]"#,
 
 #[test]
 fn priority_rings_the_first_tier_and_rolls_over_after_ring_timeout() {
-    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let port = free_port();
-    let cfg = config(
-        port,
-        &queue_q(
-            r#"strategy = "priority"
+    let (_g, port, d) = daemon_q(
+        r#"strategy = "priority"
 ring_timeout_secs = 3
 members = [{ agent = "anna", tier = 1 }, { agent = "bert", tier = 2 }]"#,
-        ),
     );
-    let d = DaemonHandle::spawn(cfg).expect("daemon");
     let mut anna = Ua::agent("anna", port, "anna-pw", "ignore");
     let mut bert = Ua::agent("bert", port, "bert-pw", "answer");
     let mut trunk = trunk();
@@ -168,17 +156,11 @@ skills = { lang.fi = 1 }
 
 #[test]
 fn caller_abandoning_while_an_agent_rings_cancels_the_agent() {
-    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let port = free_port();
-    let cfg = config(
-        port,
-        &queue_q(
-            r#"strategy = "linear"
+    let (_g, port, d) = daemon_q(
+        r#"strategy = "linear"
 ring_timeout_secs = 20
 members = [{ agent = "anna" }]"#,
-        ),
     );
-    let d = DaemonHandle::spawn(cfg).expect("daemon");
     let mut anna = Ua::agent("anna", port, "anna-pw", "ignore");
     let mut trunk = trunk();
     trunk.send(&format!("call {}", uri("100", port)));
@@ -313,16 +295,10 @@ fn malformed_and_unsupported_requests_get_clear_answers_and_the_daemon_carries_o
 
 #[test]
 fn feature_codes_pause_and_ready_the_agent_from_the_phone() {
-    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let port = free_port();
-    let cfg = config(
-        port,
-        &queue_q(
-            r#"strategy = "linear"
+    let (_g, port, d) = daemon_q(
+        r#"strategy = "linear"
 members = [{ agent = "anna" }, { agent = "bert" }]"#,
-        ),
     );
-    let d = DaemonHandle::spawn(cfg).expect("daemon");
     let mut anna = Ua::agent("anna", port, "anna-pw", "answer");
     let mut bert = Ua::agent("bert", port, "bert-pw", "answer");
     // *43: pause. acd answers and hangs up by itself.

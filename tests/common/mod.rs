@@ -267,3 +267,13 @@ fn unchunk(s: &str) -> String {
 pub fn queue_q(settings: &str) -> String {
     format!("{TWO_AGENTS}\n[[queue]]\nname = \"q\"\n{settings}\n\n[[number]]\nnumber = \"100\"\nqueue = \"q\"\n")
 }
+
+/// The usual start of a scenario: take the serial lock, pick a port, and
+/// run a daemon on [`queue_q`]`(settings)`. Keep the guard for the test's
+/// whole length.
+pub fn daemon_q(settings: &str) -> (std::sync::MutexGuard<'static, ()>, u16, DaemonHandle) {
+    let guard = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let port = free_port();
+    let d = DaemonHandle::spawn(config(port, &queue_q(settings))).expect("daemon");
+    (guard, port, d)
+}
