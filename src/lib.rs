@@ -4,6 +4,7 @@
 //! - [`engine`]: the deterministic routing core (queues, agents, offers).
 //! - [`callctl`]: per-call control (B2BUA legs) and the `Core` = call control + engine.
 //! - [`sip`]: the rsipstack adapter (the only module that uses it), digest auth, registrar.
+//! - [`media`]: the RTP plane: SDP, hold music and prompts, the bridge relay.
 //! - [`ops`]: operations around the core: event log, reports, metrics.
 //! - [`shell`]: the thin tokio layer that drives the core in the daemon.
 #![forbid(unsafe_code)]
@@ -11,6 +12,7 @@
 pub mod callctl;
 pub mod config;
 pub mod engine;
+pub mod media;
 pub mod ops;
 pub mod shell;
 pub mod sip;

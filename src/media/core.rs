@@ -1,0 +1,710 @@
+//! One media shard's legs, sans-IO: the shell hands it packets and the time
+//! (microseconds on its own clock), and sends what it is told to.
+//!
+//! Pacing: every listener of hold music sits in one of 20 one-millisecond
+//! slots (handed out round-robin, so each millisecond carries a twentieth of
+//! the listeners). Slot `ms` sends one 20 ms frame to the listeners of
+//! `ms % 20`. One clock for all, no timer per caller; a music class plays
+//! like a radio (everyone hears the same position, frame `ms / 20`), while
+//! each listener keeps its own SSRC, sequence and timestamp ([`OutStream`]).
+//!
+//! Relay: a bridged leg's packets go out of the other leg's socket with that
+//! leg's stream header, the payload type mapped (and the G.711 law
+//! transcoded if the two sides settled on different ones).
+//!
+//! Symmetric RTP: a leg sends to the address its packets really come from
+//! (the first packet latches it; a later move is followed only for the same
+//! SSRC, e.g. a NAT rebinding), not to the SDP's address.
+
+use super::audio::{Clip, FRAME_SAMPLES};
+use super::g711::{self, Codec};
+use super::stream::OutStream;
+use rtc_rtp::header::Header;
+use rtc_shared::marshal::{Marshal, MarshalSize, Unmarshal};
+use rustc_hash::FxHashMap;
+use std::net::SocketAddr;
+
+/// A leg's key: the call-control leg id.
+pub type Key = u64;
+
+const SLOTS: u64 = 20;
+/// More behind than this (the thread was descheduled), the slots in between
+/// are skipped rather than sent in a burst.
+const MAX_CATCH_UP_MS: u64 = 200;
+/// Lateness histogram: 100 µs buckets up to 50 ms.
+const LATE_BUCKET_US: u64 = 100;
+const LATE_BUCKETS: usize = 500;
+
+/// How a new leg starts.
+#[derive(Debug, Clone)]
+pub struct LegSetup {
+    pub codec: Codec,
+    pub dtmf_pt: Option<u8>,
+    /// From the far end's SDP; `None` until known (or latched).
+    pub remote: Option<SocketAddr>,
+    /// Random initial values of acd's stream on this leg.
+    pub ssrc: u32,
+    pub seq: u16,
+    pub ts: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct MusicClass {
+    pub name: String,
+    pub clip: Clip,
+}
+
+#[derive(Debug, Clone)]
+enum Mode {
+    /// Nothing to send (ringing agent leg, or between music and bridge).
+    Idle,
+    Hold {
+        class: usize,
+        slot: u8,
+        prompt: Option<(Clip, usize)>,
+    },
+    Bridged {
+        peer: Key,
+    },
+}
+
+#[derive(Debug)]
+struct Leg {
+    codec: Codec,
+    dtmf_pt: Option<u8>,
+    remote: Option<SocketAddr>,
+    latched_ssrc: Option<u32>,
+    out: OutStream,
+    mode: Mode,
+    /// Last RTP received, or when the bridge began (media timeout).
+    last_rx_us: u64,
+    timed_out: bool,
+}
+
+/// Counters for metrics, tests and the benchmark.
+#[derive(Debug, Clone, Default)]
+pub struct ShardStats {
+    pub generated: u64,
+    pub relayed: u64,
+    pub received: u64,
+    /// Not RTP, unknown payload type, or no address to send to.
+    pub dropped: u64,
+    /// Slots skipped because the shard was more than 200 ms behind.
+    pub skipped_slots: u64,
+    /// How late frames were sent against their slot, 100 µs buckets.
+    pub lateness: Vec<u64>,
+}
+
+impl ShardStats {
+    /// The `q` quantile (0..1) of pacing lateness in microseconds (bucket
+    /// upper bound), over every generated frame so far.
+    pub fn lateness_quantile_us(&self, q: f64) -> u64 {
+        let total: u64 = self.lateness.iter().sum();
+        if total == 0 {
+            return 0;
+        }
+        let want = ((total as f64) * q).ceil().max(1.0) as u64;
+        let mut seen = 0;
+        for (i, n) in self.lateness.iter().enumerate() {
+            seen += n;
+            if seen >= want {
+                return (i as u64 + 1) * LATE_BUCKET_US;
+            }
+        }
+        LATE_BUCKETS as u64 * LATE_BUCKET_US
+    }
+
+    pub fn merge(&mut self, o: &ShardStats) {
+        self.generated += o.generated;
+        self.relayed += o.relayed;
+        self.received += o.received;
+        self.dropped += o.dropped;
+        self.skipped_slots += o.skipped_slots;
+        if self.lateness.len() < o.lateness.len() {
+            self.lateness.resize(o.lateness.len(), 0);
+        }
+        for (a, b) in self.lateness.iter_mut().zip(&o.lateness) {
+            *a += b;
+        }
+    }
+}
+
+/// What to do with a received packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Send `buf[..len]` (rewritten in place) out of `via`'s socket to `to`.
+    Forward { via: Key, to: SocketAddr, len: usize },
+    Drop,
+}
+
+pub struct Shard {
+    legs: FxHashMap<Key, Leg>,
+    classes: Vec<MusicClass>,
+    slots: Vec<Vec<Key>>,
+    /// The next slot (absolute millisecond) to play.
+    next_ms: u64,
+    rr: usize,
+    media_timeout_us: Option<u64>,
+    next_timeout_check_us: u64,
+    bridged: usize,
+    stats: ShardStats,
+    scratch: Vec<i16>,
+    scratch_bytes: Vec<u8>,
+}
+
+impl Shard {
+    pub fn new(classes: Vec<MusicClass>, media_timeout_secs: u32, now_us: u64) -> Shard {
+        Shard {
+            legs: FxHashMap::default(),
+            classes,
+            slots: (0..SLOTS).map(|_| Vec::new()).collect(),
+            next_ms: now_us / 1000 + 1,
+            rr: 0,
+            media_timeout_us: (media_timeout_secs > 0).then_some(media_timeout_secs as u64 * 1_000_000),
+            next_timeout_check_us: 0,
+            bridged: 0,
+            stats: ShardStats { lateness: vec![0; LATE_BUCKETS], ..Default::default() },
+            scratch: Vec::new(),
+            scratch_bytes: Vec::new(),
+        }
+    }
+
+    /// New music (a reload): listeners keep their class by name, or go to
+    /// the first class when theirs is gone.
+    pub fn set_classes(&mut self, classes: Vec<MusicClass>, media_timeout_secs: u32) {
+        let names: Vec<String> = self.classes.iter().map(|c| c.name.clone()).collect();
+        for leg in self.legs.values_mut() {
+            if let Mode::Hold { class, .. } = &mut leg.mode {
+                *class = classes.iter().position(|c| c.name == names[*class]).unwrap_or(0);
+            }
+        }
+        self.classes = classes;
+        self.media_timeout_us = (media_timeout_secs > 0).then_some(media_timeout_secs as u64 * 1_000_000);
+    }
+
+    pub fn leg_count(&self) -> usize {
+        self.legs.len()
+    }
+    pub fn listener_count(&self) -> usize {
+        self.slots.iter().map(Vec::len).sum()
+    }
+    pub fn stats(&self) -> &ShardStats {
+        &self.stats
+    }
+    /// Where a leg's RTP goes now (the SDP's address or the latched one).
+    pub fn remote(&self, key: Key) -> Option<SocketAddr> {
+        self.legs.get(&key).and_then(|l| l.remote)
+    }
+
+    pub fn open(&mut self, key: Key, s: LegSetup) {
+        self.close(key);
+        self.legs.insert(
+            key,
+            Leg {
+                codec: s.codec,
+                dtmf_pt: s.dtmf_pt,
+                remote: s.remote,
+                latched_ssrc: None,
+                out: OutStream::new(s.ssrc, s.seq, s.ts),
+                mode: Mode::Idle,
+                last_rx_us: 0,
+                timed_out: false,
+            },
+        );
+    }
+
+    pub fn close(&mut self, key: Key) {
+        self.set_mode(key, Mode::Idle, 0);
+        self.legs.remove(&key);
+    }
+
+    /// The far end's SDP arrived (an agent's answer).
+    pub fn set_remote(&mut self, key: Key, remote: Option<SocketAddr>, codec: Codec, dtmf_pt: Option<u8>) {
+        if let Some(leg) = self.legs.get_mut(&key) {
+            if leg.latched_ssrc.is_none() {
+                leg.remote = remote.or(leg.remote);
+            }
+            leg.codec = codec;
+            leg.dtmf_pt = dtmf_pt;
+        }
+    }
+
+    /// Starts hold music of class `class` (by name; unknown names play the
+    /// first class).
+    pub fn hold(&mut self, key: Key, class: &str) {
+        let class = self.classes.iter().position(|c| c.name == class).unwrap_or(0);
+        let slot = (self.rr % SLOTS as usize) as u8;
+        self.rr += 1;
+        self.set_mode(key, Mode::Hold { class, slot, prompt: None }, 0);
+    }
+
+    pub fn stop_hold(&mut self, key: Key) {
+        if matches!(self.legs.get(&key).map(|l| &l.mode), Some(Mode::Hold { .. })) {
+            self.set_mode(key, Mode::Idle, 0);
+        }
+    }
+
+    /// Plays `clip` to a listener, then its music again. Ignored unless the
+    /// leg is on hold (an announcement never talks over an agent).
+    pub fn announce(&mut self, key: Key, clip: Clip) {
+        if let Some(Leg { mode: Mode::Hold { prompt, .. }, .. }) = self.legs.get_mut(&key) {
+            *prompt = Some((clip, 0));
+        }
+    }
+
+    /// Connects two legs' media both ways.
+    pub fn bridge(&mut self, a: Key, b: Key, now_us: u64) {
+        if !self.legs.contains_key(&a) || !self.legs.contains_key(&b) {
+            return;
+        }
+        self.set_mode(a, Mode::Bridged { peer: b }, now_us);
+        self.set_mode(b, Mode::Bridged { peer: a }, now_us);
+    }
+
+    fn set_mode(&mut self, key: Key, mode: Mode, now_us: u64) {
+        let Some(leg) = self.legs.get_mut(&key) else { return };
+        match &leg.mode {
+            Mode::Hold { slot, .. } => {
+                let bucket = &mut self.slots[*slot as usize];
+                if let Some(i) = bucket.iter().position(|k| *k == key) {
+                    bucket.swap_remove(i);
+                }
+            }
+            Mode::Bridged { peer } => {
+                self.bridged -= 1;
+                let peer = *peer;
+                // The other side stops relaying to a leg that is leaving.
+                if let Some(p) = self.legs.get_mut(&peer) {
+                    if matches!(p.mode, Mode::Bridged { peer: pp } if pp == key) {
+                        p.mode = Mode::Idle;
+                        self.bridged -= 1;
+                    }
+                }
+            }
+            Mode::Idle => {}
+        }
+        let leg = self.legs.get_mut(&key).expect("leg exists");
+        match &mode {
+            Mode::Hold { slot, .. } => self.slots[*slot as usize].push(key),
+            Mode::Bridged { .. } => {
+                self.bridged += 1;
+                leg.last_rx_us = now_us;
+                leg.timed_out = false;
+            }
+            Mode::Idle => {}
+        }
+        leg.mode = mode;
+    }
+
+    /// When the shell must call in next, on this shard's clock.
+    pub fn next_deadline_us(&self) -> Option<u64> {
+        let slot = (self.listener_count() > 0).then_some(self.next_ms * 1000);
+        let timeout = (self.bridged > 0 && self.media_timeout_us.is_some()).then_some(self.next_timeout_check_us);
+        slot.into_iter().chain(timeout).min()
+    }
+
+    /// The next slot to play if it is due at `now_us`.
+    pub fn due_slot(&mut self, now_us: u64) -> Option<u64> {
+        if self.listener_count() == 0 {
+            // Nothing to pace: keep the slot clock at the present.
+            self.next_ms = self.next_ms.max(now_us / 1000 + 1);
+            return None;
+        }
+        if self.next_ms * 1000 > now_us {
+            return None;
+        }
+        let behind = now_us / 1000 - self.next_ms;
+        if behind > MAX_CATCH_UP_MS {
+            self.stats.skipped_slots += behind;
+            self.next_ms = now_us / 1000;
+        }
+        Some(self.next_ms)
+    }
+
+    /// Plays slot `ms`: one frame to each of its listeners. `send` gets the
+    /// leg, the destination and the packet; `clock` is read every few dozen
+    /// packets to record how late they leave.
+    pub fn play_slot(
+        &mut self,
+        ms: u64,
+        clock: &mut impl FnMut() -> u64,
+        mut send: impl FnMut(Key, SocketAddr, &[u8]) -> bool,
+    ) {
+        self.next_ms = ms + 1;
+        let slot = (ms % SLOTS) as usize;
+        let frame_no = (ms / SLOTS) as usize;
+        let at_us = ms * 1000;
+        let mut buf = [0u8; 12 + FRAME_SAMPLES];
+        let mut now = clock();
+        for i in 0..self.slots[slot].len() {
+            if i % 32 == 31 {
+                now = clock();
+            }
+            let key = self.slots[slot][i];
+            let Some(leg) = self.legs.get_mut(&key) else { continue };
+            let Mode::Hold { class, prompt, .. } = &mut leg.mode else { continue };
+            let Some(to) = leg.remote else { continue };
+            let payload = match prompt {
+                Some((clip, pos)) if *pos < clip.frames() => {
+                    *pos += 1;
+                    clip.frame(leg.codec, *pos - 1)
+                }
+                _ => {
+                    *prompt = None;
+                    let Some(c) = self.classes.get(*class) else { continue };
+                    c.clip.frame(leg.codec, frame_no)
+                }
+            };
+            let h = leg.out.generated(at_us, FRAME_SAMPLES as u32);
+            let header = Header {
+                version: 2,
+                marker: h.marker,
+                payload_type: leg.codec.payload_type(),
+                sequence_number: h.seq,
+                timestamp: h.ts,
+                ssrc: h.ssrc,
+                ..Default::default()
+            };
+            let Ok(n) = header.marshal_to(&mut buf) else { continue };
+            let len = n + payload.len();
+            buf[n..len].copy_from_slice(payload);
+            if send(key, to, &buf[..len]) {
+                self.stats.generated += 1;
+            } else {
+                self.stats.dropped += 1;
+            }
+            let late = now.saturating_sub(at_us) / LATE_BUCKET_US;
+            self.stats.lateness[(late as usize).min(LATE_BUCKETS - 1)] += 1;
+        }
+    }
+
+    /// A packet arrived on `key`'s RTP socket from `from`; `buf[..len]` may
+    /// be rewritten in place for forwarding.
+    pub fn on_rtp(&mut self, now_us: u64, key: Key, from: SocketAddr, buf: &mut [u8], len: usize) -> Verdict {
+        let Some(leg) = self.legs.get_mut(&key) else { return Verdict::Drop };
+        let Ok(header) = Header::unmarshal(&mut &buf[..len]) else {
+            self.stats.dropped += 1;
+            return Verdict::Drop;
+        };
+        if header.version != 2 {
+            self.stats.dropped += 1;
+            return Verdict::Drop;
+        }
+        self.stats.received += 1;
+        leg.last_rx_us = now_us;
+        match leg.latched_ssrc {
+            None => {
+                leg.remote = Some(from);
+                leg.latched_ssrc = Some(header.ssrc);
+            }
+            Some(s) if leg.remote != Some(from) && s == header.ssrc => leg.remote = Some(from),
+            Some(s) if s != header.ssrc && leg.remote == Some(from) => leg.latched_ssrc = Some(header.ssrc),
+            _ => {}
+        }
+        let Mode::Bridged { peer } = leg.mode else { return Verdict::Drop };
+        let (in_codec, in_dtmf) = (leg.codec, leg.dtmf_pt);
+        let Some(p) = self.legs.get_mut(&peer) else { return Verdict::Drop };
+        let Some(to) = p.remote else {
+            self.stats.dropped += 1;
+            return Verdict::Drop;
+        };
+        let pt = header.payload_type;
+        let (out_pt, transcode) = if pt == in_codec.payload_type() {
+            (p.codec.payload_type(), in_codec != p.codec)
+        } else if Some(pt) == in_dtmf && p.dtmf_pt.is_some() {
+            (p.dtmf_pt.unwrap_or(pt), false)
+        } else {
+            // Comfort noise, DTMF the other side cannot take, or junk.
+            self.stats.dropped += 1;
+            return Verdict::Drop;
+        };
+        let h = p.out.relayed(now_us, header.ssrc, header.sequence_number, header.timestamp, header.marker);
+        let hlen = header.marshal_size();
+        let new = Header {
+            marker: h.marker,
+            payload_type: out_pt,
+            sequence_number: h.seq,
+            timestamp: h.ts,
+            ssrc: h.ssrc,
+            csrc: Vec::new(),
+            ..header
+        };
+        let mut out_len = len;
+        if new.marshal_size() != hlen {
+            // CSRCs dropped (acd is the source now): move the payload up.
+            let nlen = new.marshal_size();
+            buf.copy_within(hlen..len, nlen);
+            out_len = len - hlen + nlen;
+        }
+        if new.marshal_to(&mut buf[..out_len]).is_err() {
+            self.stats.dropped += 1;
+            return Verdict::Drop;
+        }
+        if transcode {
+            let start = new.marshal_size();
+            let end = out_len - if new.padding { buf[out_len - 1] as usize } else { 0 };
+            if start < end {
+                self.scratch.clear();
+                g711::decode(in_codec, &buf[start..end], &mut self.scratch);
+                self.scratch_bytes.clear();
+                g711::encode(p.codec, &self.scratch, &mut self.scratch_bytes);
+                buf[start..end].copy_from_slice(&self.scratch_bytes);
+            }
+        }
+        self.stats.relayed += 1;
+        Verdict::Forward { via: peer, to, len: out_len }
+    }
+
+    /// Bridged legs silent for longer than the media timeout, each reported
+    /// once. Checked every 250 ms.
+    pub fn timed_out(&mut self, now_us: u64) -> Vec<Key> {
+        let Some(limit) = self.media_timeout_us else { return Vec::new() };
+        if self.bridged == 0 || now_us < self.next_timeout_check_us {
+            return Vec::new();
+        }
+        self.next_timeout_check_us = now_us + 250_000;
+        let mut out = Vec::new();
+        for (key, leg) in self.legs.iter_mut() {
+            if matches!(leg.mode, Mode::Bridged { .. })
+                && !leg.timed_out
+                && now_us.saturating_sub(leg.last_rx_us) > limit
+            {
+                leg.timed_out = true;
+                out.push(*key);
+            }
+        }
+        out.sort_unstable();
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::media::audio::Clip;
+
+    fn class(name: &str, level: i16) -> MusicClass {
+        // A recognisable square-ish wave so frames differ from silence.
+        let pcm: Vec<i16> = (0..1600).map(|i| if i % 16 < 8 { level } else { -level }).collect();
+        MusicClass { name: name.into(), clip: Clip::from_pcm(&pcm) }
+    }
+
+    fn setup(remote: &str, ssrc: u32) -> LegSetup {
+        LegSetup { codec: Codec::Pcmu, dtmf_pt: Some(101), remote: Some(remote.parse().unwrap()), ssrc, seq: 0, ts: 0 }
+    }
+
+    fn rtp(ssrc: u32, seq: u16, ts: u32, pt: u8, payload: &[u8]) -> Vec<u8> {
+        let h = Header { version: 2, payload_type: pt, sequence_number: seq, timestamp: ts, ssrc, ..Default::default() };
+        let mut v = h.marshal().unwrap().to_vec();
+        v.extend_from_slice(payload);
+        v
+    }
+
+    fn head(p: &[u8]) -> Header {
+        Header::unmarshal(&mut &p[..]).unwrap()
+    }
+
+    /// Runs the shard from `from_us` to `to_us` in 1 ms steps, collecting
+    /// (time, leg, destination, packet).
+    fn run(s: &mut Shard, from_us: u64, to_us: u64) -> Vec<(u64, Key, SocketAddr, Vec<u8>)> {
+        let mut out = Vec::new();
+        let mut t = from_us;
+        while t <= to_us {
+            while let Some(ms) = s.due_slot(t) {
+                let now = t;
+                s.play_slot(ms, &mut || now, |k, to, p| {
+                    out.push((now, k, to, p.to_vec()));
+                    true
+                });
+            }
+            t += 1000;
+        }
+        out
+    }
+
+    #[test]
+    fn every_listener_gets_one_frame_per_20_ms_spread_over_the_slots() {
+        let mut s = Shard::new(vec![class("default", 8000)], 0, 0);
+        for k in 0..100u64 {
+            s.open(k, setup(&format!("127.0.0.1:{}", 10000 + k), k as u32));
+            s.hold(k, "default");
+        }
+        let sent = run(&mut s, 0, 1_000_000);
+        // One second: 50 frames each (± the slot phase at the edges).
+        for k in 0..100u64 {
+            let mine: Vec<_> = sent.iter().filter(|p| p.1 == k).collect();
+            assert!((49..=51).contains(&mine.len()), "leg {k}: {}", mine.len());
+            for w in mine.windows(2) {
+                assert_eq!(w[1].0 - w[0].0, 20_000, "leg {k} paced every 20 ms");
+                let (a, b) = (head(&w[0].3), head(&w[1].3));
+                assert_eq!(b.sequence_number, a.sequence_number.wrapping_add(1));
+                assert_eq!(b.timestamp, a.timestamp.wrapping_add(160));
+                assert_eq!(b.ssrc, k as u32);
+                assert_eq!(w[1].3.len(), 12 + 160);
+            }
+        }
+        // No millisecond carries more than its share.
+        let mut per_ms = std::collections::HashMap::new();
+        for p in &sent {
+            *per_ms.entry(p.0).or_insert(0) += 1;
+        }
+        assert!(per_ms.values().all(|n| *n <= 5), "{:?}", per_ms.values().max());
+        assert_eq!(s.stats().lateness_quantile_us(0.99), 100);
+    }
+
+    #[test]
+    fn listeners_of_a_class_hear_the_same_position_like_a_radio() {
+        let mut s = Shard::new(vec![class("default", 8000)], 0, 0);
+        s.open(1, setup("127.0.0.1:10001", 1));
+        s.hold(1, "default");
+        run(&mut s, 0, 95_000);
+        s.open(2, setup("127.0.0.1:10002", 2));
+        s.hold(2, "default");
+        let sent = run(&mut s, 96_000, 400_000);
+        let clip = &s.classes[0].clip;
+        for (t, k, _, p) in &sent {
+            let ms = t / 1000;
+            let want = clip.frame(Codec::Pcmu, (ms / 20) as usize);
+            assert_eq!(&p[12..], want, "leg {k} at {ms} ms");
+        }
+    }
+
+    #[test]
+    fn an_announcement_interrupts_the_music_and_then_it_resumes() {
+        let mut s = Shard::new(vec![class("default", 8000)], 0, 0);
+        s.open(1, setup("127.0.0.1:10001", 1));
+        s.hold(1, "default");
+        run(&mut s, 0, 100_000);
+        let prompt = Clip::from_pcm(&vec![3000i16; 160 * 3]);
+        s.announce(1, prompt.clone());
+        let sent = run(&mut s, 101_000, 200_000);
+        let payloads: Vec<&[u8]> = sent.iter().map(|p| &p.3[12..]).collect();
+        assert_eq!(payloads[0], prompt.frame(Codec::Pcmu, 0));
+        assert_eq!(payloads[2], prompt.frame(Codec::Pcmu, 2));
+        assert_ne!(payloads[3], prompt.frame(Codec::Pcmu, 0));
+        // One stream throughout.
+        for w in sent.windows(2) {
+            assert_eq!(head(&w[1].3).sequence_number, head(&w[0].3).sequence_number + 1);
+        }
+    }
+
+    #[test]
+    fn bridged_legs_relay_both_ways_with_each_sides_own_stream() {
+        let mut s = Shard::new(vec![class("default", 8000)], 0, 0);
+        let caller: SocketAddr = "127.0.0.1:10001".parse().unwrap();
+        let agent: SocketAddr = "127.0.0.1:10002".parse().unwrap();
+        s.open(1, setup("127.0.0.1:10001", 0xc));
+        s.hold(1, "default");
+        let music = run(&mut s, 0, 100_000);
+        let last = head(&music.last().unwrap().3);
+        s.open(2, LegSetup { codec: Codec::Pcmu, dtmf_pt: Some(96), remote: None, ssrc: 0xa, seq: 500, ts: 0 });
+        s.set_remote(2, Some(agent), Codec::Pcmu, Some(96));
+        s.stop_hold(1);
+        s.bridge(1, 2, 110_000);
+        // Agent → caller: rewritten onto the caller's stream.
+        let mut p = rtp(0x5555, 9000, 123_456, 0, &[0x11; 160]);
+        p.resize(1500, 0);
+        let v = s.on_rtp(120_000, 2, agent, &mut p, 172);
+        let Verdict::Forward { via, to, len } = v else { panic!("{v:?}") };
+        assert_eq!((via, to, len), (1, caller, 172));
+        let h = head(&p[..len]);
+        assert_eq!(h.ssrc, 0xc);
+        assert_eq!(h.sequence_number, last.sequence_number + 1);
+        assert!(h.marker);
+        assert_eq!(&p[12..172], &[0x11; 160][..]);
+        // Caller → agent, and its DTMF on the agent's payload type.
+        let mut d = rtp(0x7777, 1, 50, 101, &[5, 0x0a, 0, 160]);
+        d.resize(1500, 0);
+        let Verdict::Forward { via, to, len } = s.on_rtp(121_000, 1, caller, &mut d, 16) else { panic!() };
+        assert_eq!((via, to, len), (2, agent, 16));
+        let h = head(&d[..len]);
+        assert_eq!((h.ssrc, h.payload_type, h.sequence_number), (0xa, 96, 500));
+        // Comfort noise is not passed on.
+        let mut cn = rtp(0x7777, 2, 210, 13, &[40]);
+        assert_eq!(s.on_rtp(122_000, 1, caller, &mut cn, 13), Verdict::Drop);
+    }
+
+    #[test]
+    fn different_laws_on_the_two_sides_are_transcoded() {
+        let mut s = Shard::new(vec![], 0, 0);
+        s.open(1, setup("127.0.0.1:10001", 1));
+        s.open(2, LegSetup { codec: Codec::Pcma, dtmf_pt: None, remote: Some("127.0.0.1:10002".parse().unwrap()), ssrc: 2, seq: 0, ts: 0 });
+        s.bridge(1, 2, 0);
+        let pcm: Vec<i16> = (0..160).map(|i| ((i as f32 * 0.3).sin() * 9000.0) as i16).collect();
+        let mut ulaw = Vec::new();
+        g711::encode(Codec::Pcmu, &pcm, &mut ulaw);
+        let mut p = rtp(9, 1, 0, 0, &ulaw);
+        let Verdict::Forward { len, .. } = s.on_rtp(1000, 1, "127.0.0.1:10001".parse().unwrap(), &mut p, 172) else {
+            panic!()
+        };
+        assert_eq!(head(&p[..len]).payload_type, 8);
+        let mut back = Vec::new();
+        g711::decode(Codec::Pcma, &p[12..len], &mut back);
+        for (a, b) in pcm.iter().zip(&back) {
+            assert!((*a as i32 - *b as i32).abs() < 600, "{a} vs {b}");
+        }
+    }
+
+    #[test]
+    fn rtp_goes_where_packets_really_come_from() {
+        let mut s = Shard::new(vec![class("default", 8000)], 0, 0);
+        s.open(1, setup("10.0.0.1:4000", 1)); // a private address in the SDP
+        s.hold(1, "default");
+        let nat: SocketAddr = "127.0.0.1:31000".parse().unwrap();
+        let mut p = rtp(77, 1, 0, 0, &[0xff; 160]);
+        assert_eq!(s.on_rtp(5_000, 1, nat, &mut p, 172), Verdict::Drop);
+        assert_eq!(s.remote(1), Some(nat));
+        let sent = run(&mut s, 6_000, 60_000);
+        assert!(!sent.is_empty() && sent.iter().all(|p| p.2 == nat));
+        // Someone else's stream from another address does not steal it.
+        let mut q = rtp(99, 1, 0, 0, &[0xff; 160]);
+        s.on_rtp(61_000, 1, "127.0.0.1:40000".parse().unwrap(), &mut q, 172);
+        assert_eq!(s.remote(1), Some(nat));
+        // The same stream from a new port (NAT rebinding) moves it.
+        let moved: SocketAddr = "127.0.0.1:31002".parse().unwrap();
+        let mut r = rtp(77, 2, 160, 0, &[0xff; 160]);
+        s.on_rtp(62_000, 1, moved, &mut r, 172);
+        assert_eq!(s.remote(1), Some(moved));
+    }
+
+    #[test]
+    fn a_silent_bridged_leg_times_out_once() {
+        let mut s = Shard::new(vec![], 5, 0);
+        s.open(1, setup("127.0.0.1:10001", 1));
+        s.open(2, setup("127.0.0.1:10002", 2));
+        s.bridge(1, 2, 1_000_000);
+        let mut t = 1_000_000;
+        let mut found = Vec::new();
+        while t < 8_000_000 {
+            // Leg 1 keeps talking; leg 2 never does.
+            let mut p = rtp(5, (t / 20_000) as u16, 0, 0, &[0; 160]);
+            s.on_rtp(t, 1, "127.0.0.1:10001".parse().unwrap(), &mut p, 172);
+            for k in s.timed_out(t) {
+                found.push((t, k));
+            }
+            t += 20_000;
+        }
+        assert_eq!(found.len(), 1, "{found:?}");
+        let (at, k) = found[0];
+        assert_eq!(k, 2);
+        assert!(at > 6_000_000 && at <= 6_260_000, "{at}");
+    }
+
+    #[test]
+    fn closing_a_leg_stops_its_music_and_its_peer_relays_nothing() {
+        let mut s = Shard::new(vec![class("default", 8000)], 0, 0);
+        s.open(1, setup("127.0.0.1:10001", 1));
+        s.hold(1, "default");
+        s.close(1);
+        assert_eq!(s.listener_count(), 0);
+        assert!(run(&mut s, 0, 100_000).is_empty());
+        s.open(1, setup("127.0.0.1:10001", 1));
+        s.open(2, setup("127.0.0.1:10002", 2));
+        s.bridge(1, 2, 0);
+        s.close(2);
+        let mut p = rtp(5, 1, 0, 0, &[0; 160]);
+        assert_eq!(s.on_rtp(1000, 1, "127.0.0.1:10001".parse().unwrap(), &mut p, 172), Verdict::Drop);
+        assert_eq!(s.leg_count(), 1);
+        assert_eq!(s.next_deadline_us(), None);
+    }
+}

@@ -1,0 +1,421 @@
+//! The media plane's I/O: shard threads, each a mio poll over its legs' UDP
+//! sockets and one [`Shard`] core. Both legs of a call live on the same
+//! shard (chosen by call id), so the bridge relays without crossing threads.
+//!
+//! Why OS threads with mio and not tokio tasks: a shard paces thousands of
+//! listeners from one 1 ms slot clock and relays packets from thousands of
+//! sockets; a plain loop that owns its sockets and core does that without a
+//! task, waker or lock per leg. The daemon's tokio loop talks to the shards
+//! through a channel and a mio waker, and hears back on a tokio channel.
+//!
+//! RTCP is terminated: each leg binds its RTCP port (RTP + 1) and reads and
+//! discards what arrives; acd sends no RTCP of its own. The media timeout is
+//! judged on RTP alone.
+
+use super::audio::Clip;
+use super::core::{Key, LegSetup, MusicClass, Shard, ShardStats, Verdict};
+use super::g711::Codec;
+use super::ports::PortPool;
+use mio::net::UdpSocket;
+use mio::{Events, Interest, Poll, Token, Waker};
+use rand::{Rng, SeedableRng};
+use rustc_hash::FxHashMap;
+use std::hash::{BuildHasher, Hasher};
+use std::io::ErrorKind;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::mpsc::{channel, Receiver, Sender};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc::UnboundedSender;
+use tracing::{debug, warn};
+
+const WAKER: Token = Token(usize::MAX);
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlaneSettings {
+    /// Bound for RTP and written into SDP.
+    pub rtp_ip: IpAddr,
+    pub port_min: u16,
+    pub port_max: u16,
+    pub threads: usize,
+    pub media_timeout_secs: u32,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum MediaError {
+    #[error("no free RTP port in {min}..{max} ({in_use} pairs in use)")]
+    NoPorts { min: u16, max: u16, in_use: usize },
+    #[error("media thread: {0}")]
+    Thread(String),
+}
+
+/// What a shard tells the daemon.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MediaEvent {
+    /// No RTP from this bridged leg for the media timeout.
+    Timeout { leg: u64 },
+}
+
+enum Cmd {
+    Open { key: Key, setup: LegSetup, rtp: std::net::UdpSocket, rtcp: std::net::UdpSocket },
+    Remote { key: Key, remote: Option<SocketAddr>, codec: Codec, dtmf_pt: Option<u8> },
+    Hold { key: Key, class: String },
+    StopHold { key: Key },
+    Announce { key: Key, clip: Clip },
+    Bridge { a: Key, b: Key },
+    Close { key: Key },
+    Classes { classes: Vec<MusicClass>, media_timeout_secs: u32 },
+    Shutdown,
+}
+
+struct ShardHandle {
+    tx: Sender<Cmd>,
+    waker: Arc<Waker>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    published: Arc<Mutex<Published>>,
+}
+
+/// A shard's figures, copied out about once a second.
+#[derive(Debug, Clone, Default)]
+pub struct Published {
+    pub legs: usize,
+    pub listeners: usize,
+    pub stats: ShardStats,
+}
+
+pub struct Plane {
+    settings: PlaneSettings,
+    shards: Vec<ShardHandle>,
+    pool: PortPool,
+    /// Leg → (shard, RTP port).
+    legs: FxHashMap<Key, (usize, u16)>,
+    rng: rand_chacha::ChaCha8Rng,
+}
+
+impl Plane {
+    pub fn start(
+        settings: PlaneSettings,
+        classes: Vec<MusicClass>,
+        events: UnboundedSender<MediaEvent>,
+    ) -> Result<Plane, MediaError> {
+        // Two descriptors per leg: thousands of callers need more than the
+        // usual soft limit of 1024.
+        if let Err(e) = rlimit::increase_nofile_limit(u64::MAX) {
+            warn!("cannot raise the open-file limit: {e}");
+        }
+        let epoch = Instant::now();
+        let mut shards = Vec::new();
+        for i in 0..settings.threads.max(1) {
+            let poll = Poll::new().map_err(|e| MediaError::Thread(e.to_string()))?;
+            let waker = Arc::new(Waker::new(poll.registry(), WAKER).map_err(|e| MediaError::Thread(e.to_string()))?);
+            let (tx, rx) = channel();
+            let published = Arc::new(Mutex::new(Published::default()));
+            let (classes, events, publ) = (classes.clone(), events.clone(), published.clone());
+            let timeout = settings.media_timeout_secs;
+            let thread = std::thread::Builder::new()
+                .name(format!("acd-media-{i}"))
+                .spawn(move || shard_main(poll, rx, classes, timeout, epoch, events, publ))
+                .map_err(|e| MediaError::Thread(e.to_string()))?;
+            shards.push(ShardHandle { tx, waker, thread: Some(thread), published });
+        }
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u64(epoch.elapsed().as_nanos() as u64);
+        Ok(Plane {
+            pool: PortPool::new(settings.port_min, settings.port_max),
+            settings,
+            shards,
+            legs: FxHashMap::default(),
+            rng: rand_chacha::ChaCha8Rng::seed_from_u64(h.finish()),
+        })
+    }
+
+    fn send(&self, shard: usize, cmd: Cmd) {
+        let s = &self.shards[shard];
+        if s.tx.send(cmd).is_ok() {
+            s.waker.wake().ok();
+        }
+    }
+
+    fn shard_of(&self, key: Key) -> Option<usize> {
+        self.legs.get(&key).map(|(s, _)| *s)
+    }
+
+    /// Free port pairs left.
+    pub fn has_capacity(&self) -> bool {
+        self.pool.in_use() < self.pool.capacity()
+    }
+
+    /// Binds a port pair for a new leg of call `call` and hands it to the
+    /// call's shard; returns the local RTP address for the SDP.
+    pub fn open(
+        &mut self,
+        key: Key,
+        call: u64,
+        codec: Codec,
+        dtmf_pt: Option<u8>,
+        remote: Option<SocketAddr>,
+    ) -> Result<SocketAddr, MediaError> {
+        let shard = (call % self.shards.len() as u64) as usize;
+        let ip = self.settings.rtp_ip;
+        // A port another program holds goes to the back of the pool.
+        let mut tried = Vec::new();
+        let mut bound = None;
+        for _ in 0..16 {
+            let Some(port) = self.pool.allocate() else { break };
+            match (std::net::UdpSocket::bind((ip, port)), std::net::UdpSocket::bind((ip, port + 1))) {
+                (Ok(rtp), Ok(rtcp)) => {
+                    bound = Some((port, rtp, rtcp));
+                    break;
+                }
+                (Err(e), _) | (_, Err(e)) => {
+                    debug!(port, error = %e, "RTP port busy");
+                    tried.push(port);
+                }
+            }
+        }
+        for p in tried {
+            self.pool.release(p);
+        }
+        let Some((port, rtp, rtcp)) = bound else {
+            return Err(MediaError::NoPorts {
+                min: self.settings.port_min,
+                max: self.settings.port_max,
+                in_use: self.pool.in_use(),
+            });
+        };
+        rtp.set_nonblocking(true).ok();
+        rtcp.set_nonblocking(true).ok();
+        let setup = LegSetup { codec, dtmf_pt, remote, ssrc: self.rng.random(), seq: self.rng.random(), ts: self.rng.random() };
+        self.legs.insert(key, (shard, port));
+        self.send(shard, Cmd::Open { key, setup, rtp, rtcp });
+        Ok(SocketAddr::new(ip, port))
+    }
+
+    pub fn set_remote(&self, key: Key, remote: Option<SocketAddr>, codec: Codec, dtmf_pt: Option<u8>) {
+        if let Some(s) = self.shard_of(key) {
+            self.send(s, Cmd::Remote { key, remote, codec, dtmf_pt });
+        }
+    }
+    pub fn hold(&self, key: Key, class: &str) {
+        if let Some(s) = self.shard_of(key) {
+            self.send(s, Cmd::Hold { key, class: class.to_string() });
+        }
+    }
+    pub fn stop_hold(&self, key: Key) {
+        if let Some(s) = self.shard_of(key) {
+            self.send(s, Cmd::StopHold { key });
+        }
+    }
+    pub fn announce(&self, key: Key, clip: Clip) {
+        if let Some(s) = self.shard_of(key) {
+            self.send(s, Cmd::Announce { key, clip });
+        }
+    }
+    pub fn bridge(&self, a: Key, b: Key) {
+        match (self.shard_of(a), self.shard_of(b)) {
+            (Some(x), Some(y)) if x == y => self.send(x, Cmd::Bridge { a, b }),
+            (Some(_), Some(_)) => warn!(a, b, "legs of one call on two media shards: not bridged"),
+            _ => debug!(a, b, "bridge of a leg without media"),
+        }
+    }
+
+    /// Ends a leg's media and frees its ports. Unknown legs are ignored.
+    pub fn close(&mut self, key: Key) {
+        if let Some((shard, port)) = self.legs.remove(&key) {
+            self.send(shard, Cmd::Close { key });
+            self.pool.release(port);
+        }
+    }
+
+    pub fn has_leg(&self, key: Key) -> bool {
+        self.legs.contains_key(&key)
+    }
+    /// Legs with media, and the port pairs they hold.
+    pub fn leg_count(&self) -> usize {
+        self.legs.len()
+    }
+    pub fn ports_in_use(&self) -> usize {
+        self.pool.in_use()
+    }
+    pub fn leg_keys(&self) -> Vec<Key> {
+        self.legs.keys().copied().collect()
+    }
+    /// The RTP port a leg holds.
+    pub fn port_of(&self, key: Key) -> Option<u16> {
+        self.legs.get(&key).map(|(_, p)| *p)
+    }
+
+    /// New music classes and timeout (a reload). The port range and thread
+    /// count stay until a restart.
+    pub fn reload(&mut self, classes: Vec<MusicClass>, media_timeout_secs: u32) {
+        for i in 0..self.shards.len() {
+            self.send(i, Cmd::Classes { classes: classes.clone(), media_timeout_secs });
+        }
+        self.settings.media_timeout_secs = media_timeout_secs;
+    }
+
+    /// Every shard's last published figures, merged.
+    pub fn published(&self) -> Published {
+        let mut all = Published::default();
+        for s in &self.shards {
+            let p = s.published.lock().expect("published lock");
+            all.legs += p.legs;
+            all.listeners += p.listeners;
+            all.stats.merge(&p.stats);
+        }
+        all
+    }
+
+    pub fn shutdown(&mut self) {
+        for i in 0..self.shards.len() {
+            self.send(i, Cmd::Shutdown);
+        }
+        for s in &mut self.shards {
+            if let Some(t) = s.thread.take() {
+                t.join().ok();
+            }
+        }
+    }
+}
+
+impl Drop for Plane {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+struct Socks {
+    key: Key,
+    rtp: UdpSocket,
+    rtcp: UdpSocket,
+}
+
+/// A shard's sockets: slab index `i` has tokens `2i` (RTP) and `2i + 1`.
+#[derive(Default)]
+struct Slab {
+    socks: Vec<Option<Socks>>,
+    free: Vec<usize>,
+    by_key: FxHashMap<Key, usize>,
+}
+
+impl Slab {
+    fn send(&self, key: Key, to: SocketAddr, p: &[u8]) -> bool {
+        let Some(&i) = self.by_key.get(&key) else { return false };
+        match &self.socks[i] {
+            Some(s) => s.rtp.send_to(p, to).is_ok(),
+            None => false,
+        }
+    }
+}
+
+fn shard_main(
+    mut poll: Poll,
+    rx: Receiver<Cmd>,
+    classes: Vec<MusicClass>,
+    media_timeout_secs: u32,
+    epoch: Instant,
+    events: UnboundedSender<MediaEvent>,
+    published: Arc<Mutex<Published>>,
+) {
+    let mut clock = move || epoch.elapsed().as_micros() as u64;
+    let mut shard = Shard::new(classes, media_timeout_secs, clock());
+    let mut slab = Slab::default();
+    let mut mio_events = Events::with_capacity(1024);
+    let mut buf = vec![0u8; 2048];
+    let mut next_publish = clock();
+    loop {
+        let now = clock();
+        let deadline = shard.next_deadline_us().unwrap_or(now + 1_000_000).min(next_publish);
+        let timeout = Duration::from_micros(deadline.saturating_sub(now));
+        if let Err(e) = poll.poll(&mut mio_events, Some(timeout)) {
+            if e.kind() != ErrorKind::Interrupted {
+                warn!(error = %e, "media poll failed");
+                return;
+            }
+        }
+        for ev in mio_events.iter() {
+            if ev.token() == WAKER {
+                while let Ok(cmd) = rx.try_recv() {
+                    if !command(&mut shard, &mut slab, &poll, cmd, clock()) {
+                        return;
+                    }
+                }
+                continue;
+            }
+            let (i, is_rtcp) = (ev.token().0 / 2, ev.token().0 % 2 == 1);
+            let Some(Some(socks)) = slab.socks.get(i) else { continue };
+            let key = socks.key;
+            if is_rtcp {
+                // Terminated: read and discard.
+                while socks.rtcp.recv_from(&mut buf).is_ok() {}
+                continue;
+            }
+            loop {
+                let Some(Some(socks)) = slab.socks.get(i) else { break };
+                let (n, from) = match socks.rtp.recv_from(&mut buf) {
+                    Ok(x) => x,
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                    Err(_) => continue, // ICMP errors surface here on Linux
+                };
+                if let Verdict::Forward { via, to, len } = shard.on_rtp(clock(), key, from, &mut buf, n) {
+                    slab.send(via, to, &buf[..len]);
+                }
+            }
+        }
+        while let Some(ms) = shard.due_slot(clock()) {
+            shard.play_slot(ms, &mut clock, |k, to, p| slab.send(k, to, p));
+        }
+        for leg in shard.timed_out(clock()) {
+            events.send(MediaEvent::Timeout { leg }).ok();
+        }
+        if clock() >= next_publish {
+            next_publish = clock() + 1_000_000;
+            let mut p = published.lock().expect("published lock");
+            p.legs = shard.leg_count();
+            p.listeners = shard.listener_count();
+            p.stats = shard.stats().clone();
+        }
+    }
+}
+
+/// Applies one command; `false` to stop the thread.
+fn command(shard: &mut Shard, slab: &mut Slab, poll: &Poll, cmd: Cmd, now: u64) -> bool {
+    match cmd {
+        Cmd::Open { key, setup, rtp, rtcp } => {
+            let mut rtp = UdpSocket::from_std(rtp);
+            let mut rtcp = UdpSocket::from_std(rtcp);
+            let i = slab.free.pop().unwrap_or_else(|| {
+                slab.socks.push(None);
+                slab.socks.len() - 1
+            });
+            let reg = poll.registry();
+            if let Err(e) = reg
+                .register(&mut rtp, Token(2 * i), Interest::READABLE)
+                .and_then(|_| reg.register(&mut rtcp, Token(2 * i + 1), Interest::READABLE))
+            {
+                warn!(error = %e, "cannot poll an RTP socket");
+            }
+            slab.socks[i] = Some(Socks { key, rtp, rtcp });
+            slab.by_key.insert(key, i);
+            shard.open(key, setup);
+        }
+        Cmd::Remote { key, remote, codec, dtmf_pt } => shard.set_remote(key, remote, codec, dtmf_pt),
+        Cmd::Hold { key, class } => shard.hold(key, &class),
+        Cmd::StopHold { key } => shard.stop_hold(key),
+        Cmd::Announce { key, clip } => shard.announce(key, clip),
+        Cmd::Bridge { a, b } => shard.bridge(a, b, now),
+        Cmd::Close { key } => {
+            shard.close(key);
+            if let Some(i) = slab.by_key.remove(&key) {
+                if let Some(mut s) = slab.socks[i].take() {
+                    poll.registry().deregister(&mut s.rtp).ok();
+                    poll.registry().deregister(&mut s.rtcp).ok();
+                }
+                slab.free.push(i);
+            }
+        }
+        Cmd::Classes { classes, media_timeout_secs } => shard.set_classes(classes, media_timeout_secs),
+        Cmd::Shutdown => return false,
+    }
+    true
+}
