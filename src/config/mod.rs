@@ -13,11 +13,13 @@
 //! [`AgentConfig`] and [`EngineSettings`], and the shipped `config/acd.toml`
 //! repeats them in comments.
 
+mod media;
 mod ops;
 pub mod raw;
 mod sip;
 mod validate;
 
+pub use media::{MediaSettings, MusicClassConfig, RINGBACK};
 pub use ops::OpsSettings;
 
 pub use sip::{parse_skills_header, route_for, DigestAlgorithm, FeatureCodes, NumberRoute, SipSettings, TrunkConfig};
@@ -71,6 +73,8 @@ pub struct Config {
     pub numbers: Vec<NumberRoute>,
     /// Metrics, admin API, event log, shutdown.
     pub ops: OpsSettings,
+    /// The RTP plane and its sounds (`[media]`, `[music.<class>]`).
+    pub media: MediaSettings,
 }
 
 /// Gives callers whose number matches a priority in every queue.

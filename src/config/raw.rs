@@ -41,6 +41,28 @@ pub struct RawConfig {
     pub event_log: Option<RawEventLog>,
     #[serde(default)]
     pub shutdown: Option<RawShutdown>,
+    #[serde(default)]
+    pub media: Option<RawMedia>,
+    /// `[music.<class>] file = "..."`.
+    #[serde(default)]
+    pub music: Option<BTreeMap<String, RawMusic>>,
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMedia {
+    pub rtp_address: Option<String>,
+    pub rtp_port_min: Option<u32>,
+    pub rtp_port_max: Option<u32>,
+    pub threads: Option<u32>,
+    pub timeout_secs: Option<u32>,
+    pub prompts: Option<String>,
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMusic {
+    pub file: Option<String>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]

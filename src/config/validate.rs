@@ -115,8 +115,18 @@ pub fn validate(file: &str, raw: RawConfig) -> Result<Config, ConfigError> {
     let trunks = super::sip::trunks(&cx, &raw.trunks)?;
     let numbers = super::sip::numbers(&cx, &raw.numbers, &queues, &declared)?;
     let ops = super::ops::ops_settings(&cx, &raw)?;
+    let media = super::media::media_settings(&cx, file, &raw)?;
+    for q in &queues {
+        if media.class(&q.music).is_none() {
+            let known: Vec<&str> = media.music.iter().map(|m| m.name.as_str()).collect();
+            return Err(cx.err(
+                format!("queue[{}].music", q.name),
+                format!("no music class \"{}\" (classes: {}; add [music.{}] file = \"...\")", q.music, known.join(", "), q.music),
+            ));
+        }
+    }
 
-    Ok(Config { source: file.to_string(), engine, skills, queues, agents, caller_rules, sip, trunks, numbers, ops })
+    Ok(Config { source: file.to_string(), engine, skills, queues, agents, caller_rules, sip, trunks, numbers, ops, media })
 }
 
 fn label(name: &str, index: usize) -> String {

@@ -112,11 +112,7 @@ impl Clip {
         let join = |law: fn(&Clip) -> &[u8]| -> Arc<[u8]> {
             clips.iter().flat_map(|c| law(c).iter().copied()).collect::<Vec<u8>>().into()
         };
-        Clip {
-            pcmu: join(|c| &c.pcmu),
-            pcma: join(|c| &c.pcma),
-            frames: clips.iter().map(|c| c.frames).sum(),
-        }
+        Clip { pcmu: join(|c| &c.pcmu), pcma: join(|c| &c.pcma), frames: clips.iter().map(|c| c.frames).sum() }
     }
 
     /// Number of 20 ms frames.

@@ -97,8 +97,8 @@ impl PromptSet {
             // `load` checked every required name, and words() only uses those.
             let Some(clip) = self.clips.get(word) else { continue };
             if i > 0 {
-                let joined = is_number_word(&words[i - 1])
-                    && (is_number_word(word) || word == "minute" || word == "minutes");
+                let joined =
+                    is_number_word(&words[i - 1]) && (is_number_word(word) || word == "minute" || word == "minutes");
                 parts.push(if joined { &word_gap } else { &phrase_gap });
             }
             parts.push(clip);
@@ -171,9 +171,7 @@ mod tests {
     #[test]
     fn positions_in_words() {
         let tail = ["in-the-queue", "your-estimated-wait-is", "less-than-a-minute"];
-        let expect = |number: &[&str]| -> Vec<String> {
-            v(&[&[HEAD][..], number, &tail[..]].concat())
-        };
+        let expect = |number: &[&str]| -> Vec<String> { v(&[&[HEAD][..], number, &tail[..]].concat()) };
         assert_eq!(w(1, 0), expect(&["1"]));
         assert_eq!(w(0, 0), expect(&["1"]));
         assert_eq!(w(13, 0), expect(&["13"]));

@@ -78,6 +78,8 @@ pub struct Request {
     /// Other headers `(name, value)`, for IVR headers.
     pub headers: Vec<(String, String)>,
     pub has_body: bool,
+    /// The message body (an INVITE's SDP offer).
+    pub body: Vec<u8>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -97,6 +99,9 @@ impl Request {
 pub enum Inbound {
     Request(Box<Request>),
     Leg(SipEvent),
+    /// A 2xx on an outgoing leg, with its SDP answer (empty if none): the
+    /// shell sets up media, then hands `SipEvent::Answered` to the core.
+    Answered { leg: LegId, sdp: Vec<u8> },
     /// An OPTIONS keep-alive finished: `reachable` when any response came.
     KeepAlive {
         user: String,
@@ -246,7 +251,7 @@ impl SipStack {
         match raw.0 {
             RawInbound::Tx(tx) => self.incoming(*tx),
             RawInbound::State(state) => self.dialog_state(*state),
-            RawInbound::InviteDone { leg, status } => self.invite_done(leg, status),
+            RawInbound::InviteDone { leg, status, body } => self.invite_done(leg, status, body),
             RawInbound::KeepAlive { user, contact, reachable } => Some(Inbound::KeepAlive { user, contact, reachable }),
             RawInbound::CallerGone { leg } => Some(Inbound::Leg(SipEvent::CallerHungUp { leg })),
         }
@@ -382,7 +387,7 @@ impl SipStack {
             Ok(u) => u,
             Err(e) => {
                 warn!(%target, error = %e, "bad target URI");
-                self.raw_tx.try_send(Raw(RawInbound::InviteDone { leg, status: None })).ok();
+                self.raw_tx.try_send(Raw(RawInbound::InviteDone { leg, status: None, body: Vec::new() })).ok();
                 return;
             }
         };
@@ -407,16 +412,16 @@ impl SipStack {
                 self.legs.insert(leg, LegHandle::Out { dialog, answered: false });
                 let raw_tx = self.raw_tx.clone();
                 tokio::spawn(async move {
-                    let status = match handle.await {
-                        Ok(Ok((_, Some(resp)))) => Some(resp.status_code.code()),
-                        _ => None,
+                    let (status, body) = match handle.await {
+                        Ok(Ok((_, Some(resp)))) => (Some(resp.status_code.code()), resp.body),
+                        _ => (None, Vec::new()),
                     };
-                    raw_tx.send(Raw(RawInbound::InviteDone { leg, status })).await.ok();
+                    raw_tx.send(Raw(RawInbound::InviteDone { leg, status, body })).await.ok();
                 });
             }
             Err(e) => {
                 warn!(%target, error = %e, "cannot send INVITE");
-                self.raw_tx.try_send(Raw(RawInbound::InviteDone { leg, status: None })).ok();
+                self.raw_tx.try_send(Raw(RawInbound::InviteDone { leg, status: None, body: Vec::new() })).ok();
             }
         }
     }
@@ -523,12 +528,12 @@ impl SipStack {
                 let leg = *self.dialogs.get(&id)?;
                 Some(Inbound::Leg(SipEvent::Progress { leg, status: resp.status_code.code() }))
             }
-            DialogState::Confirmed(id, _) => {
+            DialogState::Confirmed(id, resp) => {
                 let leg = *self.dialogs.get(&id)?;
                 match self.legs.get_mut(&leg) {
                     Some(LegHandle::Out { answered, .. }) if !*answered => {
                         *answered = true;
-                        Some(Inbound::Leg(SipEvent::Answered { leg }))
+                        Some(Inbound::Answered { leg, sdp: resp.body.clone() })
                     }
                     _ => None,
                 }
@@ -558,7 +563,7 @@ impl SipStack {
         }
     }
 
-    fn invite_done(&mut self, leg: LegId, status: Option<u16>) -> Option<Inbound> {
+    fn invite_done(&mut self, leg: LegId, status: Option<u16>, body: Vec<u8>) -> Option<Inbound> {
         let handle = self.legs.get_mut(&leg)?;
         let LegHandle::Out { dialog, answered } = handle else { return None };
         let id = dialog.id();
@@ -576,7 +581,7 @@ impl SipStack {
                     None
                 } else {
                     *answered = true;
-                    Some(Inbound::Leg(SipEvent::Answered { leg }))
+                    Some(Inbound::Answered { leg, sdp: body })
                 }
             }
             other => {
@@ -605,7 +610,7 @@ pub struct Raw(RawInbound);
 enum RawInbound {
     Tx(Box<Transaction>),
     State(Box<DialogState>),
-    InviteDone { leg: LegId, status: Option<u16> },
+    InviteDone { leg: LegId, status: Option<u16>, body: Vec<u8> },
     KeepAlive { user: String, contact: String, reachable: bool },
     CallerGone { leg: LegId },
 }
@@ -738,6 +743,7 @@ fn summarize(tx: &Transaction) -> Result<Request, String> {
         authorization,
         headers,
         has_body: !req.body.is_empty(),
+        body: req.body.clone(),
     })
 }
 

@@ -1,0 +1,170 @@
+//! `[media]` and `[music.<class>]`: the RTP plane's settings and the sound
+//! it plays. Sound files are read, checked and encoded here, once per load
+//! or reload, so `acd check-config` catches a wrong format before a reload
+//! and a running daemon never opens a file while a call waits.
+//!
+//! Relative paths are relative to the config file's directory.
+
+use super::raw::RawConfig;
+use super::validate::{check_range, Ctx};
+use super::ConfigError;
+use crate::media::audio::{self, Clip};
+use crate::media::prompts::PromptSet;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Built-in class: a North American ringback tone (440 + 480 Hz, 2 s on,
+/// 4 s off), for queues that should sound like ringing, not music.
+pub const RINGBACK: &str = "ringback";
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct MusicClassConfig {
+    pub name: String,
+    /// `None` for the built-in tone.
+    pub file: Option<PathBuf>,
+    pub clip: Clip,
+}
+
+#[derive(Debug, Clone)]
+pub struct MediaSettings {
+    /// Address RTP is bound to and written into SDP (default: the first SIP
+    /// listen address; a wildcard there needs this set).
+    pub rtp_address: Option<IpAddr>,
+    /// Port range for RTP (even) and RTCP (odd) pairs (default 20000..30000:
+    /// 5,000 legs).
+    pub rtp_port_min: u16,
+    pub rtp_port_max: u16,
+    /// Media threads (default: one per CPU, at most 4).
+    pub threads: usize,
+    /// A bridged leg with no RTP for this long ends the call (default 30 s;
+    /// 0 = never).
+    pub timeout_secs: u32,
+    /// Position announcements' prompt set (default none: announcements are
+    /// skipped, with a warning).
+    pub prompts_dir: Option<PathBuf>,
+    pub prompts: Option<Arc<PromptSet>>,
+    /// Music classes by name, `default` and `ringback` always among them.
+    pub music: Vec<MusicClassConfig>,
+}
+
+impl PartialEq for MediaSettings {
+    fn eq(&self, o: &Self) -> bool {
+        // Prompt sets are equal when read from the same directory.
+        self.rtp_address == o.rtp_address
+            && self.rtp_port_min == o.rtp_port_min
+            && self.rtp_port_max == o.rtp_port_max
+            && self.threads == o.threads
+            && self.timeout_secs == o.timeout_secs
+            && self.prompts_dir == o.prompts_dir
+            && self.music == o.music
+    }
+}
+
+impl Default for MediaSettings {
+    fn default() -> Self {
+        MediaSettings {
+            rtp_address: None,
+            rtp_port_min: 20000,
+            rtp_port_max: 30000,
+            threads: default_threads(),
+            timeout_secs: 30,
+            prompts_dir: None,
+            prompts: None,
+            music: builtin_classes(),
+        }
+    }
+}
+
+impl MediaSettings {
+    pub fn class(&self, name: &str) -> Option<&MusicClassConfig> {
+        self.music.iter().find(|m| m.name == name)
+    }
+}
+
+fn default_threads() -> usize {
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).min(4)
+}
+
+fn ringback_clip() -> Clip {
+    Clip::from_pcm(&audio::tone(&[440.0, 480.0], 2000, 4000, 6000, 6000))
+}
+
+fn builtin_classes() -> Vec<MusicClassConfig> {
+    let rb = ringback_clip();
+    vec![
+        MusicClassConfig { name: "default".into(), file: None, clip: rb.clone() },
+        MusicClassConfig { name: RINGBACK.into(), file: None, clip: rb },
+    ]
+}
+
+fn resolve(config_file: &str, p: &str) -> PathBuf {
+    let p = Path::new(p);
+    if p.is_absolute() {
+        return p.to_path_buf();
+    }
+    match Path::new(config_file).parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir.join(p),
+        _ => p.to_path_buf(),
+    }
+}
+
+pub(super) fn media_settings(cx: &Ctx, file: &str, raw: &RawConfig) -> Result<MediaSettings, ConfigError> {
+    let d = MediaSettings::default();
+    let m = raw.media.clone().unwrap_or_default();
+    let rtp_address = match m.rtp_address.as_deref() {
+        None | Some("") => None,
+        Some(s) => Some(
+            s.parse::<IpAddr>()
+                .map_err(|_| cx.err("media.rtp_address", format!("\"{s}\" is not an IP address")))?,
+        ),
+    };
+    if rtp_address.is_some_and(|a| a.is_unspecified()) {
+        return Err(cx.err("media.rtp_address", "a wildcard cannot go into SDP: name the address phones reach"));
+    }
+    let min = m.rtp_port_min.unwrap_or(d.rtp_port_min as u32);
+    let max = m.rtp_port_max.unwrap_or(d.rtp_port_max as u32);
+    check_range(cx, "media.rtp_port_min", min, 1024, 65534)?;
+    check_range(cx, "media.rtp_port_max", max, 1025, 65535)?;
+    if max < min + 2 {
+        return Err(cx.err("media.rtp_port_max", format!("{max} leaves no RTP/RTCP pair above rtp_port_min {min}")));
+    }
+    let threads = m.threads.unwrap_or(d.threads as u32);
+    check_range(cx, "media.threads", threads, 1, 64)?;
+    let timeout_secs = m.timeout_secs.unwrap_or(d.timeout_secs);
+    check_range(cx, "media.timeout_secs", timeout_secs, 0, 3600)?;
+    if (1..5).contains(&timeout_secs) {
+        return Err(cx.err("media.timeout_secs", "under 5 s, a short network hiccup would end calls (0 turns it off)"));
+    }
+    let prompts_dir = m.prompts.as_deref().filter(|s| !s.is_empty()).map(|p| resolve(file, p));
+    let prompts = match &prompts_dir {
+        Some(dir) => Some(Arc::new(PromptSet::load(dir).map_err(|e| cx.err("media.prompts", e.to_string()))?)),
+        None => None,
+    };
+    let mut music = builtin_classes();
+    if let Some(classes) = &raw.music {
+        for (name, c) in classes {
+            let key = format!("music.{name}.file");
+            let Some(f) = c.file.as_deref().filter(|f| !f.is_empty()) else {
+                return Err(cx.err(key, "a music class needs a file (8000 Hz mono 16-bit WAV)"));
+            };
+            let path = resolve(file, f);
+            let pcm = audio::load_wav(&path).map_err(|e| cx.err(&key, e.to_string()))?;
+            let class = MusicClassConfig { name: name.clone(), file: Some(path), clip: Clip::from_pcm(&pcm) };
+            match music.iter_mut().find(|m| m.name == *name) {
+                Some(slot) => *slot = class,
+                None => music.push(class),
+            }
+        }
+    }
+    Ok(MediaSettings {
+        rtp_address,
+        rtp_port_min: min as u16,
+        rtp_port_max: max as u16,
+        threads: threads as usize,
+        timeout_secs,
+        prompts_dir,
+        prompts,
+        music,
+    })
+}
