@@ -323,6 +323,36 @@ impl Core {
         self.pump();
     }
 
+    /// The caller's leg of a call.
+    pub fn caller_leg(&self, call: CallId) -> Option<LegId> {
+        self.calls.get(&call).map(|c| c.caller_leg)
+    }
+
+    /// The media plane heard nothing from `leg` for the media timeout: the
+    /// phone or trunk behind it is gone. A bridged call ends on both sides
+    /// (BYE to each) and the agent is free; any other leg is left alone.
+    pub fn media_lost(&mut self, now: Time, leg: LegId) {
+        let Some(&call_id) = self.legs.get(&leg) else { return };
+        let Some(call) = self.calls.get(&call_id) else { return };
+        let r = match call.state {
+            CallState::Bridged { leg: out, .. } | CallState::TransferBridged { leg: out } if out == leg => {
+                debug!(%call_id, %leg, "no media from the far end: ending the call");
+                self.commands.push_back(Command::Bye { call: call_id, leg });
+                self.remote_bye(now, call_id, leg)
+            }
+            CallState::Bridged { .. } | CallState::TransferBridged { .. } if call.caller_leg == leg => {
+                debug!(%call_id, %leg, "no media from the caller: ending the call");
+                self.commands.push_back(Command::Bye { call: call_id, leg });
+                self.caller_gone(now, call_id)
+            }
+            _ => Ok(()),
+        };
+        if let Err(e) = r {
+            self.errors.push(e);
+        }
+        self.pump();
+    }
+
     /// The caller's number, for the admin API.
     pub fn caller_of(&self, call: CallId) -> Option<&str> {
         self.calls.get(&call).map(|c| c.caller.as_str())

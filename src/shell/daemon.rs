@@ -3,7 +3,11 @@
 use super::admin::{AdminReply, AdminRequest, AgentAction};
 use crate::callctl::{Command, Core, IncomingCall, LegId, SipEvent, Target};
 use crate::config::{Config, DigestAlgorithm};
-use crate::engine::{Event, Input, Time};
+use crate::engine::{CallId, Event, Input, Time};
+use crate::media::core::MusicClass;
+use crate::media::g711::Codec;
+use crate::media::plane::{MediaEvent, Plane, PlaneSettings};
+use crate::media::sdp::{self, Negotiated, DTMF_PT};
 use crate::ops::eventlog::{event_json, EventLog};
 use crate::ops::metrics::{install_exporter, Metrics};
 use crate::sip::adapter::Raw;
@@ -51,6 +55,16 @@ pub struct Daemon {
     reloads: (usize, usize),
     /// The grace period ended and the remaining calls were hung up.
     hung_up: bool,
+    /// The RTP plane, and what it reports (media timeouts).
+    plane: Plane,
+    media_rx: Option<mpsc::UnboundedReceiver<MediaEvent>>,
+    /// Callers' SDP offers, from the INVITE until acd answers.
+    offers: HashMap<LegId, (Negotiated, Option<SocketAddr>, bool)>,
+    /// The law each leg with media settled on (callers' is offered to agents).
+    leg_codecs: HashMap<LegId, Negotiated>,
+    next_media_sweep: Instant,
+    /// Announcements skipped for want of `media.prompts` (warned once).
+    warned_no_prompts: bool,
 }
 
 /// What is alive inside a running daemon: every count returns to zero once
@@ -71,6 +85,9 @@ pub struct Snapshot {
     /// Reloads applied, and refused (bad file).
     pub reloads: usize,
     pub failed_reloads: usize,
+    /// Legs with RTP sockets, and the port pairs they hold.
+    pub media_legs: usize,
+    pub rtp_ports_in_use: usize,
 }
 
 /// Requests into the daemon loop from other tasks and threads.
@@ -200,6 +217,7 @@ async fn drive(
     let debounce = Duration::from_millis(daemon.core.config().ops.reload_debounce_ms as u64);
     let mut reload_at: Option<Instant> = None;
     let mut shutdown_seen = false;
+    let mut media_rx = daemon.media_rx.take().expect("media events");
     loop {
         if let Some(s) = &snapshot {
             *s.lock().expect("snapshot lock") = daemon.snapshot();
@@ -232,6 +250,7 @@ async fn drive(
                 Some(item) => daemon.on_raw(item),
                 None => break,
             },
+            Some(ev) = media_rx.recv() => daemon.on_media(ev),
             ctl = control.recv() => match ctl {
                 Some(Control::Reload(reply)) => {
                     let r = daemon.reload();
@@ -264,6 +283,7 @@ async fn drive(
         }
     }
     daemon.stack.shutdown();
+    daemon.plane.shutdown();
     info!("acd stopped");
 }
 
@@ -358,6 +378,24 @@ impl Daemon {
         let start_unix_ms =
             std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_millis() as u64;
         let (event_feed, _) = broadcast::channel(1024);
+        let (media_tx, media_rx) = mpsc::unbounded_channel();
+        let rtp_ip = rtp_ip(&config);
+        let plane = Plane::start(
+            PlaneSettings {
+                rtp_ip,
+                port_min: config.media.rtp_port_min,
+                port_max: config.media.rtp_port_max,
+                threads: config.media.threads,
+                media_timeout_secs: config.media.timeout_secs,
+            },
+            music_classes(&config),
+            media_tx,
+        )
+        .map_err(|e| SipError::Stack(e.to_string()))?;
+        info!(
+            "RTP on {rtp_ip} ports {}..{}, {} media thread(s)",
+            config.media.rtp_port_min, config.media.rtp_port_max, config.media.threads
+        );
         let mut d = Daemon {
             core,
             stack,
@@ -375,6 +413,12 @@ impl Daemon {
             draining_until: None,
             reloads: (0, 0),
             hung_up: false,
+            plane,
+            media_rx: Some(media_rx),
+            offers: HashMap::new(),
+            leg_codecs: HashMap::new(),
+            next_media_sweep: start,
+            warned_no_prompts: false,
         };
         d.flush();
         Ok((d, raw))
@@ -415,6 +459,8 @@ impl Daemon {
             errors: self.core.errors().len(),
             reloads: self.reloads.0,
             failed_reloads: self.reloads.1,
+            media_legs: self.plane.leg_count(),
+            rtp_ports_in_use: self.plane.ports_in_use(),
         }
     }
 
@@ -647,6 +693,14 @@ impl Daemon {
         let now = self.now();
         self.agents_by_user = new.agents.iter().enumerate().map(|(i, a)| (a.sip_user.clone(), i)).collect();
         self.metrics.reload(&new);
+        if new.media.rtp_port_min != old.media.rtp_port_min
+            || new.media.rtp_port_max != old.media.rtp_port_max
+            || new.media.rtp_address != old.media.rtp_address
+            || new.media.threads != old.media.threads
+        {
+            warn!("media.rtp_address / rtp_port_min / rtp_port_max / threads changed: take effect after a restart");
+        }
+        self.plane.reload(music_classes(&new), new.media.timeout_secs);
         self.core.reload(now, new);
         self.reloads.0 += 1;
         metrics::counter!("acd_config_reloads_total").increment(1);
@@ -670,6 +724,7 @@ impl Daemon {
             self.registrar.poll_timeout().map(|t| self.at(t)),
             self.next_keep_alive,
             Some(self.next_refresh),
+            Some(self.next_media_sweep),
             self.draining_until,
         ]
         .into_iter()
@@ -692,6 +747,10 @@ impl Daemon {
             self.metrics.refresh(now, self.core.engine());
             self.next_refresh = Instant::now() + Duration::from_secs(1);
         }
+        if Instant::now() >= self.next_media_sweep {
+            self.sweep_media();
+            self.next_media_sweep = Instant::now() + Duration::from_secs(5);
+        }
         for user in self.registrar.handle_timeout(now) {
             info!(%user, "registration expired");
             self.registration_changed(now, &user, false);
@@ -712,7 +771,30 @@ impl Daemon {
             Some(Inbound::Request(r)) => self.request(*r),
             Some(Inbound::Leg(ev)) => {
                 let now = self.now();
+                let leg = leg_of(&ev);
                 self.core.handle_sip(now, ev);
+                if self.core.leg_call(leg).is_none() {
+                    self.close_media(leg);
+                }
+            }
+            Some(Inbound::Answered { leg, sdp: body }) => {
+                if !body.is_empty() {
+                    match sdp::parse(&body) {
+                        Ok(answer) => {
+                            let offered = self.leg_codecs.get(&leg).map(|n| n.codec).unwrap_or(Codec::Pcmu);
+                            let codec = answer.codecs.first().copied().unwrap_or(offered);
+                            let n = Negotiated { codec, dtmf_pt: answer.dtmf_pt };
+                            self.leg_codecs.insert(leg, n);
+                            self.plane.set_remote(leg.0, answer.addr, codec, answer.dtmf_pt);
+                        }
+                        Err(e) => warn!(%leg, "SDP answer: {e}; sending RTP where the far end's packets come from"),
+                    }
+                }
+                let now = self.now();
+                self.core.handle_sip(now, SipEvent::Answered { leg });
+                if self.core.leg_call(leg).is_none() {
+                    self.close_media(leg);
+                }
             }
             Some(Inbound::KeepAlive { reachable: true, .. }) => {}
             Some(Inbound::KeepAlive { user, contact, reachable: false }) => {
@@ -922,6 +1004,29 @@ impl Daemon {
         } else {
             (None, None)
         };
+        // The caller's SDP offer: no G.711 is 488 before anything else.
+        let offer = if r.has_body {
+            match sdp::parse(&r.body).and_then(|o| sdp::negotiate(&o).map(|n| (n, o.addr, false))) {
+                Ok(x) => x,
+                Err(e) => {
+                    info!(caller = %r.from_user, "488: {e}");
+                    metrics::counter!("acd_calls_refused_total", "status" => "488").increment(1);
+                    self.stack.reply(r.tx, 488, vec![("Warning".into(), format!("305 acd \"{e}\""))]);
+                    return;
+                }
+            }
+        } else {
+            // No offer in the INVITE: acd offers in its 200 and learns the
+            // address from the caller's first RTP packet.
+            (Negotiated { codec: Codec::Pcmu, dtmf_pt: Some(DTMF_PT) }, None, true)
+        };
+        if !self.plane.has_capacity() {
+            let retry = self.core.config().sip.retry_after_secs;
+            warn!("no free RTP port pair: 503");
+            metrics::counter!("acd_calls_refused_total", "status" => "503").increment(1);
+            self.stack.reply(r.tx, 503, vec![("Retry-After".into(), retry.to_string())]);
+            return;
+        }
         let inc = IncomingCall {
             dialled: r.uri_user.clone(),
             caller: r.from_user.clone(),
@@ -933,6 +1038,7 @@ impl Daemon {
         match self.core.incoming_call(now, inc) {
             Ok((call, leg)) => {
                 info!(%call, caller = %r.from_user, dialled = %r.uri_user, trunk = %trunk.name, "call arrived");
+                self.offers.insert(leg, offer);
                 self.stack.bind_caller(r.tx, leg);
             }
             Err(refusal) => {
@@ -1021,23 +1127,57 @@ impl Daemon {
     fn execute(&mut self, cmd: Command) {
         debug!(?cmd, "command");
         match cmd {
-            Command::AnswerCaller { leg, .. } => {
-                let sdp = self.sdp();
+            Command::AnswerCaller { call, leg } => {
+                let sdp = self.answer_sdp(call, leg);
                 self.stack.answer_caller(leg, sdp);
             }
             Command::RejectCaller { leg, status, retry_after, .. } => {
+                self.close_media(leg);
                 self.stack.reject_caller(leg, status, retry_after);
             }
-            Command::Invite { leg, target, caller, .. } => self.invite_leg(leg, target, &caller),
+            Command::Invite { call, leg, target, caller } => self.invite_leg(call, leg, target, &caller),
             Command::Cancel { leg, .. } => self.stack.cancel(leg),
-            Command::Bye { leg, .. } => self.stack.bye(leg),
-            // Media arrives with the media layer (#4).
-            Command::Bridge { .. } | Command::Hold { .. } | Command::StopHold { .. } | Command::Announce { .. } => {}
+            Command::Bye { leg, .. } => {
+                self.close_media(leg);
+                self.stack.bye(leg);
+            }
+            Command::Hold { leg, music, .. } => self.plane.hold(leg.0, &music),
+            Command::StopHold { leg, .. } => self.plane.stop_hold(leg.0),
+            Command::Bridge { caller, other, .. } => self.plane.bridge(caller.0, other.0),
+            Command::Announce { leg, position, estimated_wait_secs, .. } => {
+                match &self.core.config().media.prompts {
+                    Some(p) => self.plane.announce(leg.0, p.announcement(position, estimated_wait_secs)),
+                    None if !self.warned_no_prompts => {
+                        self.warned_no_prompts = true;
+                        warn!("position announcements are on but media.prompts is not set: skipped");
+                    }
+                    None => {}
+                }
+            }
         }
     }
 
-    fn invite_leg(&mut self, leg: LegId, target: Target, caller: &str) {
-        let sdp = self.sdp();
+    fn invite_leg(&mut self, call: CallId, leg: LegId, target: Target, caller: &str) {
+        // Offer the agent the caller's law only, so the bridge relays
+        // payloads as they are.
+        let caller_n = self
+            .core
+            .caller_leg(call)
+            .and_then(|c| self.leg_codecs.get(&c).copied())
+            .unwrap_or(Negotiated { codec: Codec::Pcmu, dtmf_pt: Some(DTMF_PT) });
+        let dtmf = caller_n.dtmf_pt.map(|_| DTMF_PT);
+        let sdp = match self.plane.open(leg.0, call.0, caller_n.codec, dtmf, None) {
+            Ok(local) => {
+                self.leg_codecs.insert(leg, Negotiated { codec: caller_n.codec, dtmf_pt: dtmf });
+                sdp::build(local, leg.0, &[caller_n.codec], dtmf).into_bytes()
+            }
+            Err(e) => {
+                warn!(%call, %leg, "cannot ring: {e}");
+                let now = self.now();
+                self.core.handle_sip(now, SipEvent::Failed { leg, status: None });
+                return;
+            }
+        };
         match target {
             Target::Agent(agent) => {
                 let name = self.core.engine().agent_name(agent).to_string();
@@ -1054,10 +1194,75 @@ impl Daemon {
                     None => {
                         let now = self.now();
                         self.core.handle_sip(now, SipEvent::Failed { leg, status: None });
+                        self.close_media(leg);
                     }
                 }
             }
             Target::Uri(uri) => self.stack.invite(leg, &uri, None, caller, sdp),
+        }
+    }
+
+    /// acd's SDP answer to a caller, with the leg's RTP ports opened.
+    fn answer_sdp(&mut self, call: CallId, leg: LegId) -> Vec<u8> {
+        let (n, remote, late) = self
+            .offers
+            .remove(&leg)
+            .unwrap_or((Negotiated { codec: Codec::Pcmu, dtmf_pt: Some(DTMF_PT) }, None, true));
+        match self.plane.open(leg.0, call.0, n.codec, n.dtmf_pt, remote) {
+            Ok(local) => {
+                self.leg_codecs.insert(leg, n);
+                let codecs: &[Codec] = if late { &[Codec::Pcmu, Codec::Pcma] } else { &[n.codec] };
+                sdp::build(local, leg.0, codecs, n.dtmf_pt).into_bytes()
+            }
+            Err(e) => {
+                // Checked before taking the call; only a bind race gets here.
+                warn!(%call, %leg, "answering without media: {e}");
+                let local = SocketAddr::new(self.plane_ip(), 0);
+                sdp::build(local, leg.0, &[n.codec], n.dtmf_pt).into_bytes()
+            }
+        }
+    }
+
+    fn plane_ip(&self) -> std::net::IpAddr {
+        rtp_ip(self.core.config())
+    }
+
+    /// A leg ended: its RTP ports go back to the pool.
+    fn close_media(&mut self, leg: LegId) {
+        self.offers.remove(&leg);
+        self.leg_codecs.remove(&leg);
+        self.plane.close(leg.0);
+    }
+
+    /// Media for legs call control no longer knows (a path that ended a leg
+    /// without passing through `close_media`): closed and counted.
+    fn sweep_media(&mut self) {
+        for key in self.plane.leg_keys() {
+            let leg = LegId(key);
+            if self.core.leg_call(leg).is_none() {
+                warn!(%leg, "media outlived its leg; closed");
+                metrics::counter!("acd_media_orphans_total").increment(1);
+                self.close_media(leg);
+            }
+        }
+        let p = self.plane.published();
+        metrics::gauge!("acd_media_legs").set(self.plane.leg_count() as f64);
+        metrics::gauge!("acd_media_listeners").set(p.listeners as f64);
+        metrics::gauge!("acd_rtp_ports_in_use").set(self.plane.ports_in_use() as f64);
+        metrics::gauge!("acd_media_pacing_p99_seconds").set(p.stats.lateness_quantile_us(0.99) as f64 / 1e6);
+    }
+
+    pub fn on_media(&mut self, ev: MediaEvent) {
+        match ev {
+            MediaEvent::Timeout { leg } => {
+                let leg = LegId(leg);
+                let secs = self.core.config().media.timeout_secs;
+                info!(%leg, "no RTP for {secs} s: ending the call");
+                metrics::counter!("acd_media_timeouts_total").increment(1);
+                let now = self.now();
+                self.core.media_lost(now, leg);
+                self.flush();
+            }
         }
     }
 
@@ -1087,4 +1292,31 @@ impl Daemon {
             _ => info!(?event, "event"),
         }
     }
+}
+
+fn leg_of(ev: &SipEvent) -> LegId {
+    match ev {
+        SipEvent::CallerCancelled { leg }
+        | SipEvent::CallerHungUp { leg }
+        | SipEvent::Progress { leg, .. }
+        | SipEvent::Answered { leg }
+        | SipEvent::Failed { leg, .. }
+        | SipEvent::RemoteBye { leg } => *leg,
+    }
+}
+
+/// Where RTP binds and what SDP names: `media.rtp_address`, else the first
+/// SIP listen address (loopback if that is a wildcard).
+fn rtp_ip(config: &Config) -> std::net::IpAddr {
+    if let Some(ip) = config.media.rtp_address {
+        return ip;
+    }
+    match config.sip.listen_udp.first().or(config.sip.listen_tcp.first()).map(|a| a.ip()) {
+        Some(ip) if !ip.is_unspecified() => ip,
+        _ => std::net::IpAddr::from([127, 0, 0, 1]),
+    }
+}
+
+fn music_classes(config: &Config) -> Vec<MusicClass> {
+    config.media.music.iter().map(|m| MusicClass { name: m.name.clone(), clip: m.clip.clone() }).collect()
 }

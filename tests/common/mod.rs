@@ -3,6 +3,8 @@
 //! config, and the "nothing outlived its call" check.
 #![allow(dead_code)]
 
+pub mod audio;
+
 use acd::config::{from_toml_str, Config};
 use acd::shell::{DaemonHandle, Snapshot};
 use serde_json::Value;
@@ -176,8 +178,8 @@ impl Drop for Ua {
     }
 }
 
-/// Waits until every call has ended inside acd: no call, leg, dialog or
-/// pending request left, and no call-control error.
+/// Waits until every call has ended inside acd: no call, leg, dialog,
+/// pending request or RTP port left, and no call-control error.
 pub fn assert_drained(d: &DaemonHandle) -> Snapshot {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
@@ -187,7 +189,9 @@ pub fn assert_drained(d: &DaemonHandle) -> Snapshot {
             && s.engine_calls == 0
             && s.stack.legs == 0
             && s.stack.dialogs == 0
-            && s.stack.pending_requests == 0;
+            && s.stack.pending_requests == 0
+            && s.media_legs == 0
+            && s.rtp_ports_in_use == 0;
         if clean {
             assert_eq!(s.errors, 0, "call control recorded errors: {s:?}");
             return s;

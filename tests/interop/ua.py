@@ -9,6 +9,13 @@ Usage:
                [--auth-user U --auth-password P]   (digest for calls, no REGISTER)
                [--behaviour answer|busy|decline|unavailable|ignore]
                [--answer-delay SECS] [--log-file PATH] [--log-level N]
+               [--codecs PCMU,PCMA,...]
+
+--codecs keeps only the listed codecs, in that order of preference (each
+entry a pjsua codec id prefix, case-insensitive: "PCMU", "G722",
+"speex/8000").  Without it pjsua's defaults apply, which prefer speex/16000
+when two of these agents talk to each other directly (speex mangles pure
+tones; use --codecs PCMU for audio checks without the daemon).
 
 Commands (stdin):
   call <sip-uri> [Header: value]...   place an outgoing call
@@ -18,7 +25,28 @@ Commands (stdin):
   register                            (re-)send REGISTER
   unregister                          send REGISTER with Expires: 0
   behaviour <b>                       change behaviour for later incoming calls
+  play <call> <wav-path>              loop a WAV file (PCM 16-bit) into the call
+                                      (what the far end hears); replaces an
+                                      earlier play/tone on that call
+  tone <call> <freq-hz> [amplitude]   loop a sine tone into the call (amplitude
+                                      0..1 of full scale, default 0.5); the WAV
+                                      is generated at the conference clock rate
+                                      (16 kHz), 4 s of whole periods (the
+                                      frequency is rounded to a multiple of
+                                      0.25 Hz), in a temp file removed later
+  stopplay <call>                     stop the play/tone on that call
+  record <call> <wav-path>            record what the call RECEIVES from the far
+                                      end into a 16-bit mono WAV at the
+                                      conference clock rate (16 kHz); path must
+                                      end in .wav; replaces an earlier recording
+  stoprecord <call>                   stop recording and finalise the WAV
+  stats <call>                        report RTP packet counters of the call
   quit                                clean shutdown (EOF on stdin does the same)
+play/tone/record given before the call's media is up (e.g. while ringing)
+are queued and start when it is; their event is emitted then.  Media can be
+up before "answered": these agents put SDP in their 180.  A call's players
+and recorders are dropped when it disconnects (a running recording is
+finalised and reported with "recorded"; queued commands get an "error").
 
 Events (stdout, one compact JSON object per line, flushed immediately).
 "call" is this process's own call number (1, 2, 3... never reused; outgoing
@@ -39,6 +67,24 @@ and incoming share the counter).  pjsip's own log never reaches stdout.
    "from":...,"to":...}                  (pjsua refused it itself, e.g. >4 calls)
   {"event":"answered","call":1}          (CONFIRMED, both directions)
   {"event":"dtmf","call":1,"digit":"5"}
+  {"event":"media","call":1,"status":"active","remote_rtp":"127.0.0.1:4000",
+   "codec":"PCMU","clock_rate":8000}
+        (each onCallMediaState with an audio stream; status is active,
+         local_hold, remote_hold, none or error; remote_rtp/codec/clock_rate
+         are null when pjsua has no stream info)
+  {"event":"playing","call":1,"file":"/path/x.wav"}          (play)
+  {"event":"playing","call":1,"file":"/tmp/ua-tone-...wav","tone":700,
+   "tone_hz":700.0,"amplitude":0.5,"rate":16000}            (tone)
+  {"event":"stopped","call":1,"file":"..."}  (stopplay; file null if nothing
+                                             was playing)
+  {"event":"recording","call":1,"file":"/path/rec.wav","rate":16000}
+  {"event":"recorded","call":1,"file":"/path/rec.wav","bytes":96044}
+        (after stoprecord, or when the call disconnected while recording;
+         the header is final when this is emitted; bytes = WAV file size
+         including the 44-byte header; 0 if stoprecord cancelled a queued
+         record, and then no file is written)
+  {"event":"rtp_stats","call":1,"rx_packets":150,"tx_packets":151,
+   "rx_bytes":24000,"tx_bytes":24160,"rx_loss":0}
   {"event":"disconnected","call":1,"code":487,"reason":"Request Terminated",
    "duration_ms":0,"total_ms":1234,"answered":false}
         (code = last SIP status of the call; after a normal BYE it is 200)
@@ -48,15 +94,19 @@ and incoming share the counter).  pjsip's own log never reaches stdout.
 """
 
 import argparse
+import array
 import gc
 import json
+import math
 import os
 import queue
 import re
 import signal
 import sys
+import tempfile
 import threading
 import time
+import wave
 
 # --------------------------------------------------------------------------
 # Keep stdout clean: pjlib writes its console log (and a few banner lines
@@ -180,6 +230,20 @@ def split_call_args(rest):
     return uri, [(n, " ".join(v)) for n, v in headers]
 
 
+def wav_finalised(path):
+    """True when a RIFF/WAVE file's header sizes match its length."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(12)
+            size = os.fstat(f.fileno()).st_size
+    except OSError:
+        return True   # nothing to wait for
+    if len(head) < 12 or head[:4] != b"RIFF":
+        return False
+    # pjmedia writes 0 as the RIFF size until the writer is closed.
+    return int.from_bytes(head[4:8], "little") + 8 == size
+
+
 class UA:
     def __init__(self, args):
         self.args = args
@@ -195,6 +259,7 @@ class UA:
         self.to_drop = []      # call numbers to forget after the callback returns
         self.unregistering = False
         self.stop = False
+        self.clock_rate = 16000
 
     # ----------------------------------------------------------------- setup
     def start(self):
@@ -218,7 +283,10 @@ class UA:
             cfg.logConfig.level = 0
             cfg.logConfig.msgLogging = False
         cfg.medConfig.noVad = True
+        self.clock_rate = cfg.medConfig.clockRate or 16000
         ep.libInit(cfg)
+        if a.codecs:
+            self.set_codecs(a.codecs)
 
         tcfg = pj.TransportConfig()
         tcfg.port = a.port
@@ -244,6 +312,22 @@ class UA:
             self.reg_acc.create(acfg, True)
 
         emit("ready", port=self.port, transport=a.transport)
+
+    def set_codecs(self, spec):
+        want = [c.strip().lower() for c in spec.split(",") if c.strip()]
+        found = set()
+        for ci in self.ep.codecEnum2():
+            cid = ci.codecId.lower()
+            prio = 0
+            for i, w in enumerate(want):
+                if cid == w or cid.startswith(w + "/"):
+                    prio = 250 - i
+                    found.add(w)
+                    break
+            self.ep.codecSetPriority(ci.codecId, prio)
+        missing = [w for w in want if w not in found]
+        if missing:
+            raise ValueError("--codecs: unknown codec(s) %s" % ", ".join(missing))
 
     def _acc_config(self, id_uri, registrar):
         a = self.args
@@ -433,6 +517,301 @@ class UA:
                  answered=call.was_answered)
             self.to_drop.append(call.no)
 
+    # ----------------------------------------------------------------- media
+    MEDIA_STATUS = {
+        pj.PJSUA_CALL_MEDIA_NONE: "none",
+        pj.PJSUA_CALL_MEDIA_ACTIVE: "active",
+        pj.PJSUA_CALL_MEDIA_LOCAL_HOLD: "local_hold",
+        pj.PJSUA_CALL_MEDIA_REMOTE_HOLD: "remote_hold",
+        pj.PJSUA_CALL_MEDIA_ERROR: "error",
+    }
+
+    @staticmethod
+    def audio_index(ci):
+        for i, m in enumerate(ci.media):
+            if m.type == pj.PJMEDIA_TYPE_AUDIO:
+                return i, m
+        return None, None
+
+    def media_state(self, call):
+        if call.disconnected:
+            return
+        ci = call.getInfo()
+        idx, mi = self.audio_index(ci)
+        if idx is None:
+            return
+        remote = codec = rate = None
+        try:
+            si = call.getStreamInfo(idx)
+            remote = si.remoteRtpAddress or None
+            codec = si.codecName or None
+            rate = si.codecClockRate or None
+        except pj.Error:
+            pass
+        emit("media", call=call.no, status=self.MEDIA_STATUS.get(mi.status, str(mi.status)),
+             remote_rtp=remote, codec=codec, clock_rate=rate)
+        if mi.audioConfSlot < 0:
+            call.aud_med = None   # no audio now; later play/record queue
+            return
+        try:
+            am = call.getAudioMedia(idx)
+        except pj.Error as e:
+            emit("error", message="getAudioMedia failed: %s" % e.info(), call=call.no)
+            return
+        call.aud_med = am
+        # The conference slot may have changed (re-INVITE): reconnect.
+        try:
+            if call.player is not None:
+                call.player["obj"].startTransmit(am)
+            if call.recorder is not None:
+                am.startTransmit(call.recorder["obj"])
+        except pj.Error as e:
+            emit("error", message="reconnect media failed: %s" % e.info(), call=call.no)
+        pending, call.pending = call.pending, []
+        for fn in pending:
+            fn()
+
+    def media_call(self, sel, usage):
+        if sel is None:
+            emit("error", message="usage: " + usage)
+            return None
+        calls = self.select_calls(sel)
+        if len(calls) != 1:
+            if sel == "all":
+                emit("error", message="usage: " + usage)
+            return None
+        call = calls[0]
+        if call.disconnected:
+            emit("error", message="call %d is disconnected" % call.no, call=call.no)
+            return None
+        return call
+
+    def when_media(self, call, fn):
+        if call.aud_med is not None:
+            fn()
+        else:
+            call.pending.append(fn)
+
+    def make_tone(self, freq, amplitude, secs=4):
+        rate = self.clock_rate
+        n = rate * secs
+        cycles = max(1, int(round(freq * secs)))
+        peak = amplitude * 32767.0
+        samples = array.array("h", (int(round(peak * math.sin(2.0 * math.pi * cycles * i / n)))
+                                    for i in range(n)))
+        if sys.byteorder != "little":
+            samples.byteswap()
+        fd, path = tempfile.mkstemp(prefix="ua-tone-%d-" % int(freq), suffix=".wav")
+        os.close(fd)
+        with wave.open(path, "wb") as w:
+            w.setnchannels(1)
+            w.setsampwidth(2)
+            w.setframerate(rate)
+            w.writeframes(samples.tobytes())
+        return path, cycles / float(secs), rate
+
+    def start_play(self, call, path, tone=None):
+        """Connect a looping player for `path` to the call (media is up)."""
+        if call.disconnected or call.aud_med is None:
+            return
+        self.stop_play(call, quiet=True)
+        try:
+            player = pj.AudioMediaPlayer()
+            player.createPlayer(path, 0)   # 0 = loop forever
+            player.startTransmit(call.aud_med)
+        except pj.Error as e:
+            player = None
+            if tone is not None:
+                self.remove_tmp(path)
+            emit("error", message="play %s failed: %s" % (path, e.info()), call=call.no)
+            return
+        call.player = {"obj": player, "file": path, "tmp": tone is not None}
+        if tone is None:
+            emit("playing", call=call.no, file=path)
+        else:
+            emit("playing", call=call.no, file=path, **tone)
+
+    @staticmethod
+    def remove_tmp(path):
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
+
+    def stop_play(self, call, quiet=False):
+        p = call.player
+        call.player = None
+        if p is None:
+            return None
+        try:
+            if call.aud_med is not None and not call.disconnected:
+                p["obj"].stopTransmit(call.aud_med)
+        except pj.Error:
+            pass
+        p["obj"] = None   # destroys the pjsua player (closes the file)
+        if p["tmp"]:
+            self.remove_tmp(p["file"])
+        if not quiet:
+            emit("stopped", call=call.no, file=p["file"])
+        return p["file"]
+
+    def start_record(self, call, path):
+        if call.disconnected or call.aud_med is None:
+            return
+        self.stop_record(call)
+        try:
+            rec = pj.AudioMediaRecorder()
+            rec.createRecorder(path)
+            call.aud_med.startTransmit(rec)
+        except pj.Error as e:
+            rec = None
+            emit("error", message="record %s failed: %s" % (path, e.info()), call=call.no)
+            return
+        call.recorder = {"obj": rec, "file": path}
+        emit("recording", call=call.no, file=path, rate=self.clock_rate)
+
+    def stop_record(self, call):
+        r = call.recorder
+        call.recorder = None
+        if r is None:
+            return False
+        try:
+            if call.aud_med is not None and not call.disconnected:
+                call.aud_med.stopTransmit(r["obj"])
+        except pj.Error:
+            pass
+        r["obj"] = None   # destroys the pjsua recorder...
+        gc.collect()
+        # ...but the conference bridge (pjmedia >= 2.14) removes the port on
+        # its next clock tick, and only then is the WAV header written.
+        deadline = time.monotonic() + 2.0
+        while not wav_finalised(r["file"]) and time.monotonic() < deadline:
+            self.ep.libHandleEvents(5)
+        try:
+            size = os.path.getsize(r["file"])
+        except OSError:
+            size = 0
+        emit("recorded", call=call.no, file=r["file"], bytes=size)
+        return True
+
+    def drop_media(self, call):
+        """Release a call's players/recorders (before the Call object goes)."""
+        for _ in call.pending:
+            emit("error", message="call ended before its media was up; "
+                 "queued play/tone/record dropped", call=call.no)
+        call.pending = []
+        self.stop_play(call, quiet=True)
+        self.stop_record(call)
+        call.aud_med = None
+
+    def media_command(self, verb, args):
+        if verb == "play":
+            usage = "play <call> <wav-path>"
+            if len(args) != 2:
+                emit("error", message="usage: " + usage)
+                return
+            call = self.media_call(args[0], usage)
+            if call is None:
+                return
+            path = args[1]
+            if not os.path.isfile(path):
+                emit("error", message="no such file %r" % path, call=call.no)
+                return
+            self.when_media(call, lambda: self.start_play(call, path))
+        elif verb == "tone":
+            usage = "tone <call> <freq-hz> [amplitude]"
+            if len(args) not in (2, 3):
+                emit("error", message="usage: " + usage)
+                return
+            call = self.media_call(args[0], usage)
+            if call is None:
+                return
+            try:
+                freq = float(args[1])
+                amp = float(args[2]) if len(args) > 2 else 0.5
+            except ValueError:
+                emit("error", message="usage: " + usage)
+                return
+            if not (0 < freq < self.clock_rate / 2.0) or not (0 < amp <= 1.0):
+                emit("error", message="tone: need 0 < freq < %d and 0 < amplitude <= 1"
+                     % (self.clock_rate // 2), call=call.no)
+                return
+            path, actual, rate = self.make_tone(freq, amp)
+            tone = {"tone": int(freq) if freq == int(freq) else freq,
+                    "tone_hz": actual, "amplitude": amp, "rate": rate}
+
+            def go():
+                if call.disconnected:
+                    self.remove_tmp(path)
+                else:
+                    self.start_play(call, path, tone)
+            if call.aud_med is None:
+                call.tmp_files.append(path)
+            self.when_media(call, go)
+        elif verb == "stopplay":
+            usage = "stopplay <call>"
+            call = self.media_call(args[0] if len(args) == 1 else None, usage)
+            if call is None:
+                return
+            call.pending = [fn for fn in call.pending if getattr(fn, "kind", None) == "record"]
+            if self.stop_play(call) is None:
+                emit("stopped", call=call.no, file=None)
+        elif verb == "record":
+            usage = "record <call> <wav-path>"
+            if len(args) != 2:
+                emit("error", message="usage: " + usage)
+                return
+            call = self.media_call(args[0], usage)
+            if call is None:
+                return
+            path = args[1]
+            if not path.lower().endswith(".wav"):
+                emit("error", message="record: path must end in .wav", call=call.no)
+                return
+
+            def go():
+                self.start_record(call, path)
+            go.kind = "record"
+            go.file = path
+            self.when_media(call, go)
+        elif verb == "stoprecord":
+            usage = "stoprecord <call>"
+            if len(args) != 1:
+                emit("error", message="usage: " + usage)
+                return
+            calls = self.select_calls(args[0])
+            if len(calls) != 1:
+                return
+            call = calls[0]
+            queued = [fn for fn in call.pending if getattr(fn, "kind", None) == "record"]
+            if queued:
+                call.pending = [fn for fn in call.pending if fn not in queued]
+                emit("recorded", call=call.no, file=queued[-1].file, bytes=0)
+            elif not self.stop_record(call):
+                emit("error", message="call %d is not recording" % call.no, call=call.no)
+        elif verb == "stats":
+            usage = "stats <call>"
+            if len(args) != 1:
+                emit("error", message="usage: " + usage)
+                return
+            calls = self.select_calls(args[0])
+            if len(calls) != 1:
+                return
+            call = calls[0]
+            try:
+                idx, _ = self.audio_index(call.getInfo())
+                if idx is None:
+                    raise ValueError("no audio media")
+                st = call.getStreamStat(idx).rtcp
+                emit("rtp_stats", call=call.no,
+                     rx_packets=st.rxStat.pkt, tx_packets=st.txStat.pkt,
+                     rx_bytes=st.rxStat.bytes, tx_bytes=st.txStat.bytes,
+                     rx_loss=st.rxStat.loss)
+            except pj.Error as e:
+                emit("error", message="stats failed: %s" % e.info(), call=call.no)
+            except ValueError as e:
+                emit("error", message="stats failed: %s" % e, call=call.no)
+
     # ----------------------------------------------------------- registration
     def reg_state(self, acc, prm):
         code = prm.code
@@ -501,6 +880,8 @@ class UA:
             else:
                 self.behaviour = rest
                 emit("behaviour", behaviour=rest)
+        elif verb in ("play", "tone", "stopplay", "record", "stoprecord", "stats"):
+            self.media_command(verb, args)
         elif verb in ("quit", "exit"):
             self.stop = True
         else:
@@ -511,7 +892,9 @@ class UA:
         self.ep.libHandleEvents(10)
         if self.to_drop:
             for n in self.to_drop:
-                self.calls.pop(n, None)
+                call = self.calls.pop(n, None)
+                if call is not None:
+                    self.forget_call(call)
             self.to_drop = []
         if self.timers:
             now = time.monotonic()
@@ -519,6 +902,15 @@ class UA:
             self.timers = [t for t in self.timers if t[0] > now]
             for _, fn in due:
                 fn()
+
+    def forget_call(self, call):
+        try:
+            self.drop_media(call)
+        except Exception as e:
+            emit("error", message="drop media: %r" % e, call=call.no)
+        for path in call.tmp_files:
+            self.remove_tmp(path)
+        call.tmp_files = []
 
     def run(self, cmdq):
         while not self.stop:
@@ -561,7 +953,10 @@ class UA:
                     self.pump()
             except Exception as e:
                 emit("error", message="shutdown unregister: %r" % e)
-        # Drop every Python-side pjsua2 object before libDestroy().
+        # Drop every Python-side pjsua2 object before libDestroy(): players
+        # and recorders first, then the calls.
+        for call in list(self.calls.values()):
+            self.forget_call(call)
         self.calls.clear()
         self.to_drop = []
         for acc in (self.reg_acc, self.local_acc):
@@ -628,12 +1023,23 @@ class MyCall(pj.Call):
         self.incoming = incoming
         self.disconnected = False
         self.was_answered = False
+        self.aud_med = None     # pj.AudioMedia once the call's audio is up
+        self.player = None      # {"obj": AudioMediaPlayer, "file", "tmp"}
+        self.recorder = None    # {"obj": AudioMediaRecorder, "file"}
+        self.pending = []       # play/tone/record waiting for media
+        self.tmp_files = []     # tone files of queued tones
 
     def onCallState(self, prm):
         try:
             self.ua.call_state(self)
         except Exception as e:
             emit("error", message="onCallState: %r" % e, call=self.no)
+
+    def onCallMediaState(self, prm):
+        try:
+            self.ua.media_state(self)
+        except Exception as e:
+            emit("error", message="onCallMediaState: %r" % e, call=self.no)
 
     def onDtmfDigit(self, prm):
         emit("dtmf", call=self.no, digit=prm.digit)
@@ -665,6 +1071,7 @@ def main():
     ap.add_argument("--answer-delay", type=float, default=0.0)
     ap.add_argument("--log-file", help="write pjsip log (with SIP messages) here")
     ap.add_argument("--log-level", type=int, default=5)
+    ap.add_argument("--codecs", help="comma-separated codec ids to keep, in order (e.g. PCMU,PCMA)")
     args = ap.parse_args()
     if args.registrar and not args.user:
         ap.error("--registrar needs --user")
