@@ -245,3 +245,48 @@ fn an_offer_without_g711_is_488() {
     assert_eq!(ev["code"].as_i64(), Some(488), "{ev}");
     assert_drained(&d);
 }
+
+#[test]
+fn waiting_callers_hear_their_position_between_the_music() {
+    let dir = scratch("announce");
+    let music = dir.join("tone.wav");
+    write_tone_wav(&music, 8000, &[440.0], 4.0);
+    let prompts = root().join("config/sounds/prompts/en");
+    let (_g, port, d) = media_daemon(
+        "members = [{ agent = \"anna\" }]\nannounce_every_secs = 10",
+        &format!(
+            "[media]\nprompts = \"{}\"\n\n[music.default]\nfile = \"{}\"\n",
+            prompts.display(),
+            music.display()
+        ),
+    );
+    let mut trunk = trunk();
+    trunk.send(&format!("call {}", uri("100", port)));
+    trunk.expect("answered", Duration::from_secs(5));
+    let (heard, rate) = record(&mut trunk, 1, &dir.join("heard.wav"), 17.0);
+    // Quarter-second windows: music (a pure 440 Hz) or something else.
+    let win = rate as usize / 4;
+    let music_share: Vec<f32> = heard.chunks(win).filter(|w| w.len() == win).map(|w| tone_ratio(w, rate, 440.0)).collect();
+    let t = |i: usize| 0.3 + i as f32 * 0.25; // seconds since answer
+    let first_speech = music_share.iter().position(|r| *r < 0.3).map(t);
+    let speech_windows = music_share.iter().filter(|r| **r < 0.3).count();
+    // Music until the first announcement at 10 s, then several seconds of
+    // speech ("you are caller number one in the queue..."), then music again.
+    let first = first_speech.unwrap_or_else(|| panic!("no announcement heard: {music_share:?}"));
+    assert!((9.0..11.5).contains(&first), "first announcement at {first} s: {music_share:?}");
+    assert!(speech_windows as f32 * 0.25 >= 2.0, "announcement of {} s: {music_share:?}", speech_windows as f32 * 0.25);
+    let last = *music_share.last().unwrap();
+    assert!(last > 0.8, "music did not come back after the announcement: {music_share:?}");
+    // The speech is the shipped voice: louder than a dropout, not silence.
+    let speech: Vec<f32> = heard
+        .chunks(win)
+        .zip(&music_share)
+        .filter(|(w, r)| **r < 0.3 && w.len() == win)
+        .flat_map(|(w, _)| w.iter().copied())
+        .collect();
+    assert!(rms(&speech) > 0.02, "the announcement was silent: rms {}", rms(&speech));
+    trunk.send("hangup");
+    trunk.expect("disconnected", Duration::from_secs(5));
+    assert_drained(&d);
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -40,6 +40,10 @@ pub struct MediaSettings {
     /// A bridged leg with no RTP for this long ends the call (default 30 s;
     /// 0 = never).
     pub timeout_secs: u32,
+    /// Bind and drain each leg's RTCP port (default true). False halves the
+    /// descriptors per leg (for hosts with a low open-file limit); the
+    /// phones' RTCP then gets ICMP port-unreachable.
+    pub rtcp: bool,
     /// Position announcements' prompt set (default none: announcements are
     /// skipped, with a warning).
     pub prompts_dir: Option<PathBuf>,
@@ -56,6 +60,7 @@ impl PartialEq for MediaSettings {
             && self.rtp_port_max == o.rtp_port_max
             && self.threads == o.threads
             && self.timeout_secs == o.timeout_secs
+            && self.rtcp == o.rtcp
             && self.prompts_dir == o.prompts_dir
             && self.music == o.music
     }
@@ -69,6 +74,7 @@ impl Default for MediaSettings {
             rtp_port_max: 30000,
             threads: default_threads(),
             timeout_secs: 30,
+            rtcp: true,
             prompts_dir: None,
             prompts: None,
             music: builtin_classes(),
@@ -163,6 +169,7 @@ pub(super) fn media_settings(cx: &Ctx, file: &str, raw: &RawConfig) -> Result<Me
         rtp_port_max: max as u16,
         threads: threads as usize,
         timeout_secs,
+        rtcp: m.rtcp.unwrap_or(d.rtcp),
         prompts_dir,
         prompts,
         music,

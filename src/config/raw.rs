@@ -56,6 +56,7 @@ pub struct RawMedia {
     pub rtp_port_max: Option<u32>,
     pub threads: Option<u32>,
     pub timeout_secs: Option<u32>,
+    pub rtcp: Option<bool>,
     pub prompts: Option<String>,
 }
 

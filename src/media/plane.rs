@@ -39,10 +39,16 @@ pub struct PlaneSettings {
     pub port_max: u16,
     pub threads: usize,
     pub media_timeout_secs: u32,
+    /// Bind each leg's RTCP port (RTP + 1) and drain it. Off, the port is
+    /// only reserved: half the descriptors, and a phone's RTCP gets ICMP
+    /// port-unreachable.
+    pub rtcp: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum MediaError {
+    #[error("cannot open an RTP socket: {0} (raise the open-file limit, e.g. LimitNOFILE= in the systemd unit)")]
+    Descriptors(String),
     #[error("no free RTP port in {min}..{max} ({in_use} pairs in use)")]
     NoPorts { min: u16, max: u16, in_use: usize },
     #[error("media thread: {0}")]
@@ -57,7 +63,7 @@ pub enum MediaEvent {
 }
 
 enum Cmd {
-    Open { key: Key, setup: LegSetup, rtp: std::net::UdpSocket, rtcp: std::net::UdpSocket },
+    Open { key: Key, setup: LegSetup, rtp: std::net::UdpSocket, rtcp: Option<std::net::UdpSocket> },
     Remote { key: Key, remote: Option<SocketAddr>, codec: Codec, dtmf_pt: Option<u8> },
     Hold { key: Key, class: String },
     StopHold { key: Key },
@@ -78,6 +84,8 @@ struct ShardHandle {
 /// A shard's figures, copied out about once a second.
 #[derive(Debug, Clone, Default)]
 pub struct Published {
+    /// When it was copied out, on the plane's clock (µs); merged: the oldest.
+    pub at_us: u64,
     pub legs: usize,
     pub listeners: usize,
     pub stats: ShardStats,
@@ -160,21 +168,34 @@ impl Plane {
         // A port another program holds goes to the back of the pool.
         let mut tried = Vec::new();
         let mut bound = None;
+        let mut fatal = None;
         for _ in 0..16 {
             let Some(port) = self.pool.allocate() else { break };
-            match (std::net::UdpSocket::bind((ip, port)), std::net::UdpSocket::bind((ip, port + 1))) {
+            let rtp = std::net::UdpSocket::bind((ip, port));
+            let rtcp = match (&rtp, self.settings.rtcp) {
+                (Ok(_), true) => Some(std::net::UdpSocket::bind((ip, port + 1))),
+                _ => None,
+            };
+            match (rtp, rtcp.transpose()) {
                 (Ok(rtp), Ok(rtcp)) => {
                     bound = Some((port, rtp, rtcp));
                     break;
                 }
                 (Err(e), _) | (_, Err(e)) => {
-                    debug!(port, error = %e, "RTP port busy");
                     tried.push(port);
+                    if e.raw_os_error() == Some(24) || e.raw_os_error() == Some(23) {
+                        fatal = Some(e.to_string()); // EMFILE / ENFILE: no other port helps
+                        break;
+                    }
+                    debug!(port, error = %e, "RTP port busy");
                 }
             }
         }
         for p in tried {
             self.pool.release(p);
+        }
+        if let Some(e) = fatal {
+            return Err(MediaError::Descriptors(e));
         }
         let Some((port, rtp, rtcp)) = bound else {
             return Err(MediaError::NoPorts {
@@ -184,7 +205,9 @@ impl Plane {
             });
         };
         rtp.set_nonblocking(true).ok();
-        rtcp.set_nonblocking(true).ok();
+        if let Some(r) = &rtcp {
+            r.set_nonblocking(true).ok();
+        }
         let setup = LegSetup { codec, dtmf_pt, remote, ssrc: self.rng.random(), seq: self.rng.random(), ts: self.rng.random() };
         self.legs.insert(key, (shard, port));
         self.send(shard, Cmd::Open { key, setup, rtp, rtcp });
@@ -256,9 +279,10 @@ impl Plane {
 
     /// Every shard's last published figures, merged.
     pub fn published(&self) -> Published {
-        let mut all = Published::default();
+        let mut all = Published { at_us: u64::MAX, ..Default::default() };
         for s in &self.shards {
             let p = s.published.lock().expect("published lock");
+            all.at_us = all.at_us.min(p.at_us);
             all.legs += p.legs;
             all.listeners += p.listeners;
             all.stats.merge(&p.stats);
@@ -287,7 +311,7 @@ impl Drop for Plane {
 struct Socks {
     key: Key,
     rtp: UdpSocket,
-    rtcp: UdpSocket,
+    rtcp: Option<UdpSocket>,
 }
 
 /// A shard's sockets: slab index `i` has tokens `2i` (RTP) and `2i + 1`.
@@ -347,7 +371,9 @@ fn shard_main(
             let key = socks.key;
             if is_rtcp {
                 // Terminated: read and discard.
-                while socks.rtcp.recv_from(&mut buf).is_ok() {}
+                if let Some(rtcp) = &socks.rtcp {
+                    while rtcp.recv_from(&mut buf).is_ok() {}
+                }
                 continue;
             }
             loop {
@@ -362,7 +388,11 @@ fn shard_main(
                 }
             }
         }
-        while let Some(ms) = shard.due_slot(clock()) {
+        // Due slots, but at most a few per turn: a shard that falls behind
+        // still reads its sockets and commands (and skips slots, counted,
+        // once it is 200 ms behind) instead of spinning here.
+        for _ in 0..4 {
+            let Some(ms) = shard.due_slot(clock()) else { break };
             shard.play_slot(ms, &mut clock, |k, to, p| slab.send(k, to, p));
         }
         for leg in shard.timed_out(clock()) {
@@ -371,6 +401,7 @@ fn shard_main(
         if clock() >= next_publish {
             next_publish = clock() + 1_000_000;
             let mut p = published.lock().expect("published lock");
+            p.at_us = clock();
             p.legs = shard.leg_count();
             p.listeners = shard.listener_count();
             p.stats = shard.stats().clone();
@@ -383,16 +414,16 @@ fn command(shard: &mut Shard, slab: &mut Slab, poll: &Poll, cmd: Cmd, now: u64) 
     match cmd {
         Cmd::Open { key, setup, rtp, rtcp } => {
             let mut rtp = UdpSocket::from_std(rtp);
-            let mut rtcp = UdpSocket::from_std(rtcp);
+            let mut rtcp = rtcp.map(UdpSocket::from_std);
             let i = slab.free.pop().unwrap_or_else(|| {
                 slab.socks.push(None);
                 slab.socks.len() - 1
             });
             let reg = poll.registry();
-            if let Err(e) = reg
-                .register(&mut rtp, Token(2 * i), Interest::READABLE)
-                .and_then(|_| reg.register(&mut rtcp, Token(2 * i + 1), Interest::READABLE))
-            {
+            if let Err(e) = reg.register(&mut rtp, Token(2 * i), Interest::READABLE).and_then(|_| match &mut rtcp {
+                Some(r) => reg.register(r, Token(2 * i + 1), Interest::READABLE),
+                None => Ok(()),
+            }) {
                 warn!(error = %e, "cannot poll an RTP socket");
             }
             slab.socks[i] = Some(Socks { key, rtp, rtcp });
@@ -409,7 +440,9 @@ fn command(shard: &mut Shard, slab: &mut Slab, poll: &Poll, cmd: Cmd, now: u64) 
             if let Some(i) = slab.by_key.remove(&key) {
                 if let Some(mut s) = slab.socks[i].take() {
                     poll.registry().deregister(&mut s.rtp).ok();
-                    poll.registry().deregister(&mut s.rtcp).ok();
+                    if let Some(r) = &mut s.rtcp {
+                        poll.registry().deregister(r).ok();
+                    }
                 }
                 slab.free.push(i);
             }

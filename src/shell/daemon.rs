@@ -387,6 +387,7 @@ impl Daemon {
                 port_max: config.media.rtp_port_max,
                 threads: config.media.threads,
                 media_timeout_secs: config.media.timeout_secs,
+                rtcp: config.media.rtcp,
             },
             music_classes(&config),
             media_tx,

@@ -26,6 +26,25 @@ pub fn summary(config: &Config) -> Vec<String> {
         config.skills.len(),
         config.engine.seed
     )];
+    let m = &config.media;
+    lines.push(format!(
+        "media: RTP ports {}..{} ({} legs), timeout {}, prompts {}",
+        m.rtp_port_min,
+        m.rtp_port_max,
+        (m.rtp_port_max as usize - m.rtp_port_min as usize) / 2,
+        if m.timeout_secs == 0 { "off".to_string() } else { format!("{} s", m.timeout_secs) },
+        match &m.prompts_dir {
+            Some(d) => d.display().to_string(),
+            None => "none (position announcements are skipped)".to_string(),
+        }
+    ));
+    for c in &m.music {
+        let secs = c.clip.duration_ms() as f64 / 1000.0;
+        match &c.file {
+            Some(f) => lines.push(format!("music {}: {} ({secs:.1} s)", c.name, f.display())),
+            None => lines.push(format!("music {}: built-in ringback tone", c.name)),
+        }
+    }
     for r in &config.caller_rules {
         lines.push(format!("caller rule: priority {:+} for {} ({})", r.priority, r.callers.join(" "), r.description));
     }
@@ -41,6 +60,12 @@ pub fn summary(config: &Config) -> Vec<String> {
         );
         if !reqs.is_empty() {
             line.push_str(&format!(", requires {}", reqs.join(" ")));
+        }
+        if q.music != "default" {
+            line.push_str(&format!(", music {}", q.music));
+        }
+        if q.announce_every_secs > 0 {
+            line.push_str(&format!(", announce every {} s", q.announce_every_secs));
         }
         if let Some(o) = &q.overflow {
             if q.max_wait_secs > 0 {
