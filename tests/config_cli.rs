@@ -8,8 +8,11 @@ use std::process::Command;
 
 const EXAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/config/acd.toml");
 
+/// The example's text, with its sound paths (relative to `config/`) made
+/// absolute so the text works from anywhere.
 fn example_text() -> String {
-    std::fs::read_to_string(EXAMPLE).unwrap()
+    let sounds = format!("\"{}/config/sounds/", env!("CARGO_MANIFEST_DIR"));
+    std::fs::read_to_string(EXAMPLE).unwrap().replace("\"sounds/", &sounds)
 }
 
 #[test]
@@ -240,8 +243,7 @@ fn sighup_and_a_file_change_reload_the_running_daemon_and_a_bad_edit_changes_not
     let dir = std::env::temp_dir().join(format!("acd-hup-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("acd.toml");
-    let text = std::fs::read_to_string(EXAMPLE)
-        .unwrap()
+    let text = example_text()
         .replace("127.0.0.1:5060", &format!("127.0.0.1:{port}"))
         .replace("listen = \"127.0.0.1:9464\"", "listen = \"\"")
         .replace("listen = \"127.0.0.1:8080\"", "listen = \"\"");

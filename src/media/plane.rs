@@ -350,7 +350,18 @@ fn shard_main(
     loop {
         let now = clock();
         let deadline = shard.next_deadline_us().unwrap_or(now + 1_000_000).min(next_publish);
-        let timeout = Duration::from_micros(deadline.saturating_sub(now));
+        // epoll waits in whole milliseconds, rounded up: wait the whole ones
+        // there, and the last fraction in a precise sleep, so frames leave
+        // on their slot rather than up to a millisecond late.
+        let wait = deadline.saturating_sub(now);
+        let timeout = if wait >= 1000 {
+            Duration::from_millis(wait / 1000)
+        } else {
+            if wait > 50 {
+                std::thread::sleep(Duration::from_micros(wait));
+            }
+            Duration::ZERO
+        };
         if let Err(e) = poll.poll(&mut mio_events, Some(timeout)) {
             if e.kind() != ErrorKind::Interrupted {
                 warn!(error = %e, "media poll failed");
