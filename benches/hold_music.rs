@@ -67,11 +67,7 @@ fn run(n: usize, secs: u64, music: &Clip, rtcp: bool) {
         tx,
     )
     .expect("media plane");
-    let sinks: Vec<UdpSocket> = (0..16)
-        .map(|_| {
-            UdpSocket::bind("127.0.0.1:0").unwrap()
-        })
-        .collect();
+    let sinks: Vec<UdpSocket> = (0..16).map(|_| UdpSocket::bind("127.0.0.1:0").unwrap()).collect();
     let addrs: Vec<SocketAddr> = sinks.iter().map(|s| s.local_addr().unwrap()).collect();
     let t0 = Instant::now();
     for i in 0..n as u64 {

@@ -109,7 +109,8 @@ fn a_waiting_caller_hears_the_queues_music() {
         assert!(r > 0.15, "{f} Hz is {r} of the heard power");
     }
     // And it is not some other sound: a different chord does not match.
-    let other: Vec<f32> = (0..16000).map(|i| ((i as f32) * 2.0 * std::f32::consts::PI * 700.0 / 8000.0).sin()).collect();
+    let other: Vec<f32> =
+        (0..16000).map(|i| ((i as f32) * 2.0 * std::f32::consts::PI * 700.0 / 8000.0).sin()).collect();
     assert!(spectrum_similarity(&heard, rate, &other, 8000) < 0.3);
 
     trunk.send("hangup");
@@ -254,11 +255,7 @@ fn waiting_callers_hear_their_position_between_the_music() {
     let prompts = root().join("config/sounds/prompts/en");
     let (_g, port, d) = media_daemon(
         "members = [{ agent = \"anna\" }]\nannounce_every_secs = 10",
-        &format!(
-            "[media]\nprompts = \"{}\"\n\n[music.default]\nfile = \"{}\"\n",
-            prompts.display(),
-            music.display()
-        ),
+        &format!("[media]\nprompts = \"{}\"\n\n[music.default]\nfile = \"{}\"\n", prompts.display(), music.display()),
     );
     let mut trunk = trunk();
     trunk.send(&format!("call {}", uri("100", port)));
@@ -266,7 +263,8 @@ fn waiting_callers_hear_their_position_between_the_music() {
     let (heard, rate) = record(&mut trunk, 1, &dir.join("heard.wav"), 17.0);
     // Quarter-second windows: music (a pure 440 Hz) or something else.
     let win = rate as usize / 4;
-    let music_share: Vec<f32> = heard.chunks(win).filter(|w| w.len() == win).map(|w| tone_ratio(w, rate, 440.0)).collect();
+    let music_share: Vec<f32> =
+        heard.chunks(win).filter(|w| w.len() == win).map(|w| tone_ratio(w, rate, 440.0)).collect();
     let t = |i: usize| 0.3 + i as f32 * 0.25; // seconds since answer
     let first_speech = music_share.iter().position(|r| *r < 0.3).map(t);
     let speech_windows = music_share.iter().filter(|r| **r < 0.3).count();

@@ -121,8 +121,7 @@ pub(super) fn media_settings(cx: &Ctx, file: &str, raw: &RawConfig) -> Result<Me
     let rtp_address = match m.rtp_address.as_deref() {
         None | Some("") => None,
         Some(s) => Some(
-            s.parse::<IpAddr>()
-                .map_err(|_| cx.err("media.rtp_address", format!("\"{s}\" is not an IP address")))?,
+            s.parse::<IpAddr>().map_err(|_| cx.err("media.rtp_address", format!("\"{s}\" is not an IP address")))?,
         ),
     };
     if rtp_address.is_some_and(|a| a.is_unspecified()) {

@@ -121,12 +121,29 @@ pub fn validate(file: &str, raw: RawConfig) -> Result<Config, ConfigError> {
             let known: Vec<&str> = media.music.iter().map(|m| m.name.as_str()).collect();
             return Err(cx.err(
                 format!("queue[{}].music", q.name),
-                format!("no music class \"{}\" (classes: {}; add [music.{}] file = \"...\")", q.music, known.join(", "), q.music),
+                format!(
+                    "no music class \"{}\" (classes: {}; add [music.{}] file = \"...\")",
+                    q.music,
+                    known.join(", "),
+                    q.music
+                ),
             ));
         }
     }
 
-    Ok(Config { source: file.to_string(), engine, skills, queues, agents, caller_rules, sip, trunks, numbers, ops, media })
+    Ok(Config {
+        source: file.to_string(),
+        engine,
+        skills,
+        queues,
+        agents,
+        caller_rules,
+        sip,
+        trunks,
+        numbers,
+        ops,
+        media,
+    })
 }
 
 fn label(name: &str, index: usize) -> String {

@@ -133,7 +133,11 @@ impl ShardStats {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
     /// Send `buf[..len]` (rewritten in place) out of `via`'s socket to `to`.
-    Forward { via: Key, to: SocketAddr, len: usize },
+    Forward {
+        via: Key,
+        to: SocketAddr,
+        len: usize,
+    },
     Drop,
 }
 
@@ -494,7 +498,8 @@ mod tests {
     }
 
     fn rtp(ssrc: u32, seq: u16, ts: u32, pt: u8, payload: &[u8]) -> Vec<u8> {
-        let h = Header { version: 2, payload_type: pt, sequence_number: seq, timestamp: ts, ssrc, ..Default::default() };
+        let h =
+            Header { version: 2, payload_type: pt, sequence_number: seq, timestamp: ts, ssrc, ..Default::default() };
         let mut v = h.marshal().unwrap().to_vec();
         v.extend_from_slice(payload);
         v
@@ -628,7 +633,17 @@ mod tests {
     fn different_laws_on_the_two_sides_are_transcoded() {
         let mut s = Shard::new(vec![], 0, 0);
         s.open(1, setup("127.0.0.1:10001", 1));
-        s.open(2, LegSetup { codec: Codec::Pcma, dtmf_pt: None, remote: Some("127.0.0.1:10002".parse().unwrap()), ssrc: 2, seq: 0, ts: 0 });
+        s.open(
+            2,
+            LegSetup {
+                codec: Codec::Pcma,
+                dtmf_pt: None,
+                remote: Some("127.0.0.1:10002".parse().unwrap()),
+                ssrc: 2,
+                seq: 0,
+                ts: 0,
+            },
+        );
         s.bridge(1, 2, 0);
         let pcm: Vec<i16> = (0..160).map(|i| ((i as f32 * 0.3).sin() * 9000.0) as i16).collect();
         let mut ulaw = Vec::new();

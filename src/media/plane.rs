@@ -208,7 +208,8 @@ impl Plane {
         if let Some(r) = &rtcp {
             r.set_nonblocking(true).ok();
         }
-        let setup = LegSetup { codec, dtmf_pt, remote, ssrc: self.rng.random(), seq: self.rng.random(), ts: self.rng.random() };
+        let setup =
+            LegSetup { codec, dtmf_pt, remote, ssrc: self.rng.random(), seq: self.rng.random(), ts: self.rng.random() };
         self.legs.insert(key, (shard, port));
         self.send(shard, Cmd::Open { key, setup, rtp, rtcp });
         Ok(SocketAddr::new(ip, port))

@@ -1145,16 +1145,14 @@ impl Daemon {
             Command::Hold { leg, music, .. } => self.plane.hold(leg.0, &music),
             Command::StopHold { leg, .. } => self.plane.stop_hold(leg.0),
             Command::Bridge { caller, other, .. } => self.plane.bridge(caller.0, other.0),
-            Command::Announce { leg, position, estimated_wait_secs, .. } => {
-                match &self.core.config().media.prompts {
-                    Some(p) => self.plane.announce(leg.0, p.announcement(position, estimated_wait_secs)),
-                    None if !self.warned_no_prompts => {
-                        self.warned_no_prompts = true;
-                        warn!("position announcements are on but media.prompts is not set: skipped");
-                    }
-                    None => {}
+            Command::Announce { leg, position, estimated_wait_secs, .. } => match &self.core.config().media.prompts {
+                Some(p) => self.plane.announce(leg.0, p.announcement(position, estimated_wait_secs)),
+                None if !self.warned_no_prompts => {
+                    self.warned_no_prompts = true;
+                    warn!("position announcements are on but media.prompts is not set: skipped");
                 }
-            }
+                None => {}
+            },
         }
     }
 
@@ -1205,10 +1203,8 @@ impl Daemon {
 
     /// acd's SDP answer to a caller, with the leg's RTP ports opened.
     fn answer_sdp(&mut self, call: CallId, leg: LegId) -> Vec<u8> {
-        let (n, remote, late) = self
-            .offers
-            .remove(&leg)
-            .unwrap_or((Negotiated { codec: Codec::Pcmu, dtmf_pt: Some(DTMF_PT) }, None, true));
+        let (n, remote, late) =
+            self.offers.remove(&leg).unwrap_or((Negotiated { codec: Codec::Pcmu, dtmf_pt: Some(DTMF_PT) }, None, true));
         match self.plane.open(leg.0, call.0, n.codec, n.dtmf_pt, remote) {
             Ok(local) => {
                 self.leg_codecs.insert(leg, n);

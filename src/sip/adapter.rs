@@ -101,7 +101,10 @@ pub enum Inbound {
     Leg(SipEvent),
     /// A 2xx on an outgoing leg, with its SDP answer (empty if none): the
     /// shell sets up media, then hands `SipEvent::Answered` to the core.
-    Answered { leg: LegId, sdp: Vec<u8> },
+    Answered {
+        leg: LegId,
+        sdp: Vec<u8>,
+    },
     /// An OPTIONS keep-alive finished: `reachable` when any response came.
     KeepAlive {
         user: String,
