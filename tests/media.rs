@@ -97,7 +97,11 @@ fn a_waiting_caller_hears_the_queues_music() {
     trunk.send(&format!("call {}", uri("100", port)));
     trunk.expect("answered", Duration::from_secs(5));
     let rtp = rtp_port(&media_event(&mut trunk));
-    assert!((base..base + 8).contains(&rtp) && rtp % 2 == 0, "acd's RTP port {rtp} outside {base}..{}", base + 7);
+    assert!(
+        (base..base + 8).contains(&rtp) && rtp.is_multiple_of(2),
+        "acd's RTP port {rtp} outside {base}..{}",
+        base + 7
+    );
 
     let (heard, rate) = record(&mut trunk, 1, &dir.join("heard.wav"), 3.0);
     let (src, src_rate) = read_wav(&source);

@@ -114,6 +114,20 @@ pub enum SipEvent {
     RemoteBye { leg: LegId },
 }
 
+impl SipEvent {
+    /// The leg it happened on.
+    pub fn leg(&self) -> LegId {
+        match self {
+            SipEvent::CallerCancelled { leg }
+            | SipEvent::CallerHungUp { leg }
+            | SipEvent::Progress { leg, .. }
+            | SipEvent::Answered { leg }
+            | SipEvent::Failed { leg, .. }
+            | SipEvent::RemoteBye { leg } => *leg,
+        }
+    }
+}
+
 /// Who an outgoing leg calls.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Target {
@@ -477,14 +491,7 @@ impl Core {
     }
 
     fn sip_event(&mut self, now: Time, ev: SipEvent) -> Result<(), CallCtlError> {
-        let leg = match &ev {
-            SipEvent::CallerCancelled { leg }
-            | SipEvent::CallerHungUp { leg }
-            | SipEvent::Progress { leg, .. }
-            | SipEvent::Answered { leg }
-            | SipEvent::Failed { leg, .. }
-            | SipEvent::RemoteBye { leg } => *leg,
-        };
+        let leg = ev.leg();
         let call_id = *self.legs.get(&leg).ok_or(CallCtlError::UnknownLeg(leg))?;
         let call = self.calls.get_mut(&call_id).expect("leg owner exists");
 

@@ -388,8 +388,7 @@ fn shard_main(
                 }
                 continue;
             }
-            loop {
-                let Some(Some(socks)) = slab.socks.get(i) else { break };
+            while let Some(Some(socks)) = slab.socks.get(i) {
                 let (n, from) = match socks.rtp.recv_from(&mut buf) {
                     Ok(x) => x,
                     Err(e) if e.kind() == ErrorKind::WouldBlock => break,

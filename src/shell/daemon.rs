@@ -772,7 +772,7 @@ impl Daemon {
             Some(Inbound::Request(r)) => self.request(*r),
             Some(Inbound::Leg(ev)) => {
                 let now = self.now();
-                let leg = leg_of(&ev);
+                let leg = ev.leg();
                 self.core.handle_sip(now, ev);
                 if self.core.leg_call(leg).is_none() {
                     self.close_media(leg);
@@ -1288,17 +1288,6 @@ impl Daemon {
             }
             _ => info!(?event, "event"),
         }
-    }
-}
-
-fn leg_of(ev: &SipEvent) -> LegId {
-    match ev {
-        SipEvent::CallerCancelled { leg }
-        | SipEvent::CallerHungUp { leg }
-        | SipEvent::Progress { leg, .. }
-        | SipEvent::Answered { leg }
-        | SipEvent::Failed { leg, .. }
-        | SipEvent::RemoteBye { leg } => *leg,
     }
 }
 
