@@ -94,7 +94,6 @@ fn main() -> ExitCode {
                         return ExitCode::FAILURE;
                     }
                 };
-                tracing::info!("acd running on {}; Ctrl-C to stop", path.display());
                 match acd::shell::run(cfg, path.clone(), shutdown).await {
                     Ok(()) => ExitCode::SUCCESS,
                     Err(e) => {

@@ -239,7 +239,13 @@ fn the_daemon_starts_on_the_example_logs_what_it_built_and_stops_on_sigterm() {
 fn sighup_and_a_file_change_reload_the_running_daemon_and_a_bad_edit_changes_nothing() {
     use std::io::{BufRead, BufReader};
     use std::process::Stdio;
-    let port = std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    // A port free for both UDP and TCP (the daemon listens on both).
+    let port = loop {
+        let p = std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        if std::net::TcpListener::bind(("127.0.0.1", p)).is_ok() {
+            break p;
+        }
+    };
     let dir = std::env::temp_dir().join(format!("acd-hup-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("acd.toml");
@@ -263,14 +269,15 @@ fn sighup_and_a_file_change_reload_the_running_daemon_and_a_bad_edit_changes_not
             }
         }
     });
+    let seen = std::cell::RefCell::new(Vec::<String>::new());
     let wait_line = |what: &str| -> String {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         loop {
             let left = deadline.saturating_duration_since(std::time::Instant::now());
             match rx.recv_timeout(left) {
                 Ok(l) if l.contains(what) => return l,
-                Ok(_) => {}
-                Err(_) => panic!("no log line with {what:?}"),
+                Ok(l) => seen.borrow_mut().push(l),
+                Err(_) => panic!("no log line with {what:?}; the daemon said:\n{}", seen.borrow().join("\n")),
             }
         }
     };
@@ -326,4 +333,60 @@ fn sip_and_operations_mistakes_name_the_key_and_the_reason() {
         .replace("listen = \"127.0.0.1:8080\"", "listen = \"0.0.0.0:8080\"")
         .replace("# token = \"a long random string\"", "token = \"0123456789abcdef0123\"");
     from_toml_str("acd.toml", &ok).expect("a token allows any address");
+}
+
+#[test]
+fn media_mistakes_name_the_key_and_the_reason() {
+    let dir = std::env::temp_dir().join(format!("acd-media-cfg-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    // A CD-quality file where 8 kHz mono is required.
+    let cd = dir.join("cd.wav");
+    let spec = hound::WavSpec {
+        channels: 2,
+        sample_rate: 44100,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut w = hound::WavWriter::create(&cd, spec).unwrap();
+    for i in 0..4410 {
+        w.write_sample((i % 100) as i16).unwrap();
+        w.write_sample((i % 100) as i16).unwrap();
+    }
+    w.finalize().unwrap();
+    let music_line = |t: String, path: &str| {
+        let abs = format!("{}/config/sounds/music/default.wav", env!("CARGO_MANIFEST_DIR"));
+        t.replace(&abs, path)
+    };
+    invalid(
+        "music.default.file",
+        "44100 Hz, 2 channel(s), 16-bit PCM: sound files must be 8000 Hz mono 16-bit PCM WAV",
+        error_after(|t| music_line(t, cd.to_str().unwrap())),
+    );
+    invalid(
+        "music.default.file",
+        "cannot read",
+        error_after(|t| music_line(t, dir.join("missing.wav").to_str().unwrap())),
+    );
+    invalid(
+        "queue[sales].music",
+        "no music class \"jazz\"",
+        error_after(|t| t.replace("music = \"ringback\"", "music = \"jazz\"")),
+    );
+    invalid(
+        "media.prompts",
+        "does not exist",
+        error_after(|t| t.replace("/config/sounds/prompts/en\"", "/config/sounds/prompts/xx\"")),
+    );
+    invalid("media.timeout_secs", "under 5 s", error_after(|t| t.replace("timeout_secs = 30", "timeout_secs = 2")));
+    invalid(
+        "media.rtp_port_max",
+        "leaves no RTP/RTCP pair",
+        error_after(|t| t.replace("rtp_port_max = 30000", "rtp_port_max = 20001")),
+    );
+    invalid(
+        "media.rtp_address",
+        "wildcard",
+        error_after(|t| t.replace("# rtp_address = \"192.0.2.10\"", "rtp_address = \"0.0.0.0\"")),
+    );
+    std::fs::remove_dir_all(&dir).ok();
 }

@@ -65,6 +65,9 @@ pub struct Daemon {
     next_media_sweep: Instant,
     /// Announcements skipped for want of `media.prompts` (warned once).
     warned_no_prompts: bool,
+    /// Announcement clips by their words: thousands of callers hear the same
+    /// few sentences, built once each (cleared on reload and past 4096).
+    announcements: HashMap<Vec<String>, crate::media::audio::Clip>,
 }
 
 /// What is alive inside a running daemon: every count returns to zero once
@@ -141,7 +144,7 @@ impl DaemonHandle {
                     }
                 };
                 ready_tx.send(Ok(admin)).ok();
-                drive(daemon, raw, control_rx, std::future::pending(), false, Some(snap)).await;
+                drive(daemon, raw, control_rx, std::future::pending(), None, Some(snap)).await;
             });
         });
         match ready_rx.recv() {
@@ -192,10 +195,16 @@ pub async fn run(
     path: PathBuf,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), SipError> {
-    let (daemon, raw) = Daemon::start(config, Some(path)).await?;
+    // SIGHUP's handler exists before "acd running" is logged: a reload sent
+    // as soon as the daemon says it runs must not kill it (the default
+    // action of SIGHUP).
+    let hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .map_err(|e| SipError::Stack(format!("cannot handle SIGHUP: {e}")))?;
+    let (daemon, raw) = Daemon::start(config, Some(path.clone())).await?;
     let (control_tx, control_rx) = mpsc::channel::<Control>(256);
     daemon.serve_admin(control_tx).await?;
-    drive(daemon, raw, control_rx, shutdown, true, None).await;
+    info!("acd running on {}; Ctrl-C to stop", path.display());
+    drive(daemon, raw, control_rx, shutdown, Some(hup), None).await;
     Ok(())
 }
 
@@ -206,12 +215,10 @@ async fn drive(
     mut raw: mpsc::Receiver<Raw>,
     mut control: mpsc::Receiver<Control>,
     shutdown: impl std::future::Future<Output = ()>,
-    signals: bool,
+    mut hup: Option<tokio::signal::unix::Signal>,
     snapshot: Option<Arc<Mutex<Snapshot>>>,
 ) {
     tokio::pin!(shutdown);
-    let mut hup =
-        if signals { tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok() } else { None };
     let (file_tx, mut file_rx) = mpsc::channel::<()>(16);
     let _watcher = daemon.config_path.as_deref().and_then(|p| watch(p, file_tx));
     let debounce = Duration::from_millis(daemon.core.config().ops.reload_debounce_ms as u64);
@@ -420,6 +427,7 @@ impl Daemon {
             leg_codecs: HashMap::new(),
             next_media_sweep: start,
             warned_no_prompts: false,
+            announcements: HashMap::new(),
         };
         d.flush();
         Ok((d, raw))
@@ -702,6 +710,7 @@ impl Daemon {
             warn!("media.rtp_address / rtp_port_min / rtp_port_max / threads changed: take effect after a restart");
         }
         self.plane.reload(music_classes(&new), new.media.timeout_secs);
+        self.announcements.clear();
         self.core.reload(now, new);
         self.reloads.0 += 1;
         metrics::counter!("acd_config_reloads_total").increment(1);
@@ -1146,7 +1155,18 @@ impl Daemon {
             Command::StopHold { leg, .. } => self.plane.stop_hold(leg.0),
             Command::Bridge { caller, other, .. } => self.plane.bridge(caller.0, other.0),
             Command::Announce { leg, position, estimated_wait_secs, .. } => match &self.core.config().media.prompts {
-                Some(p) => self.plane.announce(leg.0, p.announcement(position, estimated_wait_secs)),
+                Some(p) => {
+                    let words = crate::media::prompts::words(position, estimated_wait_secs);
+                    if self.announcements.len() >= 4096 {
+                        self.announcements.clear();
+                    }
+                    let clip = self
+                        .announcements
+                        .entry(words)
+                        .or_insert_with(|| p.announcement(position, estimated_wait_secs))
+                        .clone();
+                    self.plane.announce(leg.0, clip);
+                }
                 None if !self.warned_no_prompts => {
                     self.warned_no_prompts = true;
                     warn!("position announcements are on but media.prompts is not set: skipped");
