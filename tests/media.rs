@@ -292,3 +292,36 @@ fn waiting_callers_hear_their_position_between_the_music() {
     assert_drained(&d);
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn an_agent_can_hold_and_resume_without_the_media_timeout_cutting_the_call() {
+    let dir = scratch("hold");
+    let (_g, port, d) = media_daemon(r#"members = [{ agent = "anna" }]"#, "[media]\ntimeout_secs = 5\n");
+    let mut anna = Ua::agent("anna", port, "anna-pw", "answer");
+    let mut trunk = trunk();
+    trunk.send(&format!("call {}", uri("100", port)));
+    trunk.expect("answered", Duration::from_secs(5));
+    let call = anna.expect("incoming", Duration::from_secs(5))["call"].as_i64().unwrap();
+    anna.expect("answered", Duration::from_secs(5));
+    anna.seen.clear();
+    // Hold: a re-INVITE with a=sendonly, answered by acd (recvonly).
+    anna.send(&format!("hold {call}"));
+    let m = anna.expect("media", Duration::from_secs(5));
+    assert_eq!(m["status"], "local_hold", "acd accepted the hold: {m}");
+    // Held for longer than the media timeout: the call stays up.
+    trunk.quiet("disconnected", Duration::from_secs(8));
+    anna.send(&format!("unhold {call}"));
+    let m = anna.expect("media", Duration::from_secs(5));
+    assert_eq!(m["status"], "active", "{m}");
+    // Audio flows again after the resume.
+    trunk.send("tone 1 700");
+    trunk.expect("playing", Duration::from_secs(5));
+    std::thread::sleep(Duration::from_millis(300));
+    let (heard, rate) = record(&mut anna, call, &dir.join("anna.wav"), 2.0);
+    let r = tone_ratio(&heard, rate, 700.0);
+    assert!(r > 0.8, "after the resume the agent should hear the caller: {r}");
+    trunk.send("hangup");
+    anna.expect("disconnected", Duration::from_secs(5));
+    assert_drained(&d);
+    std::fs::remove_dir_all(&dir).ok();
+}

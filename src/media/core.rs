@@ -79,6 +79,9 @@ struct Leg {
     /// Last RTP received, or when the bridge began (media timeout).
     last_rx_us: u64,
     timed_out: bool,
+    /// The far end put the stream on hold (its SDP is not sendrecv): it
+    /// may send nothing, so the media timeout does not judge it.
+    held: bool,
 }
 
 /// Counters for metrics, tests and the benchmark.
@@ -213,6 +216,7 @@ impl Shard {
                 mode: Mode::Idle,
                 last_rx_us: 0,
                 timed_out: false,
+                held: false,
             },
         );
     }
@@ -230,6 +234,16 @@ impl Shard {
             }
             leg.codec = codec;
             leg.dtmf_pt = dtmf_pt;
+        }
+    }
+
+    /// The far end's SDP says it holds the stream (`true`) or resumed it.
+    pub fn set_held(&mut self, key: Key, held: bool, now_us: u64) {
+        if let Some(leg) = self.legs.get_mut(&key) {
+            if leg.held && !held {
+                leg.last_rx_us = now_us; // the timeout starts again on resume
+            }
+            leg.held = held;
         }
     }
 
@@ -471,6 +485,7 @@ impl Shard {
         for (key, leg) in self.legs.iter_mut() {
             if matches!(leg.mode, Mode::Bridged { .. })
                 && !leg.timed_out
+                && !leg.held
                 && now_us.saturating_sub(leg.last_rx_us) > limit
             {
                 leg.timed_out = true;
@@ -703,6 +718,29 @@ mod tests {
         let (at, k) = found[0];
         assert_eq!(k, 2);
         assert!(at > 6_000_000 && at <= 6_260_000, "{at}");
+    }
+
+    #[test]
+    fn a_leg_on_hold_is_not_timed_out_until_it_resumes() {
+        let mut s = Shard::new(vec![], 5, 0);
+        s.open(1, setup("127.0.0.1:10001", 1));
+        s.open(2, setup("127.0.0.1:10002", 2));
+        s.bridge(1, 2, 0);
+        s.set_held(1, true, 1_000_000);
+        s.set_held(2, true, 1_000_000);
+        let silent = |s: &mut Shard, from: u64, to: u64| {
+            let mut out = Vec::new();
+            let mut t = from;
+            while t < to {
+                out.extend(s.timed_out(t));
+                t += 100_000;
+            }
+            out
+        };
+        assert!(silent(&mut s, 0, 60_000_000).is_empty(), "held for a minute: no timeout");
+        s.set_held(1, false, 60_000_000);
+        let after = silent(&mut s, 60_000_000, 70_000_000);
+        assert_eq!(after, vec![1], "resumed and silent: times out 5 s after the resume");
     }
 
     #[test]

@@ -66,6 +66,7 @@ enum Cmd {
     Open { key: Key, setup: LegSetup, rtp: std::net::UdpSocket, rtcp: Option<std::net::UdpSocket> },
     Remote { key: Key, remote: Option<SocketAddr>, codec: Codec, dtmf_pt: Option<u8> },
     Hold { key: Key, class: String },
+    Held { key: Key, held: bool },
     StopHold { key: Key },
     Announce { key: Key, clip: Clip },
     Bridge { a: Key, b: Key },
@@ -218,6 +219,12 @@ impl Plane {
     pub fn set_remote(&self, key: Key, remote: Option<SocketAddr>, codec: Codec, dtmf_pt: Option<u8>) {
         if let Some(s) = self.shard_of(key) {
             self.send(s, Cmd::Remote { key, remote, codec, dtmf_pt });
+        }
+    }
+    /// The far end holds (or resumed) the stream: no media timeout meanwhile.
+    pub fn set_held(&self, key: Key, held: bool) {
+        if let Some(s) = self.shard_of(key) {
+            self.send(s, Cmd::Held { key, held });
         }
     }
     pub fn hold(&self, key: Key, class: &str) {
@@ -443,6 +450,7 @@ fn command(shard: &mut Shard, slab: &mut Slab, poll: &Poll, cmd: Cmd, now: u64) 
         }
         Cmd::Remote { key, remote, codec, dtmf_pt } => shard.set_remote(key, remote, codec, dtmf_pt),
         Cmd::Hold { key, class } => shard.hold(key, &class),
+        Cmd::Held { key, held } => shard.set_held(key, held, now),
         Cmd::StopHold { key } => shard.stop_hold(key),
         Cmd::Announce { key, clip } => shard.announce(key, clip),
         Cmd::Bridge { a, b } => shard.bridge(a, b, now),

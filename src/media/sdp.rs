@@ -46,6 +46,36 @@ pub struct RemoteMedia {
     pub offered: Vec<String>,
     /// telephone-event's payload type, if offered.
     pub dtmf_pt: Option<u8>,
+    /// `a=sendrecv` (the default), `sendonly`, `recvonly` or `inactive`.
+    pub direction: Direction,
+}
+
+/// RFC 3264 §5.1 stream direction, from the side that wrote the SDP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    SendRecv,
+    SendOnly,
+    RecvOnly,
+    Inactive,
+}
+
+impl Direction {
+    /// The answer's direction to an offer with this one.
+    pub fn answer(self) -> Direction {
+        match self {
+            Direction::SendOnly => Direction::RecvOnly,
+            Direction::RecvOnly => Direction::SendOnly,
+            d => d,
+        }
+    }
+    fn attr(self) -> &'static str {
+        match self {
+            Direction::SendRecv => "sendrecv",
+            Direction::SendOnly => "sendonly",
+            Direction::RecvOnly => "recvonly",
+            Direction::Inactive => "inactive",
+        }
+    }
 }
 
 /// What one leg settled on.
@@ -106,7 +136,17 @@ pub fn parse(body: &[u8]) -> Result<RemoteMedia, SdpError> {
         }
         offered.push(name);
     }
-    Ok(RemoteMedia { addr, codecs, offered, dtmf_pt })
+    let dir_of = |attrs: &[Attribute]| {
+        attrs.iter().find_map(|a| match a.key.as_str() {
+            "sendrecv" => Some(Direction::SendRecv),
+            "sendonly" => Some(Direction::SendOnly),
+            "recvonly" => Some(Direction::RecvOnly),
+            "inactive" => Some(Direction::Inactive),
+            _ => None,
+        })
+    };
+    let direction = dir_of(&media.attributes).or_else(|| dir_of(&desc.attributes)).unwrap_or(Direction::SendRecv);
+    Ok(RemoteMedia { addr, codecs, offered, dtmf_pt, direction })
 }
 
 /// The answer to an offer: the first G.711 law the offer lists.
@@ -120,6 +160,19 @@ pub fn negotiate(offer: &RemoteMedia) -> Result<Negotiated, SdpError> {
 /// acd's side of a session: `codecs` in preference order, telephone-event
 /// at `dtmf_pt` when given.
 pub fn build(local: SocketAddr, session_id: u64, codecs: &[Codec], dtmf_pt: Option<u8>) -> String {
+    build_with(local, session_id, session_id, codecs, dtmf_pt, Direction::SendRecv)
+}
+
+/// [`build`] with the `o=` version (one more for each new SDP in a dialog,
+/// RFC 3264 §8) and a direction (the answer to a hold).
+pub fn build_with(
+    local: SocketAddr,
+    session_id: u64,
+    version: u64,
+    codecs: &[Codec],
+    dtmf_pt: Option<u8>,
+    direction: Direction,
+) -> String {
     let (addr_type, ip) = match local.ip() {
         IpAddr::V4(ip) => ("IP4", ip.to_string()),
         IpAddr::V6(ip) => ("IP6", ip.to_string()),
@@ -133,7 +186,7 @@ pub fn build(local: SocketAddr, session_id: u64, codecs: &[Codec], dtmf_pt: Opti
         attributes.push(attr("fmtp", &format!("{pt} 0-16")));
     }
     attributes.push(attr("ptime", "20"));
-    attributes.push(Attribute::new("sendrecv".into(), None));
+    attributes.push(Attribute::new(direction.attr().into(), None));
     let media = MediaDescription {
         media_name: MediaName {
             media: "audio".into(),
@@ -149,7 +202,7 @@ pub fn build(local: SocketAddr, session_id: u64, codecs: &[Codec], dtmf_pt: Opti
         origin: Origin {
             username: "acd".into(),
             session_id,
-            session_version: session_id,
+            session_version: version,
             network_type: "IN".into(),
             address_type: addr_type.into(),
             unicast_address: ip.clone(),
@@ -216,6 +269,16 @@ mod tests {
         assert_eq!(parse(sdp.as_bytes()).unwrap().addr, None);
         let sdp = "v=0\r\no=x 1 1 IN IP4 10.0.0.5\r\ns=-\r\nc=IN IP4 10.0.0.5\r\nt=0 0\r\nm=audio 0 RTP/AVP 0\r\n";
         assert_eq!(parse(sdp.as_bytes()).unwrap().addr, None);
+    }
+
+    #[test]
+    fn a_hold_offer_is_answered_with_the_mirror_direction() {
+        let sdp = "v=0\r\no=x 1 2 IN IP4 10.0.0.5\r\ns=-\r\nc=IN IP4 10.0.0.5\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\na=sendonly\r\n";
+        let offer = parse(sdp.as_bytes()).unwrap();
+        assert_eq!(offer.direction, Direction::SendOnly);
+        let text = build_with("127.0.0.1:30000".parse().unwrap(), 7, 8, &[Codec::Pcmu], None, offer.direction.answer());
+        assert!(text.contains("a=recvonly") && text.contains("o=acd 7 8 IN IP4"), "{text}");
+        assert_eq!(parse(PJSUA_OFFER.as_bytes()).unwrap().direction, Direction::SendRecv);
     }
 
     #[test]

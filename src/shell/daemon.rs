@@ -68,6 +68,8 @@ pub struct Daemon {
     /// Announcement clips by their words: thousands of callers hear the same
     /// few sentences, built once each (cleared on reload and past 4096).
     announcements: HashMap<Vec<String>, crate::media::audio::Clip>,
+    /// `o=` versions of the SDP acd sent on each leg, for re-INVITE answers.
+    sdp_versions: HashMap<LegId, u64>,
 }
 
 /// What is alive inside a running daemon: every count returns to zero once
@@ -428,6 +430,7 @@ impl Daemon {
             next_media_sweep: start,
             warned_no_prompts: false,
             announcements: HashMap::new(),
+            sdp_versions: HashMap::new(),
         };
         d.flush();
         Ok((d, raw))
@@ -787,6 +790,7 @@ impl Daemon {
                     self.close_media(leg);
                 }
             }
+            Some(Inbound::Reinvite { leg, sdp: body, reply }) => self.reinvite(leg, &body, reply),
             Some(Inbound::Answered { leg, sdp: body }) => {
                 if !body.is_empty() {
                     match sdp::parse(&body) {
@@ -1240,6 +1244,47 @@ impl Daemon {
         }
     }
 
+    /// A re-INVITE on a leg (hold, resume, new address): answered here,
+    /// leg by leg; the other side of the bridge is not asked. A held leg is
+    /// exempt from the media timeout until it resumes.
+    fn reinvite(&mut self, leg: LegId, body: &[u8], reply: crate::sip::adapter::Reinvite) {
+        let (Some(port), Some(n)) = (self.plane.port_of(leg.0), self.leg_codecs.get(&leg).copied()) else {
+            reply.reject(488, "399 acd \"no media on this leg\"".into());
+            return;
+        };
+        let mut direction = sdp::Direction::SendRecv;
+        if !body.is_empty() {
+            match sdp::parse(body) {
+                Ok(offer) => {
+                    let codec = if offer.codecs.contains(&n.codec) {
+                        n.codec
+                    } else if let Some(&c) = offer.codecs.first() {
+                        c
+                    } else {
+                        reply.reject(488, format!("305 acd \"no common codec: offered {}\"", offer.offered.join(", ")));
+                        return;
+                    };
+                    let n = Negotiated { codec, dtmf_pt: offer.dtmf_pt.or(n.dtmf_pt) };
+                    self.leg_codecs.insert(leg, n);
+                    self.plane.set_remote(leg.0, offer.addr, codec, n.dtmf_pt);
+                    direction = offer.direction;
+                }
+                Err(e) => {
+                    reply.reject(488, format!("399 acd \"{e}\""));
+                    return;
+                }
+            }
+        }
+        let held = direction != sdp::Direction::SendRecv;
+        info!(%leg, held, "re-INVITE");
+        self.plane.set_held(leg.0, held);
+        let n = self.leg_codecs[&leg];
+        let local = SocketAddr::new(self.plane_ip(), port);
+        let version = self.sdp_versions.entry(leg).or_insert(leg.0);
+        *version += 1;
+        reply.answer(sdp::build_with(local, leg.0, *version, &[n.codec], n.dtmf_pt, direction.answer()).into_bytes());
+    }
+
     fn plane_ip(&self) -> std::net::IpAddr {
         rtp_ip(self.core.config())
     }
@@ -1248,6 +1293,7 @@ impl Daemon {
     fn close_media(&mut self, leg: LegId) {
         self.offers.remove(&leg);
         self.leg_codecs.remove(&leg);
+        self.sdp_versions.remove(&leg);
         self.plane.close(leg.0);
     }
 

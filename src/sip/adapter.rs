@@ -105,6 +105,13 @@ pub enum Inbound {
         leg: LegId,
         sdp: Vec<u8>,
     },
+    /// A re-INVITE on an established leg (hold, resume, a new address): the
+    /// shell answers it with [`Reinvite::answer`] or [`Reinvite::reject`].
+    Reinvite {
+        leg: LegId,
+        sdp: Vec<u8>,
+        reply: Reinvite,
+    },
     /// An OPTIONS keep-alive finished: `reachable` when any response came.
     KeepAlive {
         user: String,
@@ -541,6 +548,13 @@ impl SipStack {
                     _ => None,
                 }
             }
+            DialogState::Updated(id, req, handle) => {
+                let leg = *self.dialogs.get(&id)?;
+                if req.method != RMethod::Invite {
+                    return None; // other in-dialog updates: rsipstack's answer
+                }
+                Some(Inbound::Reinvite { leg, sdp: req.body.clone(), reply: Reinvite(handle) })
+            }
             DialogState::Terminated(id, reason) => {
                 let leg = self.dialogs.remove(&id);
                 // Every terminated dialog leaves the layer (rsipstack trap).
@@ -604,6 +618,27 @@ fn sip_addr(addr: SocketAddr, t: Transport) -> SipAddr {
             Transport::Tcp => rsipstack::sip::Transport::Tcp,
         }),
         addr: addr.into(),
+    }
+}
+
+/// The pending answer to a re-INVITE. Dropped unanswered, rsipstack sends 501.
+#[derive(Debug)]
+pub struct Reinvite(rsipstack::dialog::dialog::TransactionHandle);
+
+impl Reinvite {
+    /// 200 OK with acd's SDP for the leg.
+    pub fn answer(self, sdp: Vec<u8>) {
+        tokio::spawn(async move {
+            let headers = vec![Header::ContentType("application/sdp".into())];
+            self.0.respond(StatusCode::OK, Some(headers), Some(sdp)).await.ok();
+        });
+    }
+    /// A final error (e.g. 488 for an offer acd cannot take).
+    pub fn reject(self, status: u16, warning: String) {
+        tokio::spawn(async move {
+            let headers = vec![Header::Warning(warning.into())];
+            self.0.respond(StatusCode::from(status), Some(headers), None).await.ok();
+        });
     }
 }
 

@@ -22,6 +22,9 @@ Commands (stdin):
   hangup [call|all] [code]            hang up all calls or one call
   answer [call|all] [code]            answer a ringing incoming call (default 200)
   dtmf <call> <digits>                send RFC 2833 DTMF on a confirmed call
+  hold <call> / unhold <call>         re-INVITE with a=sendonly / a=sendrecv
+                                      (events hold_sent/unhold_sent, then
+                                      "media" with status local_hold/active)
   register                            (re-)send REGISTER
   unregister                          send REGISTER with Expires: 0
   behaviour <b>                       change behaviour for later incoming calls
@@ -861,6 +864,19 @@ class UA:
             for call in self.select_calls(args[0] if args else None):
                 if call.incoming:
                     self.answer_call(call, code)
+        elif verb in ("hold", "unhold"):
+            # re-INVITE: a=sendonly (hold) or a=sendrecv again (unhold)
+            for call in self.select_calls(args[0] if args else None):
+                try:
+                    op = pj.CallOpParam(True)
+                    if verb == "hold":
+                        call.setHold(op)
+                    else:
+                        op.opt.flag = pj.PJSUA_CALL_UNHOLD
+                        call.reinvite(op)
+                    emit(verb + "_sent", call=call.no)
+                except pj.Error as e:
+                    emit("error", message="%s failed: %s" % (verb, e.info()), call=call.no)
         elif verb == "dtmf":
             if len(args) != 2:
                 emit("error", message="usage: dtmf <call> <digits>")
