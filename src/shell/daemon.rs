@@ -227,6 +227,9 @@ async fn drive(
     let mut reload_at: Option<Instant> = None;
     let mut shutdown_seen = false;
     let mut media_rx = daemon.media_rx.take().expect("media events");
+    // With the admin API off nothing holds the control sender; a closed
+    // channel is ready at once, so it must leave the select or the loop spins.
+    let mut control_open = true;
     loop {
         if let Some(s) = &snapshot {
             *s.lock().expect("snapshot lock") = daemon.snapshot();
@@ -260,7 +263,7 @@ async fn drive(
                 None => break,
             },
             Some(ev) = media_rx.recv() => daemon.on_media(ev),
-            ctl = control.recv() => match ctl {
+            ctl = control.recv(), if control_open => match ctl {
                 Some(Control::Reload(reply)) => {
                     let r = daemon.reload();
                     if let Some(reply) = reply {
@@ -272,7 +275,7 @@ async fn drive(
                     reply.send(r).ok();
                 }
                 Some(Control::Shutdown) => daemon.begin_shutdown(),
-                None => {}
+                None => control_open = false,
             },
             Some(()) = file_rx.recv() => {
                 reload_at = Some(Instant::now() + debounce);

@@ -1,0 +1,355 @@
+//! The load tool's media: one thread that sends a 20 ms G.711 µ-law frame
+//! for every active stream and checks every frame that comes back.
+//!
+//! A handful of local sockets carry all streams (the SDP of stream `id`
+//! names socket `id % N`); received frames are told apart by their source,
+//! which is the acd leg's own RTP port. Streams are spread over 20 one-ms
+//! slots, as acd paces its own music, so the tool sends evenly.
+//!
+//! What is checked, per received frame:
+//! - relayed audio (the other side's frames carry a marker: `ACDL`, the call
+//!   tag, the side) must come from the same call and the other side, else it
+//!   is counted as crosstalk;
+//! - anything else is acd's own audio (music, prompts): decoded, it must not
+//!   be silence, and its pacing (arrival gap against 20 ms) is recorded;
+//! - the RTP sequence numbers give the frames lost when the stream ends.
+
+use crate::stats::Histogram;
+use acd::media::g711::{linear_to_ulaw, ulaw_to_linear};
+use mio::net::UdpSocket;
+use mio::{Events, Interest, Poll, Token};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, TryRecvError};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const MAGIC: &[u8; 4] = b"ACDL";
+const SLOTS: usize = 20;
+const FRAME: usize = 160;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    Caller = 0,
+    Agent = 1,
+}
+
+pub enum Cmd {
+    /// Start stream `id` towards `remote` (acd's RTP address for this leg).
+    Start {
+        id: u32,
+        tag: u32,
+        side: Side,
+        remote: SocketAddr,
+        send: bool,
+    },
+    /// Start or stop sending on a stream (receiving goes on).
+    Send {
+        id: u32,
+        on: bool,
+    },
+    Stop {
+        id: u32,
+    },
+}
+
+/// Counters the SIP loop reads for its per-second line.
+#[derive(Default)]
+pub struct Live {
+    pub sent: AtomicU64,
+    pub received: AtomicU64,
+    pub lost: AtomicU64,
+    pub crosstalk: AtomicU64,
+    pub streams: AtomicU64,
+}
+
+/// The media part of the final report.
+#[derive(Default, Clone)]
+pub struct Totals {
+    pub sent: u64,
+    pub received: u64,
+    pub lost: u64,
+    /// Frames of the other side of the same call.
+    pub relayed: u64,
+    /// Frames of another call, or of this side echoed back.
+    pub crosstalk: u64,
+    /// acd's own audio (music, prompts) with sound in it.
+    pub acd_audio: u64,
+    /// acd's own audio frames that were silence.
+    pub acd_silent: u64,
+    /// Frames from an address no stream expects (late after a stop).
+    pub stray: u64,
+    pub streams: u64,
+    /// |arrival gap - 20 ms| between consecutive frames of acd's own audio.
+    pub pacing: Option<Histogram>,
+    /// Send slots the thread ran late for by more than 5 ms.
+    pub late_slots: u64,
+}
+
+struct Stream {
+    tag: u32,
+    side: Side,
+    remote: SocketAddr,
+    sock: usize,
+    send: bool,
+    ssrc: u32,
+    seq: u16,
+    ts: u32,
+    idx: u32,
+    rx: u64,
+    first_ext: Option<i64>,
+    max_ext: i64,
+    last: Option<(Instant, i64, bool)>,
+}
+
+pub struct Media {
+    poll: Poll,
+    socks: Vec<UdpSocket>,
+    streams: HashMap<u32, Stream>,
+    by_remote: HashMap<SocketAddr, u32>,
+    slots: Vec<Vec<u32>>,
+    tone: [u8; FRAME],
+    totals: Totals,
+    pacing: Histogram,
+    live: Arc<Live>,
+}
+
+impl Media {
+    pub fn new(socks: Vec<std::net::UdpSocket>, live: Arc<Live>) -> std::io::Result<Media> {
+        let poll = Poll::new()?;
+        let mut out = Vec::new();
+        for (i, s) in socks.into_iter().enumerate() {
+            s.set_nonblocking(true)?;
+            let mut m = UdpSocket::from_std(s);
+            poll.registry().register(&mut m, Token(i), Interest::READABLE)?;
+            out.push(m);
+        }
+        // A 1 kHz tone at a quarter of full scale: 8 samples per period,
+        // so 160 samples are 20 whole periods and frames join seamlessly.
+        let mut tone = [0u8; FRAME];
+        for (i, b) in tone.iter_mut().enumerate() {
+            let s = (std::f32::consts::TAU * i as f32 / 8.0).sin() * 8000.0;
+            *b = linear_to_ulaw(s as i16);
+        }
+        Ok(Media {
+            poll,
+            socks: out,
+            streams: HashMap::new(),
+            by_remote: HashMap::new(),
+            slots: vec![Vec::new(); SLOTS],
+            tone,
+            totals: Totals::default(),
+            pacing: Histogram::default(),
+            live,
+        })
+    }
+
+    /// Runs until the command channel closes; returns the totals.
+    pub fn run(mut self, cmds: Receiver<Cmd>) -> Totals {
+        let start = Instant::now();
+        let mut next_ms: u64 = 0;
+        let mut events = Events::with_capacity(256);
+        let mut buf = [0u8; 2048];
+        let mut rng: u32 = 0x9e37_79b9;
+        loop {
+            loop {
+                match cmds.try_recv() {
+                    Ok(c) => self.command(c, &mut rng),
+                    Err(TryRecvError::Empty) => break,
+                    Err(TryRecvError::Disconnected) => {
+                        let ids: Vec<u32> = self.streams.keys().copied().collect();
+                        for id in ids {
+                            self.stop(id);
+                        }
+                        self.totals.pacing = Some(self.pacing);
+                        return self.totals;
+                    }
+                }
+            }
+            let now_ms = start.elapsed().as_millis() as u64;
+            if now_ms > next_ms + 200 {
+                self.totals.late_slots += now_ms - next_ms;
+                next_ms = now_ms;
+            }
+            let mut n = 0;
+            while next_ms <= now_ms && n < SLOTS {
+                if now_ms > next_ms + 5 {
+                    self.totals.late_slots += 1;
+                }
+                self.send_slot((next_ms % SLOTS as u64) as usize);
+                next_ms += 1;
+                n += 1;
+            }
+            let due = start + Duration::from_millis(next_ms);
+            let wait = due.saturating_duration_since(Instant::now());
+            if self.poll.poll(&mut events, Some(wait)).is_err() {
+                continue;
+            }
+            for ev in events.iter() {
+                let i = ev.token().0;
+                loop {
+                    match self.socks[i].recv_from(&mut buf) {
+                        Ok((len, from)) => self.receive(&buf[..len], from),
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                        Err(_) => break,
+                    }
+                }
+            }
+        }
+    }
+
+    fn command(&mut self, c: Cmd, rng: &mut u32) {
+        match c {
+            Cmd::Start { id, tag, side, remote, send } => {
+                *rng ^= *rng << 13;
+                *rng ^= *rng >> 17;
+                *rng ^= *rng << 5;
+                let st = Stream {
+                    tag,
+                    side,
+                    remote,
+                    sock: id as usize % self.socks.len(),
+                    send,
+                    ssrc: *rng,
+                    seq: (*rng >> 16) as u16,
+                    ts: *rng,
+                    idx: 0,
+                    rx: 0,
+                    first_ext: None,
+                    max_ext: 0,
+                    last: None,
+                };
+                self.by_remote.insert(remote, id);
+                self.slots[id as usize % SLOTS].push(id);
+                self.streams.insert(id, st);
+                self.totals.streams += 1;
+                self.live.streams.fetch_add(1, Ordering::Relaxed);
+            }
+            Cmd::Send { id, on } => {
+                if let Some(s) = self.streams.get_mut(&id) {
+                    s.send = on;
+                }
+            }
+            Cmd::Stop { id } => self.stop(id),
+        }
+    }
+
+    fn stop(&mut self, id: u32) {
+        let Some(s) = self.streams.remove(&id) else { return };
+        if self.by_remote.get(&s.remote) == Some(&id) {
+            self.by_remote.remove(&s.remote);
+        }
+        let slot = &mut self.slots[id as usize % SLOTS];
+        if let Some(p) = slot.iter().position(|x| *x == id) {
+            slot.swap_remove(p);
+        }
+        if let Some(first) = s.first_ext {
+            let expected = (s.max_ext - first + 1) as u64;
+            let lost = expected.saturating_sub(s.rx);
+            self.totals.lost += lost;
+            self.live.lost.fetch_add(lost, Ordering::Relaxed);
+        }
+    }
+
+    fn send_slot(&mut self, slot: usize) {
+        let mut pkt = [0u8; 12 + FRAME];
+        for &id in &self.slots[slot] {
+            let Some(s) = self.streams.get_mut(&id) else { continue };
+            if !s.send {
+                continue;
+            }
+            pkt[0] = 0x80;
+            pkt[1] = if s.idx == 0 { 0x80 } else { 0 };
+            pkt[2..4].copy_from_slice(&s.seq.to_be_bytes());
+            pkt[4..8].copy_from_slice(&s.ts.to_be_bytes());
+            pkt[8..12].copy_from_slice(&s.ssrc.to_be_bytes());
+            pkt[12..].copy_from_slice(&self.tone);
+            pkt[12..16].copy_from_slice(MAGIC);
+            pkt[16..20].copy_from_slice(&s.tag.to_be_bytes());
+            pkt[20] = s.side as u8;
+            pkt[21..25].copy_from_slice(&s.idx.to_be_bytes());
+            if self.socks[s.sock].send_to(&pkt, s.remote).is_ok() {
+                self.totals.sent += 1;
+                self.live.sent.fetch_add(1, Ordering::Relaxed);
+            }
+            s.seq = s.seq.wrapping_add(1);
+            s.ts = s.ts.wrapping_add(FRAME as u32);
+            s.idx += 1;
+        }
+    }
+
+    fn receive(&mut self, pkt: &[u8], from: SocketAddr) {
+        if pkt.len() < 12 || pkt[0] >> 6 != 2 {
+            return;
+        }
+        let Some(&id) = self.by_remote.get(&from) else {
+            self.totals.stray += 1;
+            return;
+        };
+        let Some(s) = self.streams.get_mut(&id) else { return };
+        let now = Instant::now();
+        let cc = (pkt[0] & 0x0f) as usize;
+        let mut off = 12 + 4 * cc;
+        if pkt[0] & 0x10 != 0 && pkt.len() >= off + 4 {
+            off += 4 + 4 * u16::from_be_bytes([pkt[off + 2], pkt[off + 3]]) as usize;
+        }
+        if off > pkt.len() {
+            return;
+        }
+        let payload = &pkt[off..];
+        let pt = pkt[1] & 0x7f;
+        let seq = u16::from_be_bytes([pkt[2], pkt[3]]);
+        let ext = match s.first_ext {
+            None => {
+                s.first_ext = Some(seq as i64);
+                s.max_ext = seq as i64;
+                seq as i64
+            }
+            Some(_) => {
+                let d = seq.wrapping_sub(s.max_ext as u16) as i16 as i64;
+                let e = s.max_ext + d;
+                s.max_ext = s.max_ext.max(e);
+                e
+            }
+        };
+        s.rx += 1;
+        self.totals.received += 1;
+        self.live.received.fetch_add(1, Ordering::Relaxed);
+        if pt != 0 {
+            return;
+        }
+        let own = if payload.len() >= 9 && &payload[..4] == MAGIC {
+            let tag = u32::from_be_bytes([payload[4], payload[5], payload[6], payload[7]]);
+            if tag == s.tag && payload[8] != s.side as u8 {
+                self.totals.relayed += 1;
+            } else {
+                self.totals.crosstalk += 1;
+                self.live.crosstalk.fetch_add(1, Ordering::Relaxed);
+            }
+            false
+        } else {
+            let energy: u64 = payload.iter().map(|&b| ulaw_to_linear(b).unsigned_abs() as u64).sum();
+            if energy / payload.len().max(1) as u64 > 64 {
+                self.totals.acd_audio += 1;
+            } else {
+                self.totals.acd_silent += 1;
+            }
+            true
+        };
+        if let Some((at, prev, prev_own)) = s.last {
+            if own && prev_own && ext == prev + 1 {
+                let gap = now.duration_since(at);
+                let dev = if gap > Duration::from_millis(20) {
+                    gap - Duration::from_millis(20)
+                } else {
+                    Duration::from_millis(20) - gap
+                };
+                self.pacing.record(dev);
+            }
+        }
+        if s.last.is_none_or(|(_, prev, _)| ext > prev) {
+            s.last = Some((now, ext, own));
+        }
+    }
+}
