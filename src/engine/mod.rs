@@ -1325,24 +1325,33 @@ impl Engine {
         for &m in &chosen {
             mark[m] = 2;
         }
-        let candidates = queue
-            .members
-            .iter()
-            .enumerate()
-            .map(|(m, member)| {
-                let skipped = match mark[m] {
-                    2 => None,
-                    1 if member.tier > min_tier => Some(Skip::LowerTierFirst { tier: member.tier }),
-                    1 => Some(Skip::NotChosen),
-                    _ => Some(match self.check(queue, m, waited, reqs) {
-                        Err(why) => self.explain(member.agent, call, why),
-                        Ok(()) => Skip::NotChosen,
-                    }),
-                };
-                Candidate { agent: member.agent, skipped }
-            })
-            .collect();
-        let decision = Decision { strategy: queue.cfg.strategy, candidates };
+        // The record names every chosen member and, in member order, the
+        // others up to DECISION_DETAIL; a queue of thousands would otherwise
+        // cost thousands of explanations per offer (it was most of the CPU
+        // of an offer at 8,000 members).
+        let mut others = DECISION_DETAIL.saturating_sub(chosen.len());
+        let mut omitted = 0;
+        let mut candidates = Vec::with_capacity(queue.members.len().min(DECISION_DETAIL + chosen.len()));
+        for (m, member) in queue.members.iter().enumerate() {
+            if mark[m] != 2 {
+                if others == 0 {
+                    omitted += 1;
+                    continue;
+                }
+                others -= 1;
+            }
+            let skipped = match mark[m] {
+                2 => None,
+                1 if member.tier > min_tier => Some(Skip::LowerTierFirst { tier: member.tier }),
+                1 => Some(Skip::NotChosen),
+                _ => Some(match self.check(queue, m, waited, reqs) {
+                    Err(why) => self.explain(member.agent, call, why),
+                    Ok(()) => Skip::NotChosen,
+                }),
+            };
+            candidates.push(Candidate { agent: member.agent, skipped });
+        }
+        let decision = Decision { strategy: queue.cfg.strategy, candidates, omitted };
         let timeout = Duration::from_secs(queue.cfg.ring_timeout_secs as u64);
         let agents: Vec<AgentId> = chosen.iter().map(|&m| queue.members[m].agent).collect();
         debug!(call = c.0, queue = %queue.cfg.name, agents = ?agents, "Waiting => Offering");

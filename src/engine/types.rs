@@ -278,12 +278,18 @@ pub struct Candidate {
     pub skipped: Option<Skip>,
 }
 
-/// Why an offer went where it went: every member of the queue considered.
+/// Why an offer went where it went: the chosen members and, in member
+/// order, up to [`DECISION_DETAIL`] others with the reason each was skipped.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Decision {
     pub strategy: Strategy,
     pub candidates: Vec<Candidate>,
+    /// Members of a larger queue left out of `candidates`.
+    pub omitted: usize,
 }
+
+/// How many members besides the chosen ones a decision record explains.
+pub const DECISION_DETAIL: usize = 64;
 
 impl Decision {
     pub fn chosen(&self) -> impl Iterator<Item = AgentId> + '_ {

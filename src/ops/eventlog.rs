@@ -111,6 +111,9 @@ pub fn event_json(engine: &Engine, at_unix_ms: u64, event: &Event) -> Value {
                 })
                 .collect();
             put("skipped", Value::Object(skipped));
+            if decision.omitted > 0 {
+                put("skipped_not_listed", json!(decision.omitted));
+            }
         }
         Event::RingNoAnswer { call, agent, cause } => {
             put("call", json!(call.0));
@@ -419,6 +422,7 @@ mod tests {
                         skipped: Some(Skip::SkillTooLow { skill: "lang.fi".into(), has: 2, needs: 3 }),
                     },
                 ],
+                omitted: 0,
             },
         };
         let v = event_json(&e, 1_795_469_727_123, &ev);

@@ -899,6 +899,7 @@ id = "ben"
             decision: Decision {
                 strategy: crate::config::Strategy::Linear,
                 candidates: vec![Candidate { agent: engine.agent_id(agent).unwrap(), skipped: None }],
+                omitted: 0,
             },
         }
     }

@@ -160,12 +160,35 @@ pub struct SipStack {
     next_tx: u64,
     legs: HashMap<LegId, LegHandle>,
     dialogs: HashMap<DialogId, LegId>,
+    /// The reverse of `dialogs` (an outgoing leg has its early and its
+    /// confirmed id), so ending a leg does not scan every dialog.
+    leg_dialogs: HashMap<LegId, Vec<DialogId>>,
     raw_tx: mpsc::Sender<Raw>,
 }
 
 /// Overload guard: the adapter's queue to the core. A full queue means the
 /// core is behind; new requests are answered 503 at once.
 const INBOUND_CAPACITY: usize = 4096;
+
+/// The SIP UDP socket, built here rather than by rsipstack's
+/// `create_connection`, which leaves the kernel's default receive buffer
+/// (212 KB): a burst of a few thousand INVITEs a second overflowed it and the
+/// datagrams were dropped before the stack saw them. The kernel caps the
+/// request at `net.core.rmem_max`.
+fn udp_socket(addr: SocketAddr) -> std::io::Result<tokio::net::UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let domain = if addr.is_ipv4() { Domain::IPV4 } else { Domain::IPV6 };
+    let socket = Socket::new(domain, Type::DGRAM, Some(Protocol::UDP))?;
+    if let Err(e) = socket.set_recv_buffer_size(UDP_RECV_BUFFER) {
+        warn!(error = %e, "cannot enlarge the SIP receive buffer");
+    }
+    socket.set_send_buffer_size(UDP_RECV_BUFFER / 2).ok();
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    tokio::net::UdpSocket::from_std(socket.into())
+}
+
+const UDP_RECV_BUFFER: usize = 8 << 20;
 
 impl SipStack {
     /// Binds the listeners and starts the endpoint. Returns the stack and the
@@ -174,7 +197,10 @@ impl SipStack {
         let cancel = CancellationToken::new();
         let transport_layer = TransportLayer::new(cancel.clone());
         for addr in &settings.listen_udp {
-            let conn = UdpConnection::create_connection(*addr, None, Some(cancel.child_token()))
+            let listen_err =
+                |e: std::io::Error| SipError::Listen { addr: *addr, transport: "udp", reason: e.to_string() };
+            let socket = udp_socket(*addr).map_err(listen_err)?;
+            let conn = UdpConnection::from_socket(Arc::new(socket), None, Some(cancel.child_token()))
                 .await
                 .map_err(|e| SipError::Listen { addr: *addr, transport: "udp", reason: e.to_string() })?;
             transport_layer.add_transport(conn.into());
@@ -235,6 +261,7 @@ impl SipStack {
             next_tx: 1,
             legs: HashMap::new(),
             dialogs: HashMap::new(),
+            leg_dialogs: HashMap::new(),
             raw_tx,
         };
         Ok((stack, raw_rx))
@@ -247,7 +274,8 @@ impl SipStack {
     pub fn counts(&self) -> StackCounts {
         let stats = self.endpoint_inner.get_stats();
         StackCounts {
-            legs: self.legs.len(),
+            // A leg still linked to a dialog counts, so a leak there shows too.
+            legs: self.legs.len().max(self.leg_dialogs.len()),
             dialogs: self.dialog_layer.len(),
             pending_requests: self.pending.len(),
             running_transactions: stats.running_transactions,
@@ -362,7 +390,7 @@ impl SipStack {
         if let Err(e) = server.accept(Some(headers), Some(sdp)) {
             warn!(error = %e, "accept failed");
         }
-        self.dialogs.insert(id, leg);
+        self.link(id, leg);
         self.legs.insert(leg, LegHandle::Caller(dialog));
         tokio::spawn(async move {
             if let Err(e) = server.handle(&mut tx).await {
@@ -418,7 +446,7 @@ impl SipStack {
         };
         match self.dialog_layer.do_invite_async(opt, self.state_tx.clone()) {
             Ok((dialog, handle)) => {
-                self.dialogs.insert(dialog.id(), leg);
+                self.link(dialog.id(), leg);
                 self.legs.insert(leg, LegHandle::Out { dialog, answered: false });
                 let raw_tx = self.raw_tx.clone();
                 tokio::spawn(async move {
@@ -453,7 +481,7 @@ impl SipStack {
         match self.legs.remove(&leg) {
             Some(LegHandle::Caller(d)) | Some(LegHandle::Out { dialog: d, .. }) => {
                 let id = d.id();
-                self.dialogs.retain(|_, l| *l != leg);
+                self.unlink(leg);
                 let layer = self.dialog_layer.clone();
                 tokio::spawn(async move {
                     if let Err(e) = d.bye().await {
@@ -532,6 +560,22 @@ impl SipStack {
         });
     }
 
+    fn link(&mut self, id: DialogId, leg: LegId) {
+        let ids = self.leg_dialogs.entry(leg).or_default();
+        if !ids.contains(&id) {
+            ids.push(id.clone());
+        }
+        self.dialogs.insert(id, leg);
+    }
+
+    fn unlink(&mut self, leg: LegId) {
+        for id in self.leg_dialogs.remove(&leg).unwrap_or_default() {
+            if self.dialogs.get(&id) == Some(&leg) {
+                self.dialogs.remove(&id);
+            }
+        }
+    }
+
     fn dialog_state(&mut self, state: DialogState) -> Option<Inbound> {
         match state {
             DialogState::Early(id, resp) => {
@@ -557,12 +601,21 @@ impl SipStack {
             }
             DialogState::Terminated(id, reason) => {
                 let leg = self.dialogs.remove(&id);
+                if let Some(l) = leg {
+                    if let Some(ids) = self.leg_dialogs.get_mut(&l) {
+                        ids.retain(|d| *d != id);
+                        if ids.is_empty() {
+                            self.leg_dialogs.remove(&l);
+                        }
+                    }
+                }
                 // Every terminated dialog leaves the layer (rsipstack trap).
                 self.dialog_layer.remove_dialog(&id);
                 let leg = leg?;
                 match self.legs.get(&leg) {
                     Some(LegHandle::Caller(_)) => {
                         self.legs.remove(&leg);
+                        self.unlink(leg);
                         Some(Inbound::Leg(match reason {
                             TerminatedReason::UacCancel => SipEvent::CallerCancelled { leg },
                             _ => SipEvent::CallerHungUp { leg },
@@ -570,6 +623,7 @@ impl SipStack {
                     }
                     Some(LegHandle::Out { answered: true, .. }) => {
                         self.legs.remove(&leg);
+                        self.unlink(leg);
                         Some(Inbound::Leg(SipEvent::RemoteBye { leg }))
                     }
                     // Unanswered outgoing legs end through `invite_done`.
@@ -589,21 +643,18 @@ impl SipStack {
                 if matches!(dialog.state(), DialogState::Terminated(..)) {
                     // A 2xx after our CANCEL: rsipstack ACKed and BYEd it.
                     self.legs.remove(&leg);
-                    self.dialogs.retain(|_, l| *l != leg);
+                    self.unlink(leg);
                     self.dialog_layer.remove_dialog(&id);
                     return Some(Inbound::Leg(SipEvent::Failed { leg, status: Some(487) }));
                 }
-                self.dialogs.insert(id, leg);
-                if *answered {
-                    None
-                } else {
-                    *answered = true;
-                    Some(Inbound::Answered { leg, sdp: body })
-                }
+                let first = !*answered;
+                *answered = true;
+                self.link(id, leg);
+                first.then_some(Inbound::Answered { leg, sdp: body })
             }
             other => {
                 self.legs.remove(&leg);
-                self.dialogs.retain(|_, l| *l != leg);
+                self.unlink(leg);
                 self.dialog_layer.remove_dialog(&id);
                 Some(Inbound::Leg(SipEvent::Failed { leg, status: other }))
             }
