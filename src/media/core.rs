@@ -117,6 +117,22 @@ impl ShardStats {
         LATE_BUCKETS as u64 * LATE_BUCKET_US
     }
 
+    /// What happened between `earlier` (a previous reading of the same
+    /// counters) and now.
+    pub fn since(&self, earlier: &ShardStats) -> ShardStats {
+        let at = |v: &[u64], i: usize| v.get(i).copied().unwrap_or(0);
+        ShardStats {
+            generated: self.generated.saturating_sub(earlier.generated),
+            relayed: self.relayed.saturating_sub(earlier.relayed),
+            received: self.received.saturating_sub(earlier.received),
+            dropped: self.dropped.saturating_sub(earlier.dropped),
+            skipped_slots: self.skipped_slots.saturating_sub(earlier.skipped_slots),
+            lateness: (0..self.lateness.len())
+                .map(|i| at(&self.lateness, i).saturating_sub(at(&earlier.lateness, i)))
+                .collect(),
+        }
+    }
+
     pub fn merge(&mut self, o: &ShardStats) {
         self.generated += o.generated;
         self.relayed += o.relayed;

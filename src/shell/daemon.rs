@@ -63,6 +63,9 @@ pub struct Daemon {
     /// The law each leg with media settled on (callers' is offered to agents).
     leg_codecs: HashMap<LegId, Negotiated>,
     next_media_sweep: Instant,
+    /// The plane's lateness histogram at the previous sweep: the pacing
+    /// gauge is the p99 of the frames sent since then, not since start-up.
+    prev_lateness: crate::media::core::ShardStats,
     /// Announcements skipped for want of `media.prompts` (warned once).
     warned_no_prompts: bool,
     /// Announcement clips by their words: thousands of callers hear the same
@@ -431,6 +434,7 @@ impl Daemon {
             offers: HashMap::new(),
             leg_codecs: HashMap::new(),
             next_media_sweep: start,
+            prev_lateness: Default::default(),
             warned_no_prompts: false,
             announcements: HashMap::new(),
             sdp_versions: HashMap::new(),
@@ -1315,7 +1319,9 @@ impl Daemon {
         metrics::gauge!("acd_media_legs").set(self.plane.leg_count() as f64);
         metrics::gauge!("acd_media_listeners").set(p.listeners as f64);
         metrics::gauge!("acd_rtp_ports_in_use").set(self.plane.ports_in_use() as f64);
-        metrics::gauge!("acd_media_pacing_p99_seconds").set(p.stats.lateness_quantile_us(0.99) as f64 / 1e6);
+        let window = p.stats.since(&self.prev_lateness);
+        metrics::gauge!("acd_media_pacing_p99_seconds").set(window.lateness_quantile_us(0.99) as f64 / 1e6);
+        self.prev_lateness = p.stats.clone();
     }
 
     pub fn on_media(&mut self, ev: MediaEvent) {
