@@ -508,6 +508,7 @@ impl Load {
         let mut next_call: u64 = 0;
         let mut tick = calls_start + Duration::from_secs(1);
         let mut stopping = false;
+        let mut drain_from: Option<Instant> = None;
         loop {
             let now = Instant::now();
             if !stopping && now >= limit {
@@ -532,8 +533,16 @@ impl Load {
                 .calls
                 .iter()
                 .any(|c| matches!(c.state, CallState::Inviting | CallState::Early | CallState::Up | CallState::Byeing));
+            // Calls are over once the trunk side is; the agents stay a
+            // little longer for acd's BYEs of their legs (a phone that is
+            // gone would leave acd retransmitting into the void).
             if (all_placed || stopping) && !active {
-                break;
+                let drain_until = *drain_from.get_or_insert(now) + Duration::from_secs(3);
+                let agents_up =
+                    self.offers.values().any(|o| matches!(o.state, OfferState::Answered | OfferState::Confirmed));
+                if !agents_up || now >= drain_until {
+                    break;
+                }
             }
             if stopping && now >= limit + Duration::from_secs(3) {
                 break;

@@ -1,0 +1,194 @@
+//! Tier 3, the load tool: `acd-load` against a real daemon on loopback, at
+//! small rates (the figures themselves come from `scripts/load-series`, never
+//! from timed assertions here).
+//!
+//! - Calls placed by the tool's trunk are answered by its registered agents,
+//!   and RTP flows both ways with nothing lost or crossed between calls.
+//! - Busy and unanswered offers roll over to other agents, and the tool sees
+//!   acd's CANCEL for each unanswered one.
+//! - Callers nobody answers hear acd's music (not silence) until they hang up.
+//! - A non-loopback target is refused; an unanswered INVITE is retransmitted.
+
+mod common;
+
+use acd::shell::DaemonHandle;
+use common::*;
+use serde_json::Value;
+use std::net::UdpSocket;
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+fn tool() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_acd-load"))
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("acd-load-test-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn free_rtp_range(pairs: u16) -> u16 {
+    let start = 43000 + (std::process::id() % 500) as u16 * 16;
+    for base in (start..60000).step_by(64) {
+        if (base..base + 2 * pairs).all(|p| UdpSocket::bind(("127.0.0.1", p)).is_ok()) {
+            return base;
+        }
+    }
+    panic!("no free RTP range");
+}
+
+/// A daemon on the config `acd-load gen-config` writes for `agents`, with
+/// `edit` applied to its text.
+fn daemon(agents: usize, edit: impl Fn(String) -> String) -> (std::sync::MutexGuard<'static, ()>, u16, DaemonHandle) {
+    let guard = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let port = free_port();
+    let music = root().join("config/sounds/music/default.wav");
+    let out = tool()
+        .args(["gen-config", "--agents", &agents.max(1).to_string(), "--metrics", ""])
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .args(["--music", music.to_str().unwrap()])
+        .output()
+        .expect("acd-load gen-config");
+    assert!(out.status.success(), "gen-config: {}", String::from_utf8_lossy(&out.stderr));
+    let base = free_rtp_range(64);
+    let text = String::from_utf8(out.stdout)
+        .unwrap()
+        .replace("rtp_port_min = 20000", &format!("rtp_port_min = {base}"))
+        .replace("rtp_port_max = 60000", &format!("rtp_port_max = {}", base + 128));
+    let text = edit(text);
+    let path = scratch("cfg").join(format!("acd-{port}.toml"));
+    std::fs::write(&path, &text).unwrap();
+    let config = acd::config::load(&path).unwrap_or_else(|e| panic!("generated config: {e}\n{text}"));
+    let d = DaemonHandle::spawn(config).expect("daemon");
+    (guard, port, d)
+}
+
+/// Runs the tool; returns its exit code and JSON report.
+fn run(port: u16, args: &[&str]) -> (i32, Value) {
+    let json = scratch("out").join(format!("report-{port}-{}.json", args.join("_").replace(['/', ' '], "")));
+    let out = tool()
+        .args(["--target", &format!("127.0.0.1:{port}"), "--quiet", "--json", json.to_str().unwrap()])
+        .args(args)
+        .output()
+        .expect("acd-load");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    println!("{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    let report: Value = serde_json::from_str(&std::fs::read_to_string(&json).expect("JSON report")).unwrap();
+    (out.status.code().unwrap_or(-1), report)
+}
+
+fn n(v: &Value, path: &str) -> f64 {
+    let mut x = v;
+    for k in path.split('.') {
+        x = &x[k];
+    }
+    x.as_f64().unwrap_or_else(|| panic!("no number at {path} in {v}"))
+}
+
+#[test]
+fn calls_are_answered_by_registered_agents_with_audio_both_ways() {
+    let (_g, port, d) = daemon(30, |t| t);
+    let (code, r) =
+        run(port, &["--agents", "30", "--calls", "30", "--rate", "15", "--duration", "1.5", "--ring-delay-ms", "200"]);
+    assert_eq!(code, 0, "a clean run exits 0: {r}");
+    assert_eq!(n(&r, "registered"), 30.0);
+    assert_eq!(n(&r, "attempted"), 30.0);
+    assert_eq!(n(&r, "answered"), 30.0);
+    assert_eq!(n(&r, "agent_answered"), 30.0);
+    assert_eq!(n(&r, "completed"), 30.0);
+    assert_eq!(n(&r, "failed"), 0.0);
+    assert_eq!(n(&r, "setup_ms.count"), 30.0);
+    // Queue time covers the agents' 200 ms ring delay.
+    assert!(n(&r, "queue_ms.p50") >= 200.0, "{r}");
+    // Each side of each call sends about 1.3 s of audio (1.5 s less the
+    // ring): nearly all of it arrives at the other side, relayed by acd.
+    assert!(n(&r, "rtp.relayed") > 30.0 * 2.0 * 50.0, "{r}");
+    assert_eq!(n(&r, "rtp.lost"), 0.0, "{r}");
+    assert_eq!(n(&r, "rtp.crosstalk"), 0.0, "{r}");
+    // Waiting through the ring delay, callers heard acd's music.
+    assert!(n(&r, "rtp.acd_audio") > 30.0 * 5.0, "{r}");
+    assert_drained(&d);
+    d.shutdown();
+}
+
+#[test]
+fn busy_and_unanswered_offers_roll_over_to_other_agents() {
+    let (_g, port, d) = daemon(20, |t| t.replace("ring_timeout_secs = 5", "ring_timeout_secs = 1"));
+    let (code, r) = run(
+        port,
+        &[
+            "--agents",
+            "20",
+            "--calls",
+            "12",
+            "--rate",
+            "6",
+            "--duration",
+            "8",
+            "--busy",
+            "0.3",
+            "--no-answer",
+            "0.2",
+            "--seed",
+            "7",
+        ],
+    );
+    assert_eq!(n(&r, "failed"), 0.0, "{r}");
+    assert_eq!(n(&r, "agent_answered"), 12.0, "every caller reached an agent: {r}");
+    let busy = n(&r, "offers_busy");
+    let let_ring = n(&r, "offers_no_answer");
+    assert!(busy > 0.0 && let_ring > 0.0, "{r}");
+    // acd cancelled every offer that rang out, and each refusal cost an offer.
+    assert_eq!(n(&r, "offers_cancelled"), let_ring, "{r}");
+    assert_eq!(n(&r, "offers"), 12.0 + busy + let_ring, "{r}");
+    assert_eq!(code, 0, "{r}");
+    assert_drained(&d);
+    d.shutdown();
+}
+
+#[test]
+fn waiting_callers_hear_music_until_they_hang_up() {
+    let (_g, port, d) = daemon(1, |t| t);
+    let (code, r) = run(port, &["--agents", "0", "--calls", "20", "--rate", "20", "--duration", "3"]);
+    assert_eq!(code, 0, "{r}");
+    assert_eq!(n(&r, "answered"), 20.0);
+    assert_eq!(n(&r, "agent_answered"), 0.0);
+    assert_eq!(n(&r, "offers"), 0.0);
+    // 20 callers × 3 s × 50 frames/s of music, nearly all with sound in it.
+    let audio = n(&r, "rtp.acd_audio");
+    assert!(audio > 20.0 * 3.0 * 50.0 * 0.9, "{r}");
+    assert!(n(&r, "rtp.acd_silent") < audio * 0.05, "{r}");
+    assert_eq!(n(&r, "rtp.lost"), 0.0);
+    assert!(n(&r, "pacing_ms.count") > 1000.0, "{r}");
+    assert_drained(&d);
+    d.shutdown();
+}
+
+#[test]
+fn a_non_loopback_target_is_refused() {
+    let out = tool().args(["--target", "192.0.2.1:5060", "--calls", "1"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("not a loopback address") && err.contains("--allow-remote"), "{err}");
+    let out = tool().args(["--busy", "0.8", "--no-answer", "0.5"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "shares above 1 are refused");
+}
+
+#[test]
+fn an_unanswered_invite_is_retransmitted_and_reported_unfinished() {
+    // A socket that swallows everything: the tool's timer A fires at 0.5 s
+    // and 1.5 s; the time limit ends the run before timer B.
+    let sink = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = sink.local_addr().unwrap().port();
+    let (code, r) = run(port, &["--agents", "0", "--calls", "2", "--rate", "10", "--time-limit", "2"]);
+    assert_eq!(code, 1, "calls left unanswered are not a clean run");
+    assert_eq!(n(&r, "answered"), 0.0);
+    assert_eq!(n(&r, "unfinished"), 2.0);
+    assert!(n(&r, "retransmissions_sent") >= 4.0, "{r}");
+    let mut buf = [0u8; 4096];
+    sink.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+    let (len, _) = sink.recv_from(&mut buf).unwrap();
+    assert!(buf[..len].starts_with(b"INVITE sip:100@"), "{}", String::from_utf8_lossy(&buf[..len]));
+}
