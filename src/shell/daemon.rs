@@ -366,7 +366,11 @@ impl Daemon {
                     info!("Prometheus metrics on http://{addr}/metrics");
                     metrics::describe_counter!(
                         "acd_calls_refused_total",
-                        "INVITEs refused before reaching a queue, by SIP status (404 unknown number, 403 not a trunk, 503 over sip.max_calls or shutting down)"
+                        "INVITEs refused before reaching a queue, by SIP status (404 unknown number, 403 not a trunk, 503 over sip.max_calls, overloaded or shutting down)"
+                    );
+                    metrics::describe_counter!(
+                        "acd_overload_refusals_total",
+                        "New INVITEs answered 503 because they waited over 100 ms for the daemon loop (overload)"
                     );
                     metrics::describe_counter!("acd_config_reloads_total", "Config reloads applied");
                     metrics::describe_counter!(
