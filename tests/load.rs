@@ -29,16 +29,6 @@ fn scratch(name: &str) -> PathBuf {
     dir
 }
 
-fn free_rtp_range(pairs: u16) -> u16 {
-    let start = 43000 + (std::process::id() % 500) as u16 * 16;
-    for base in (start..60000).step_by(64) {
-        if (base..base + 2 * pairs).all(|p| UdpSocket::bind(("127.0.0.1", p)).is_ok()) {
-            return base;
-        }
-    }
-    panic!("no free RTP range");
-}
-
 /// A daemon on the config `acd-load gen-config` writes for `agents`, with
 /// `edit` applied to its text.
 fn daemon(agents: usize, edit: impl Fn(String) -> String) -> (std::sync::MutexGuard<'static, ()>, u16, DaemonHandle) {

@@ -21,18 +21,6 @@ use std::net::UdpSocket;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-/// An even base port with `pairs` RTP/RTCP pairs free above it, outside the
-/// range pjsua2 takes its own media ports from (20000..40000).
-fn free_rtp_range(pairs: u16) -> u16 {
-    let start = 41000 + (std::process::id() % 500) as u16 * 16;
-    for base in (start..60000).step_by(8) {
-        if (base..base + 2 * pairs).all(|p| UdpSocket::bind(("127.0.0.1", p)).is_ok()) {
-            return base;
-        }
-    }
-    panic!("no free RTP range");
-}
-
 fn scratch(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("acd-media-{}-{name}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();

@@ -45,6 +45,18 @@ pub fn free_port() -> u16 {
     }
 }
 
+/// An even base port with `pairs` RTP/RTCP pairs free above it, outside the
+/// range pjsua2 takes its own media ports from (20000..40000).
+pub fn free_rtp_range(pairs: u16) -> u16 {
+    let start = 41000 + (std::process::id() % 500) as u16 * 16;
+    for base in (start..60000).step_by(8) {
+        if (base..base + 2 * pairs).all(|p| UdpSocket::bind(("127.0.0.1", p)).is_ok()) {
+            return base;
+        }
+    }
+    panic!("no free RTP range");
+}
+
 /// A config for one scenario: `queues` holds `[[queue]]`/`[[agent]]`/
 /// `[[number]]` tables; the SIP section and trunk are added here.
 pub fn config(port: u16, body: &str) -> Config {

@@ -1014,7 +1014,7 @@ impl Load {
         let key = self.next_offer;
         self.next_offer += 1;
         let call =
-            m.from_user().strip_prefix('L').and_then(|n| n.parse::<usize>().ok()).filter(|n| *n < self.calls.len());
+            m.caller_user().strip_prefix('L').and_then(|n| n.parse::<usize>().ok()).filter(|n| *n < self.calls.len());
         let mut o = Offer {
             key,
             call,

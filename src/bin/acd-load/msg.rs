@@ -107,7 +107,7 @@ impl<'a> Msg<'a> {
     }
 
     /// The user part of the From URI (acd copies the caller's number there).
-    pub fn from_user(&self) -> &'a str {
+    pub fn caller_user(&self) -> &'a str {
         uri_user(self.from)
     }
 
@@ -216,7 +216,7 @@ mod tests {
         assert_eq!(m.branch(), "z9hG4bK-1");
         assert_eq!(m.to_tag(), Some("xyz"));
         assert_eq!(param(m.from, "tag"), Some("abc"));
-        assert_eq!(m.from_user(), "L7");
+        assert_eq!(m.caller_user(), "L7");
         assert_eq!(m.contact_uri(), "sip:acd@127.0.0.1:5060");
         assert_eq!(m.sdp_rtp(), Some("127.0.0.1:20002".parse().unwrap()));
     }
