@@ -306,7 +306,6 @@ struct Offer {
 struct Reg {
     cseq: u32,
     done: bool,
-    ok: bool,
     last: Vec<u8>,
 }
 
@@ -918,7 +917,6 @@ impl Load {
         match code {
             200..=299 => {
                 self.regs[i].done = true;
-                self.regs[i].ok = true;
                 self.c.registered += 1;
             }
             401 | 407 if self.regs[i].cseq < 4 => {

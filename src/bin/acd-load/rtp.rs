@@ -61,7 +61,6 @@ pub struct Live {
     pub received: AtomicU64,
     pub lost: AtomicU64,
     pub crosstalk: AtomicU64,
-    pub streams: AtomicU64,
 }
 
 /// The media part of the final report.
@@ -224,7 +223,6 @@ impl Media {
                 self.slots[id as usize % SLOTS].push(id);
                 self.streams.insert(id, st);
                 self.totals.streams += 1;
-                self.live.streams.fetch_add(1, Ordering::Relaxed);
             }
             Cmd::Send { id, on } => {
                 if let Some(s) = self.streams.get_mut(&id) {
