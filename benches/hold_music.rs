@@ -52,7 +52,7 @@ fn max_lateness_us(s: &ShardStats) -> u64 {
 
 fn run(n: usize, secs: u64, music: &Clip, rtcp: bool) {
     let threads = std::thread::available_parallelism().map(|x| x.get()).unwrap_or(1).min(4);
-    let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+    let (tx, _rx) = tokio::sync::mpsc::channel(acd::media::plane::EVENT_CAPACITY);
     let base = 20000u16;
     let mut plane = Plane::start(
         PlaneSettings {

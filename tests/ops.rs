@@ -196,7 +196,7 @@ fn a_config_file_change_reloads_keeping_callers_in_order_and_a_bad_file_changes_
     // A broken file: refused whole, nothing changes, the error names the key.
     std::fs::write(&path, config_text_with(port, &ops, &edited.replace("ring-all", "fastest"))).unwrap();
     wait_for("the bad file to be refused", Duration::from_secs(10), || d.snapshot().failed_reloads == 1);
-    let err = d.reload().unwrap_err();
+    let err = d.reload().unwrap_err().to_string();
     assert!(err.contains("queue[q].strategy") && err.contains("fastest"), "{err}");
     let (_, body) = http(admin, "GET", "/queues", Some(TOKEN), None);
     assert_eq!(json(&body)["queues"][0]["strategy"], "ring-all");

@@ -114,6 +114,12 @@ pub struct RawSip {
     pub priority_header: Option<String>,
     pub skills_header: Option<String>,
     pub feature_codes: Option<RawFeatureCodes>,
+    pub auth_max_failures: Option<u32>,
+    pub auth_failure_window_secs: Option<u32>,
+    pub auth_lockout_secs: Option<u32>,
+    pub max_unacked_invites_per_source: Option<u32>,
+    pub overload_queue_delay_ms: Option<u32>,
+    pub fd_headroom: Option<u32>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]

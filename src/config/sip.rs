@@ -60,6 +60,27 @@ pub struct SipSettings {
     /// `lang.fi:3, billing` (level 1 when left out; default `X-Skills`).
     pub skills_header: String,
     pub feature_codes: FeatureCodes,
+    /// Failed digest attempts one source address or one user name may make
+    /// within `auth_failure_window_secs` (default 5 in 10 s) before every
+    /// further attempt gets 403 for `auth_lockout_secs` (default 60 s), even
+    /// with the right password: a password is not guessable at 5 tries a
+    /// minute, and a phone with a stale password stops hammering.
+    pub auth_max_failures: u32,
+    pub auth_failure_window_secs: u32,
+    pub auth_lockout_secs: u32,
+    /// New calls one source address may have answered and not yet ACKed
+    /// (default 100). A real trunk ACKs within a round trip; an address that
+    /// sends INVITEs and never ACKs would otherwise hold an RTP port pair per
+    /// INVITE until Timer H (32 s). Past it, 503 + Retry-After.
+    pub max_unacked_invites_per_source: u32,
+    /// A new INVITE that waited longer than this for the daemon loop is
+    /// answered 503 + Retry-After (default 100 ms; healthy setup p99 at
+    /// 1,500 calls/s on 2 cores was 15 ms): the loop is behind, and taking
+    /// the call would make it fall further behind for every call.
+    pub overload_queue_delay_ms: u32,
+    /// File descriptors kept free below RLIMIT_NOFILE (default 256): new
+    /// calls get 503 before acd runs out of sockets for RTP, TCP and files.
+    pub fd_headroom: u32,
 }
 
 /// Numbers an agent dials from a registered phone to change state.
@@ -156,6 +177,12 @@ impl Default for SipSettings {
                 pause: "*43".into(),
                 ready: "*44".into(),
             },
+            auth_max_failures: 5,
+            auth_failure_window_secs: 10,
+            auth_lockout_secs: 60,
+            max_unacked_invites_per_source: 100,
+            overload_queue_delay_ms: 100,
+            fd_headroom: 256,
         }
     }
 }
@@ -257,6 +284,18 @@ pub(super) fn sip_settings(cx: &Ctx, raw: Option<&RawSip>) -> Result<SipSettings
         pause: fc.and_then(|f| f.pause.clone()).unwrap_or(dfc.pause.clone()),
         ready: fc.and_then(|f| f.ready.clone()).unwrap_or(dfc.ready.clone()),
     };
+    let auth_max_failures = r.auth_max_failures.unwrap_or(d.auth_max_failures);
+    check_range(cx, "sip.auth_max_failures", auth_max_failures, 1, 1000)?;
+    let auth_failure_window_secs = r.auth_failure_window_secs.unwrap_or(d.auth_failure_window_secs);
+    check_range(cx, "sip.auth_failure_window_secs", auth_failure_window_secs, 1, 3600)?;
+    let auth_lockout_secs = r.auth_lockout_secs.unwrap_or(d.auth_lockout_secs);
+    check_range(cx, "sip.auth_lockout_secs", auth_lockout_secs, 1, 86_400)?;
+    let max_unacked_invites_per_source = r.max_unacked_invites_per_source.unwrap_or(d.max_unacked_invites_per_source);
+    check_range(cx, "sip.max_unacked_invites_per_source", max_unacked_invites_per_source, 1, 1_000_000)?;
+    let overload_queue_delay_ms = r.overload_queue_delay_ms.unwrap_or(d.overload_queue_delay_ms);
+    check_range(cx, "sip.overload_queue_delay_ms", overload_queue_delay_ms, 10, 10_000)?;
+    let fd_headroom = r.fd_headroom.unwrap_or(d.fd_headroom);
+    check_range(cx, "sip.fd_headroom", fd_headroom, 16, 100_000)?;
     let mut seen = HashSet::new();
     for (k, v) in [
         ("login", &feature_codes.login),
@@ -288,6 +327,12 @@ pub(super) fn sip_settings(cx: &Ctx, raw: Option<&RawSip>) -> Result<SipSettings
         priority_header,
         skills_header,
         feature_codes,
+        auth_max_failures,
+        auth_failure_window_secs,
+        auth_lockout_secs,
+        max_unacked_invites_per_source,
+        overload_queue_delay_ms,
+        fd_headroom,
     })
 }
 

@@ -23,10 +23,10 @@ use rustc_hash::FxHashMap;
 use std::hash::{BuildHasher, Hasher};
 use std::io::ErrorKind;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::mpsc::{channel, Receiver, Sender};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::sync::mpsc::UnboundedSender;
+use tokio::sync::mpsc::Sender as EventSender;
 use tracing::{debug, warn};
 
 const WAKER: Token = Token(usize::MAX);
@@ -75,8 +75,17 @@ enum Cmd {
     Shutdown,
 }
 
+/// Commands queued for one shard at most. A shard drains its queue on every
+/// wake-up, so a full queue means it is far behind: the daemon loop then
+/// waits for room (back-pressure) rather than queueing without limit.
+const COMMAND_CAPACITY: usize = 16_384;
+
+/// Media events (timeouts) queued for the daemon at most; a shard keeps what
+/// does not fit and sends it on a later turn.
+pub const EVENT_CAPACITY: usize = 4096;
+
 struct ShardHandle {
-    tx: Sender<Cmd>,
+    tx: SyncSender<Cmd>,
     waker: Arc<Waker>,
     thread: Option<std::thread::JoinHandle<()>>,
     published: Arc<Mutex<Published>>,
@@ -105,7 +114,7 @@ impl Plane {
     pub fn start(
         settings: PlaneSettings,
         classes: Vec<MusicClass>,
-        events: UnboundedSender<MediaEvent>,
+        events: EventSender<MediaEvent>,
     ) -> Result<Plane, MediaError> {
         // Two descriptors per leg: thousands of callers need more than the
         // usual soft limit of 1024.
@@ -117,7 +126,7 @@ impl Plane {
         for i in 0..settings.threads.max(1) {
             let poll = Poll::new().map_err(|e| MediaError::Thread(e.to_string()))?;
             let waker = Arc::new(Waker::new(poll.registry(), WAKER).map_err(|e| MediaError::Thread(e.to_string()))?);
-            let (tx, rx) = channel();
+            let (tx, rx) = sync_channel(COMMAND_CAPACITY);
             let published = Arc::new(Mutex::new(Published::default()));
             let (classes, events, publ) = (classes.clone(), events.clone(), published.clone());
             let timeout = settings.media_timeout_secs;
@@ -151,7 +160,21 @@ impl Plane {
 
     /// Free port pairs left.
     pub fn has_capacity(&self) -> bool {
-        self.pool.in_use() < self.pool.capacity()
+        self.free_pairs() > 0
+    }
+
+    /// How many more legs could open now.
+    pub fn free_pairs(&self) -> usize {
+        self.pool.capacity() - self.pool.in_use()
+    }
+
+    /// Sockets a leg holds: RTP, and RTCP when it is bound.
+    pub fn sockets_per_leg(&self) -> usize {
+        if self.settings.rtcp {
+            2
+        } else {
+            1
+        }
     }
 
     /// Binds a port pair for a new leg of call `call` and hands it to the
@@ -346,7 +369,7 @@ fn shard_main(
     classes: Vec<MusicClass>,
     media_timeout_secs: u32,
     epoch: Instant,
-    events: UnboundedSender<MediaEvent>,
+    events: EventSender<MediaEvent>,
     published: Arc<Mutex<Published>>,
 ) {
     let mut clock = move || epoch.elapsed().as_micros() as u64;
@@ -355,6 +378,9 @@ fn shard_main(
     let mut mio_events = Events::with_capacity(1024);
     let mut buf = vec![0u8; 2048];
     let mut next_publish = clock();
+    // Timeouts the daemon's full event queue did not take yet: at most one
+    // per leg of this shard.
+    let mut unsent: Vec<Key> = Vec::new();
     loop {
         let now = clock();
         let deadline = shard.next_deadline_us().unwrap_or(now + 1_000_000).min(next_publish);
@@ -413,8 +439,17 @@ fn shard_main(
             let Some(ms) = shard.due_slot(clock()) else { break };
             shard.play_slot(ms, &mut clock, |k, to, p| slab.send(k, to, p));
         }
-        for leg in shard.timed_out(clock()) {
-            events.send(MediaEvent::Timeout { leg }).ok();
+        unsent.extend(shard.timed_out(clock()));
+        while let Some(&leg) = unsent.first() {
+            match events.try_send(MediaEvent::Timeout { leg }) {
+                Ok(()) => {
+                    unsent.remove(0);
+                }
+                Err(tokio::sync::mpsc::error::TrySendError::Full(_)) => break,
+                Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) => {
+                    unsent.clear();
+                }
+            }
         }
         if clock() >= next_publish {
             next_publish = clock() + 1_000_000;

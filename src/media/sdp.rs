@@ -27,6 +27,8 @@ pub enum SdpError {
     Parse(String),
     #[error("SDP has no audio stream")]
     NoAudio,
+    #[error("the audio stream is declined (m=audio 0)")]
+    AudioDisabled,
     #[error("no common codec: offered {0}; acd has PCMU and PCMA")]
     NoCommonCodec(String),
     #[error("SDP connection address: {0}")]
@@ -88,11 +90,12 @@ pub struct Negotiated {
 pub fn parse(body: &[u8]) -> Result<RemoteMedia, SdpError> {
     let text = std::str::from_utf8(body).map_err(|_| SdpError::Parse("not UTF-8".into()))?;
     let desc = SessionDescription::unmarshal(&mut Cursor::new(text)).map_err(|e| SdpError::Parse(e.to_string()))?;
-    let media = desc
-        .media_descriptions
-        .iter()
-        .find(|m| m.media_name.media.eq_ignore_ascii_case("audio"))
-        .ok_or(SdpError::NoAudio)?;
+    // The first audio stream that is not declined (RFC 3264 §5.1: port 0
+    // rejects a stream; an offer whose only audio has it leaves acd nothing
+    // to answer with).
+    let mut audio = desc.media_descriptions.iter().filter(|m| m.media_name.media.eq_ignore_ascii_case("audio"));
+    audio.clone().next().ok_or(SdpError::NoAudio)?;
+    let media = audio.find(|m| m.media_name.port.value != 0).ok_or(SdpError::AudioDisabled)?;
     let conn = media.connection_information.as_ref().or(desc.connection_information.as_ref());
     let ip: Option<IpAddr> = match conn.and_then(|c| c.address.as_ref()) {
         Some(a) => {
@@ -268,7 +271,11 @@ mod tests {
         let sdp = "v=0\r\no=x 1 1 IN IP4 10.0.0.5\r\ns=-\r\nc=IN IP4 0.0.0.0\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\n";
         assert_eq!(parse(sdp.as_bytes()).unwrap().addr, None);
         let sdp = "v=0\r\no=x 1 1 IN IP4 10.0.0.5\r\ns=-\r\nc=IN IP4 10.0.0.5\r\nt=0 0\r\nm=audio 0 RTP/AVP 0\r\n";
-        assert_eq!(parse(sdp.as_bytes()).unwrap().addr, None);
+        assert_eq!(parse(sdp.as_bytes()), Err(SdpError::AudioDisabled));
+        // A declined first stream with a live second one: the live one.
+        let two = format!("{sdp}m=audio 4002 RTP/AVP 8\r\n");
+        let m = parse(two.as_bytes()).unwrap();
+        assert_eq!((m.addr, m.codecs), (Some("10.0.0.5:4002".parse().unwrap()), vec![Codec::Pcma]));
     }
 
     #[test]

@@ -1,18 +1,31 @@
-//! The thin async shell: one task, one sleep, around the deterministic core.
+//! The thin async shell: one task, one sleep, around the deterministic
+//! cores (the [`crate::sip::front::FrontDoor`] and the [`crate::callctl::Core`]).
 //!
-//! It owns the clock (core [`Time`] is milliseconds since start), the SIP
-//! adapter, the registrar and the nonce store, and feeds the [`Core`] with
-//! what arrives. Decisions about calls are the core's; this module only
-//! answers what the core does not see: REGISTER, OPTIONS, feature codes,
-//! trunk admission (source address and digest) and the methods acd does not
-//! handle.
+//! It owns the clock (core time is milliseconds since start, read once per
+//! wake-up), the SIP adapter, the media plane and the outputs (metrics, event
+//! log, admin API). Decisions are the cores'; the shell carries them out.
+//!
+//! - `daemon.rs`: the loop and its dispatch;
+//! - `handle.rs`: a daemon on its own thread, its [`Snapshot`] and [`Control`];
+//! - `media_legs.rs`: per-leg media sessions (SDP answers, re-INVITEs) over the RTP plane;
+//! - `views.rs`: the admin API's JSON views; `admin.rs`: its HTTP side;
+//! - `ops.rs`: metrics, event log, file-descriptor budget; `timers.rs`: the shell's deadlines;
+//! - `error.rs`: [`ShellError`], [`ReloadError`]; `watch.rs`: the config file watcher.
 
 mod admin;
 mod daemon;
+mod error;
+mod handle;
+mod media_legs;
+mod ops;
+mod timers;
+mod views;
+mod watch;
 
 pub use admin::{AdminReply, AdminRequest, AgentAction};
-
-pub use daemon::{run, Control, Daemon, DaemonHandle, Snapshot};
+pub use daemon::{run, Daemon};
+pub use error::{ReloadError, ShellError};
+pub use handle::{Control, DaemonHandle, Snapshot};
 
 use crate::config::Config;
 

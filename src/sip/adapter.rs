@@ -39,6 +39,14 @@ use tracing::{debug, warn};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct TxId(u64);
 
+impl TxId {
+    /// A made-up id, for front-door tests that build requests by hand.
+    #[cfg(test)]
+    pub(crate) fn test(n: u64) -> TxId {
+        TxId(n)
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Method {
     Invite,
@@ -80,6 +88,14 @@ pub struct Request {
     pub has_body: bool,
     /// The message body (an INVITE's SDP offer).
     pub body: Vec<u8>,
+    /// Max-Forwards, when present (validated as a number).
+    pub max_forwards: Option<u32>,
+    /// Every option tag of every `Require` header.
+    pub require: Vec<String>,
+    pub user_agent: Option<String>,
+    /// How long the request waited between the transport and the daemon
+    /// loop: the loop's lag, which the front door's admission reads.
+    pub queued_for: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -163,7 +179,10 @@ pub struct SipStack {
     /// The reverse of `dialogs` (an outgoing leg has its early and its
     /// confirmed id), so ending a leg does not scan every dialog.
     leg_dialogs: HashMap<LegId, Vec<DialogId>>,
-    retry_after: u32,
+    /// Caller legs answered with 200 and not ACKed yet, oldest first, with
+    /// the address the INVITE came from (a per-source budget and Timer H).
+    unacked: std::collections::VecDeque<(std::time::Instant, LegId, IpAddr)>,
+    unacked_per_source: HashMap<IpAddr, u32>,
     raw_tx: mpsc::Sender<Raw>,
 }
 
@@ -171,9 +190,8 @@ pub struct SipStack {
 /// core is behind; new requests are answered 503 at once.
 const INBOUND_CAPACITY: usize = 4096;
 
-/// How long a new INVITE may wait for the daemon loop before it is refused
-/// with 503 (healthy setup p99 at 1,500 calls/s on 2 cores was 15 ms).
-const OVERLOAD_QUEUE_DELAY: Duration = Duration::from_millis(100);
+/// RFC 3261 Timer H (64·T1): how long a 200 to an INVITE waits for its ACK.
+const TIMER_H: Duration = Duration::from_secs(32);
 
 /// The SIP UDP socket, built here rather than by rsipstack's
 /// `create_connection`, which leaves the kernel's default receive buffer
@@ -267,7 +285,8 @@ impl SipStack {
             legs: HashMap::new(),
             dialogs: HashMap::new(),
             leg_dialogs: HashMap::new(),
-            retry_after: settings.retry_after_secs,
+            unacked: Default::default(),
+            unacked_per_source: HashMap::new(),
             raw_tx,
         };
         Ok((stack, raw_rx))
@@ -321,19 +340,6 @@ impl SipStack {
         if req.method == RMethod::Ack {
             return None;
         }
-        // Admission: a new INVITE that waited this long for the daemon loop
-        // means the loop is behind. Refusing it costs one response; taking
-        // it would add two legs, media and an agent INVITE to a loop that
-        // already cannot keep up, and past that point load measurements
-        // (acd-load, 1,750 calls/s here) saw retransmissions multiply and
-        // every call fail instead of some.
-        if req.method == RMethod::Invite && received.elapsed() > OVERLOAD_QUEUE_DELAY {
-            metrics::counter!("acd_calls_refused_total", "status" => "503").increment(1);
-            metrics::counter!("acd_overload_refusals_total").increment(1);
-            let retry = Header::RetryAfter(self.retry_after.to_string().into());
-            reply_spawn(tx, 503, vec![retry, Header::Warning("399 acd \"overloaded\"".into())], None);
-            return None;
-        }
         let summary = match summarize(&tx) {
             Ok(s) => s,
             Err(why) => {
@@ -345,7 +351,7 @@ impl SipStack {
         let id = TxId(self.next_tx);
         self.next_tx += 1;
         self.pending.insert(id, tx);
-        Some(Inbound::Request(Box::new(Request { tx: id, ..summary })))
+        Some(Inbound::Request(Box::new(Request { tx: id, queued_for: received.elapsed(), ..summary })))
     }
 
     /// Answers a pending request with a final status and extra headers.
@@ -408,6 +414,10 @@ impl SipStack {
         let headers = vec![Header::ContentType("application/sdp".into())];
         if let Err(e) = server.accept(Some(headers), Some(sdp)) {
             warn!(error = %e, "accept failed");
+        }
+        if let Some(ip) = source_addr(&tx).map(|a| a.ip()) {
+            self.unacked.push_back((std::time::Instant::now(), leg, ip));
+            *self.unacked_per_source.entry(ip).or_default() += 1;
         }
         self.link(id, leg);
         self.legs.insert(leg, LegHandle::Caller(dialog));
@@ -501,6 +511,7 @@ impl SipStack {
             Some(LegHandle::Caller(d)) | Some(LegHandle::Out { dialog: d, .. }) => {
                 let id = d.id();
                 self.unlink(leg);
+                self.acked(leg);
                 let layer = self.dialog_layer.clone();
                 tokio::spawn(async move {
                     if let Err(e) = d.bye().await {
@@ -579,6 +590,44 @@ impl SipStack {
         });
     }
 
+    /// Caller legs from `ip` answered and not ACKed yet.
+    pub fn unacked_from(&self, ip: IpAddr) -> u32 {
+        self.unacked_per_source.get(&ip).copied().unwrap_or(0)
+    }
+
+    /// When the oldest un-ACKed answer reaches Timer H (64·T1 = 32 s).
+    pub fn next_ack_deadline(&self) -> Option<std::time::Instant> {
+        self.unacked.front().map(|(at, ..)| *at + TIMER_H)
+    }
+
+    /// Caller legs whose 200 has gone unACKed for Timer H at `now`: RFC 3261
+    /// §13.3.1.4 says end the session with BYE, and their RTP ports go back
+    /// to the pool. The shell BYEs them and tells the core.
+    pub fn expire_unacked(&mut self, now: std::time::Instant) -> Vec<LegId> {
+        let mut out = Vec::new();
+        while let Some(&(at, leg, _)) = self.unacked.front() {
+            if now < at + TIMER_H {
+                break;
+            }
+            self.acked(leg);
+            out.push(leg);
+        }
+        out
+    }
+
+    /// The caller leg is no longer waiting for its ACK (it came, or the leg
+    /// ended).
+    fn acked(&mut self, leg: LegId) {
+        let Some(pos) = self.unacked.iter().position(|(_, l, _)| *l == leg) else { return };
+        let (_, _, ip) = self.unacked.remove(pos).expect("position is in range");
+        if let Some(n) = self.unacked_per_source.get_mut(&ip) {
+            *n -= 1;
+            if *n == 0 {
+                self.unacked_per_source.remove(&ip);
+            }
+        }
+    }
+
     fn link(&mut self, id: DialogId, leg: LegId) {
         let ids = self.leg_dialogs.entry(leg).or_default();
         if !ids.contains(&id) {
@@ -608,6 +657,10 @@ impl SipStack {
                         *answered = true;
                         Some(Inbound::Answered { leg, sdp: resp.body.clone() })
                     }
+                    Some(LegHandle::Caller(_)) => {
+                        self.acked(leg);
+                        None
+                    }
                     _ => None,
                 }
             }
@@ -635,6 +688,7 @@ impl SipStack {
                     Some(LegHandle::Caller(_)) => {
                         self.legs.remove(&leg);
                         self.unlink(leg);
+                        self.acked(leg);
                         Some(Inbound::Leg(match reason {
                             TerminatedReason::UacCancel => SipEvent::CallerCancelled { leg },
                             _ => SipEvent::CallerHungUp { leg },
@@ -806,11 +860,12 @@ fn summarize(tx: &Transaction) -> Result<Request, String> {
     if cseq_method != req.method {
         return Err(format!("CSeq method {cseq_method} does not match {}", req.method));
     }
-    if let Ok(mf) = req.max_forwards_header() {
-        if mf.value().trim().parse::<u32>().is_err() {
-            return Err("Max-Forwards is not a number".into());
-        }
-    }
+    let max_forwards = match req.max_forwards_header() {
+        Ok(mf) => Some(mf.value().trim().parse::<u32>().map_err(|_| "Max-Forwards is not a number".to_string())?),
+        Err(_) => None,
+    };
+    let mut require = Vec::new();
+    let mut user_agent = None;
     let mut contacts = Vec::new();
     let mut expires = None;
     let mut authorization = None;
@@ -831,6 +886,10 @@ fn summarize(tx: &Transaction) -> Result<Request, String> {
                 expires = Some(e.value().trim().parse::<u32>().map_err(|_| format!("Expires: \"{}\"", e.value()))?);
             }
             Header::Authorization(a) => authorization = Some(a.value().to_string()),
+            Header::Require(r) => {
+                require.extend(r.value().split(',').map(|t| t.trim().to_string()).filter(|t| !t.is_empty()))
+            }
+            Header::UserAgent(u) => user_agent = Some(u.value().to_string()),
             Header::Other(name, value) => headers.push((name.clone(), value.clone())),
             _ => {}
         }
@@ -863,6 +922,10 @@ fn summarize(tx: &Transaction) -> Result<Request, String> {
         headers,
         has_body: !req.body.is_empty(),
         body: req.body.clone(),
+        max_forwards,
+        require,
+        user_agent,
+        queued_for: Duration::ZERO,
     })
 }
 

@@ -11,8 +11,10 @@
 //! - a nonce is never accepted twice for the same request: with `qop=auth`
 //!   each accepted use has a strictly greater nonce count than the last
 //!   accepted one; without `qop` a nonce is accepted once;
-//! - only a successful [`verify`] changes a nonce's state; a failed check
-//!   leaves it as it was, so a bad guess cannot burn a phone's nonce;
+//! - a wrong digest spends its nonce, as an accepted one does: every guess
+//!   needs a fresh challenge, so guesses are as many as challenges (which
+//!   the front door rate-limits). A phone whose nonce was spent by someone
+//!   else's guess just gets a fresh 401 and retries;
 //! - the store holds at most its limit of nonces ([`MAX_OUTSTANDING_NONCES`]
 //!   by default); past it the oldest is dropped, and expired nonces are
 //!   purged whenever a new one is issued.
@@ -358,7 +360,7 @@ pub fn expected_response(resp: &DigestResponse, method: &str, password: &str) ->
 
 /// Checks `resp` for a request with `method` against the user's `password`,
 /// in this order: realm, nonce known, nonce not expired, nonce (count) not
-/// used, digest. Only success advances the nonce's state.
+/// used, digest. A wrong digest spends the nonce.
 pub fn verify(
     store: &mut NonceStore,
     now: Time,
@@ -367,12 +369,31 @@ pub fn verify(
     realm: &str,
     password: &str,
 ) -> Result<(), AuthFailure> {
+    verify_user(store, now, method, resp, realm, Some(password))
+}
+
+/// [`verify`] for a user who may have no password (unknown, or none set):
+/// the same checks in the same order, so such a user fails exactly like a
+/// wrong password, after the same nonce checks (nothing tells an attacker
+/// which user names exist). A wrong response spends the nonce, as a right
+/// one does: each guess costs a fresh challenge.
+pub fn verify_user(
+    store: &mut NonceStore,
+    now: Time,
+    method: &str,
+    resp: &DigestResponse,
+    realm: &str,
+    password: Option<&str>,
+) -> Result<(), AuthFailure> {
     if resp.realm != realm {
         return Err(AuthFailure::WrongRealm);
     }
     let next_use = store.check(now, &resp.nonce, resp.qop.as_ref().and(resp.nc))?;
-    let expected = expected_response(resp, method, password);
-    if !eq_hex_constant_time(&expected, &resp.response) {
+    // An impossible password still costs the hash, so timing does not tell
+    // unknown users apart either.
+    let expected = expected_response(resp, method, password.unwrap_or(""));
+    if password.is_none() || !eq_hex_constant_time(&expected, &resp.response) {
+        store.commit(&resp.nonce, NonceUse::Spent);
         return Err(AuthFailure::BadResponse);
     }
     store.commit(&resp.nonce, next_use);
@@ -612,6 +633,12 @@ mod tests {
             verify(&mut store, now, "GET", &r, "testrealm@host.com", "Circle of life"),
             Err(AuthFailure::BadResponse)
         );
+        // The wrong guess spent the nonce: the right password on it is too late.
+        assert_eq!(
+            verify(&mut store, now, "GET", &r, "testrealm@host.com", "Circle Of Life"),
+            Err(AuthFailure::Replay)
+        );
+        store.insert_for_test(&r.nonce, Time::ZERO);
         assert_eq!(verify(&mut store, now, "GET", &r, "testrealm@host.com", "Circle Of Life"), Ok(()));
     }
 
@@ -724,14 +751,27 @@ mod tests {
         assert_eq!(v(&mut store, 1, "secret"), Err(AuthFailure::Replay));
         assert_eq!(v(&mut store, 3, "secret"), Ok(()));
         assert_eq!(v(&mut store, 2, "secret"), Err(AuthFailure::Replay));
-        // A failed check does not advance the count.
-        assert_eq!(v(&mut store, 9, "wrong"), Err(AuthFailure::BadResponse));
-        assert_eq!(v(&mut store, 4, "secret"), Ok(()));
         // Without qop after counted uses: the nonce is not single-use any more.
         let mut r = pjsip(&nonce, 5, "secret");
         r.qop = None;
         r.response = expected_response(&r, "REGISTER", "secret");
         assert_eq!(verify(&mut store, t0, "REGISTER", &r, "acd", "secret"), Err(AuthFailure::Replay));
+        // A wrong guess spends the nonce: the right password cannot follow
+        // on it (one nonce took 1,000 guesses and then the password before).
+        assert_eq!(v(&mut store, 9, "wrong"), Err(AuthFailure::BadResponse));
+        assert_eq!(v(&mut store, 10, "secret"), Err(AuthFailure::Replay));
+    }
+
+    #[test]
+    fn unknown_user_fails_like_a_wrong_password_and_spends_the_nonce() {
+        let mut store = NonceStore::new(TTL, 7);
+        let nonce = store.issue(Time::ZERO);
+        let r = pjsip(&nonce, 1, "guess");
+        assert_eq!(verify_user(&mut store, Time::ZERO, "REGISTER", &r, "acd", None), Err(AuthFailure::BadResponse));
+        assert_eq!(
+            verify_user(&mut store, Time::ZERO, "REGISTER", &pjsip(&nonce, 2, "x"), "acd", None),
+            Err(AuthFailure::Replay)
+        );
     }
 
     #[test]
@@ -800,6 +840,10 @@ mod tests {
         assert_eq!(verify(&mut store, t, "REGISTER", &r, "other", "secret"), Err(AuthFailure::WrongRealm));
         // Method enters the digest.
         assert_eq!(verify(&mut store, t, "INVITE", &r, "acd", "secret"), Err(AuthFailure::BadResponse));
+        // That failure spent the nonce.
+        assert_eq!(verify(&mut store, t, "REGISTER", &r, "acd", "secret"), Err(AuthFailure::Replay));
+        let nonce = store.issue(t);
+        let r = pjsip(&nonce, 1, "secret");
         assert_eq!(verify(&mut store, t, "REGISTER", &r, "acd", "secret"), Ok(()));
     }
 

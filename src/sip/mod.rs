@@ -1,4 +1,7 @@
-//! SIP side of acd: digest auth, registrar, and (in adapter.rs) the rsipstack adapter.
+//! SIP side of acd: the front door (front.rs: every out-of-dialog request
+//! decided without sockets), digest auth, registrar, and (in adapter.rs) the
+//! rsipstack adapter.
 pub mod adapter;
 pub mod digest;
+pub mod front;
 pub mod registrar;

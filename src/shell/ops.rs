@@ -1,0 +1,166 @@
+//! The shell's outputs to people: the Prometheus exporter and the metrics
+//! it publishes, the event log and the admin API's event feed, and the
+//! file-descriptor count the admission policy reads.
+
+use super::error::ShellError;
+use crate::callctl::Core;
+use crate::config::Config;
+use crate::engine::{Engine, Event, Time};
+use crate::ops::eventlog::{event_json, EventLog};
+use crate::ops::metrics::{install_exporter, Metrics};
+use crate::sip::front::{FrontCounters, Shortage};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::broadcast;
+use tracing::{debug, info, warn};
+
+/// Engine events queued for each admin `/events` subscriber at most; a slow
+/// one misses events (and is told so by the stream) rather than growing it.
+const EVENT_FEED_CAPACITY: usize = 1024;
+
+pub struct Ops {
+    pub metrics: Metrics,
+    event_log: Option<EventLog>,
+    /// Engine events as JSON, for the admin API's `/events` stream.
+    pub event_feed: broadcast::Sender<Arc<str>>,
+    /// Wall clock at the daemon's start, for the event log's timestamps.
+    start_unix_ms: u64,
+}
+
+impl Ops {
+    pub fn start(config: &Config) -> Result<Ops, ShellError> {
+        if let Some(addr) = config.ops.metrics_listen {
+            match install_exporter(addr) {
+                Ok(()) => {
+                    info!("Prometheus metrics on http://{addr}/metrics");
+                    describe();
+                }
+                Err(e) => warn!("metrics exporter on {addr} not started: {e}"),
+            }
+        }
+        let event_log = match &config.ops.event_log {
+            Some(path) => {
+                let log = EventLog::open(path, config.ops.event_log_max_bytes, config.ops.event_log_keep)
+                    .map_err(|e| ShellError::EventLog { path: path.clone(), reason: e.to_string() })?;
+                info!("event log: {}", path.display());
+                Some(log)
+            }
+            None => None,
+        };
+        Ok(Ops {
+            metrics: Metrics::new(config, Duration::from_secs(config.ops.metrics_window_secs as u64)),
+            event_log,
+            event_feed: broadcast::channel(EVENT_FEED_CAPACITY).0,
+            start_unix_ms: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_millis() as u64,
+        })
+    }
+
+    /// An engine event: metrics, the event log, the feed, the log.
+    pub fn report(&mut self, now: Time, engine: &Engine, event: &Event) {
+        self.metrics.observe(now, engine, event);
+        if self.event_log.is_some() || self.event_feed.receiver_count() > 0 {
+            let line = event_json(engine, self.start_unix_ms + now.0, event);
+            if let Some(log) = &mut self.event_log {
+                if let Err(e) = log.write(&line) {
+                    warn!("event log write failed: {e}");
+                }
+            }
+            if self.event_feed.receiver_count() > 0 {
+                self.event_feed.send(Arc::from(line.to_string())).ok();
+            }
+        }
+        match event {
+            Event::AgentStateChanged { agent, from, to, reason } => {
+                info!(agent = engine.agent_name(*agent), "{from} => {to} ({reason})");
+            }
+            Event::CallFinished { .. } => info!(?event, "call finished"),
+            Event::Offered { call, decision, .. } => debug!(%call, ?decision, "offered"),
+            _ => info!(?event, "event"),
+        }
+    }
+
+    /// Once a second: the engine's gauges and the front door's counters.
+    pub fn refresh(&mut self, now: Time, core: &Core, front: &FrontCounters) {
+        self.metrics.refresh(now, core.engine());
+        metrics::counter!("acd_auth_failures_total").absolute(front.auth_failures);
+        metrics::counter!("acd_auth_lockouts_total").absolute(front.auth_lockouts);
+        metrics::counter!("acd_auth_locked_refusals_total").absolute(front.auth_locked_refusals);
+        for s in Shortage::ALL {
+            let n = front.shortages.get(&s).copied().unwrap_or(0);
+            metrics::counter!("acd_admission_refusals_total", "reason" => s.name()).absolute(n);
+        }
+        let lag = front.shortages.get(&Shortage::LoopLag).copied().unwrap_or(0);
+        metrics::counter!("acd_overload_refusals_total").absolute(lag);
+    }
+
+    pub fn reopen_event_log(&mut self) {
+        if let Some(log) = &mut self.event_log {
+            if let Err(e) = log.reopen() {
+                warn!("cannot reopen the event log: {e}");
+            }
+        }
+    }
+}
+
+fn describe() {
+    metrics::describe_counter!(
+        "acd_calls_refused_total",
+        "INVITEs refused before reaching a queue, by SIP status (404 unknown number, 403 not a trunk or failed auth, 488 no usable audio, 483/420 RFC checks, 503 admission)"
+    );
+    metrics::describe_counter!(
+        "acd_overload_refusals_total",
+        "New INVITEs answered 503 because they waited longer than sip.overload_queue_delay_ms for the daemon loop"
+    );
+    metrics::describe_counter!(
+        "acd_admission_refusals_total",
+        "New INVITEs answered 503 + Retry-After by the admission policy, by what was short"
+    );
+    metrics::describe_counter!(
+        "acd_auth_failures_total",
+        "Digest responses that failed (wrong password or unknown user)"
+    );
+    metrics::describe_counter!(
+        "acd_auth_lockouts_total",
+        "Lockouts started after sip.auth_max_failures failures from one address or for one user"
+    );
+    metrics::describe_counter!("acd_auth_locked_refusals_total", "Requests answered 403 during a lockout");
+    metrics::describe_counter!("acd_unacked_answers_total", "Callers' 200 OKs never ACKed: released at Timer H");
+    metrics::describe_counter!("acd_config_reloads_total", "Config reloads applied");
+    metrics::describe_counter!(
+        "acd_config_reload_failures_total",
+        "Config reloads refused because the file was invalid (nothing changed)"
+    );
+}
+
+/// File descriptors free below the soft RLIMIT_NOFILE: the open count is
+/// read from /proc once a second, and RTP sockets opened or closed since are
+/// added or taken off (they are the only descriptors that come and go by
+/// the thousand between samples).
+pub struct FdBudget {
+    limit: usize,
+    sampled: usize,
+    ports_at_sample: usize,
+}
+
+impl FdBudget {
+    pub fn new() -> FdBudget {
+        let limit = rlimit::getrlimit(rlimit::Resource::NOFILE).map(|(soft, _)| soft as usize).unwrap_or(1024);
+        FdBudget { limit, sampled: 0, ports_at_sample: 0 }
+    }
+
+    pub fn sample(&mut self, ports_in_use: usize) {
+        if let Ok(dir) = std::fs::read_dir("/proc/self/fd") {
+            self.sampled = dir.count();
+            self.ports_at_sample = ports_in_use;
+        }
+    }
+
+    pub fn free(&self, ports_in_use: usize, sockets_per_leg: usize) -> usize {
+        let opened = ports_in_use.saturating_sub(self.ports_at_sample) * sockets_per_leg;
+        let closed = self.ports_at_sample.saturating_sub(ports_in_use) * sockets_per_leg;
+        self.limit.saturating_sub((self.sampled + opened).saturating_sub(closed))
+    }
+}
