@@ -1,4 +1,6 @@
-//! SIP side of acd: digest auth, registrar, and (in adapter.rs) the rsipstack adapter.
+//! SIP side of acd: digest auth, registrar, session timers (RFC 4028), and
+//! (in adapter.rs) the rsipstack adapter.
 pub mod adapter;
 pub mod digest;
 pub mod registrar;
+pub mod session_timer;
