@@ -176,6 +176,12 @@ pub struct UasPolicy {
     pub interval_secs: u32,
 }
 
+impl From<&crate::config::SipSettings> for UasPolicy {
+    fn from(s: &crate::config::SipSettings) -> UasPolicy {
+        UasPolicy { min_se_secs: s.session_min_se_secs, interval_secs: s.session_interval_secs }
+    }
+}
+
 impl Default for UasPolicy {
     fn default() -> UasPolicy {
         UasPolicy { min_se_secs: RFC_MIN_SE_SECS, interval_secs: DEFAULT_INTERVAL_SECS }
@@ -399,6 +405,22 @@ mod tests {
 
     fn timer(interval_secs: u32, refresher: Refresher) -> UasDecision {
         UasDecision::Timer { interval_secs, refresher, require_timer: true }
+    }
+
+    #[test]
+    fn the_policy_comes_from_the_sip_config_which_keeps_the_rfcs_floor() {
+        use crate::config::from_toml_str;
+        let c = from_toml_str("acd.toml", "").expect("defaults");
+        assert_eq!(UasPolicy::from(&c.sip), UasPolicy { min_se_secs: 90, interval_secs: 1800 });
+        let c = from_toml_str("acd.toml", "[sip]\nsession_min_se_secs = 300\n").expect("valid");
+        assert_eq!(UasPolicy::from(&c.sip), UasPolicy { min_se_secs: 300, interval_secs: 1800 });
+        let c = from_toml_str("acd.toml", "[sip]\nsession_min_se_secs = 2000\n").expect("valid");
+        assert_eq!(UasPolicy::from(&c.sip).interval_secs, 2000, "the default interval follows a larger minimum");
+        let e = from_toml_str("acd.toml", "[sip]\nsession_min_se_secs = 60\n").unwrap_err();
+        assert_eq!(e.key(), Some("sip.session_min_se_secs"), "{e}");
+        let e =
+            from_toml_str("acd.toml", "[sip]\nsession_min_se_secs = 600\nsession_interval_secs = 300\n").unwrap_err();
+        assert_eq!(e.key(), Some("sip.session_interval_secs"), "{e}");
     }
 
     // ----- parsing ---------------------------------------------------------
