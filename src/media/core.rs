@@ -46,6 +46,9 @@ const LATE_BUCKET_US: u64 = 100;
 const LATE_BUCKETS: usize = 500;
 /// The media timeout is judged at most this often.
 const TIMEOUT_CHECK_US: u64 = 250_000;
+/// Deadlines handled per `timed_out` call: legs that all came due at once
+/// are spread over the next few calls instead of delaying a music slot.
+const TIMEOUT_BATCH: usize = 512;
 
 /// How a new leg starts.
 #[derive(Debug, Clone)]
@@ -580,10 +583,16 @@ impl Shard {
         }
         self.next_timeout_check_us = now_us + TIMEOUT_CHECK_US;
         let mut out = Vec::new();
+        let mut handled = 0;
         while let Some(&Reverse((at, key, stamp))) = self.deadlines.heap.peek() {
             if at > now_us {
                 break;
             }
+            if handled == TIMEOUT_BATCH {
+                self.next_timeout_check_us = now_us; // the rest on the next call
+                break;
+            }
+            handled += 1;
             self.deadlines.heap.pop();
             let Some(leg) = self.legs.get_mut(&key) else { continue };
             if leg.watch != Some(stamp) {
@@ -987,6 +996,11 @@ mod tests {
         for k in 0..1000u64 {
             s.close(k);
         }
+        // 1,000 stale entries come due together: a batch per call (no long
+        // stall of the music slots), the rest on the next calls.
+        assert!(s.timed_out(40_000_000).is_empty());
+        assert_eq!(s.deadlines.heap.len(), 1000 - TIMEOUT_BATCH);
+        assert_eq!(s.next_deadline_us(), Some(40_000_000), "due again at once");
         assert!(s.timed_out(40_000_000).is_empty());
         assert!(s.deadlines.heap.is_empty());
         assert_eq!(s.next_deadline_us(), None);
