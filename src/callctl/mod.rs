@@ -344,7 +344,9 @@ impl Core {
 
     /// The media plane heard nothing from `leg` for the media timeout: the
     /// phone or trunk behind it is gone. A bridged call ends on both sides
-    /// (BYE to each) and the agent is free; any other leg is left alone.
+    /// (BYE to each) and the agent is free; a caller waiting in a queue (or
+    /// for a transfer) is BYEd and abandons, as if it had hung up. Any other
+    /// leg (a ringing agent's early media) is left alone.
     pub fn media_lost(&mut self, now: Time, leg: LegId) {
         let Some(&call_id) = self.legs.get(&leg) else { return };
         let Some(call) = self.calls.get(&call_id) else { return };
@@ -354,7 +356,13 @@ impl Core {
                 self.commands.push_back(Command::Bye { call: call_id, leg });
                 self.remote_bye(now, call_id, leg)
             }
-            CallState::Bridged { .. } | CallState::TransferBridged { .. } if call.caller_leg == leg => {
+            // Waiting on music too: a trunk that died without BYE (issue 12).
+            CallState::Queued
+            | CallState::Bridged { .. }
+            | CallState::Transferring { .. }
+            | CallState::TransferBridged { .. }
+                if call.caller_leg == leg =>
+            {
                 debug!(%call_id, %leg, "no media from the caller: ending the call");
                 self.commands.push_back(Command::Bye { call: call_id, leg });
                 self.caller_gone(now, call_id)

@@ -1351,3 +1351,42 @@ fn same_script_gives_the_same_commands_and_events() {
     assert_eq!(log1, log2);
     assert_eq!(events1, events2);
 }
+
+#[test]
+fn a_waiting_caller_whose_media_stopped_is_byed_and_counted_as_abandoned() {
+    let mut net = Net::new(&format!(
+        "{}{}{}",
+        queue("sales", "ring-all", &["anna", "ben"], ""),
+        agents(&["anna", "ben"]),
+        number("200", "sales", "")
+    ));
+    let c1 = net.call("200", CALLER);
+    assert_eq!(net.said(), ["c1: answer", "c1: hold default", "c1: invite anna", "c1: invite ben"]);
+    net.run_until(5.0);
+    // The media plane: no RTP from the waiting caller for the media timeout.
+    let leg = net.caller_leg(c1);
+    net.core.media_lost(net.now, leg);
+    net.drain();
+    let mut said = net.said();
+    said.sort();
+    assert_eq!(said, ["c1: bye caller", "c1: cancel anna", "c1: cancel ben"]);
+    assert_eq!(net.outcome(c1), Some(Outcome::Abandoned));
+    // Not offered again: nobody rings for it.
+    net.run_until(60.0);
+    assert!(net.said().is_empty(), "{:?}", net.said());
+    net.finish_clean();
+}
+
+#[test]
+fn media_lost_on_a_ringing_agent_leg_changes_nothing() {
+    let mut net = two_agents("");
+    let c1 = net.call("100", CALLER);
+    net.said();
+    let ringing = *net.remotes.iter().find(|(_, r)| r.state == Far::Ringing).expect("an agent rings").0;
+    // Early media that stopped: the ring timeout, not the media timeout, ends a ring.
+    net.core.media_lost(net.now, ringing);
+    net.drain();
+    assert!(net.said().is_empty());
+    net.caller_hangs_up(c1);
+    net.finish_clean();
+}

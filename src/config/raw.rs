@@ -109,6 +109,8 @@ pub struct RawSip {
     pub max_contacts_per_agent: Option<u32>,
     pub options_interval_secs: Option<u32>,
     pub options_timeout_secs: Option<u32>,
+    pub session_min_se_secs: Option<u32>,
+    pub session_interval_secs: Option<u32>,
     pub max_calls: Option<u32>,
     pub retry_after_secs: Option<u32>,
     pub priority_header: Option<String>,

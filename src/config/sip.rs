@@ -48,6 +48,15 @@ pub struct SipSettings {
     pub options_interval_secs: u32,
     /// Default 5 s: a phone on a LAN answers OPTIONS in milliseconds.
     pub options_timeout_secs: u32,
+    /// Shortest session-timer interval (RFC 4028) accepted from a trunk;
+    /// a shorter `Session-Expires` gets 422 with this `Min-SE`. Default 90
+    /// s, the RFC's floor (and the least an admin may set): the shorter
+    /// the interval, the sooner a trunk that died without BYE is noticed.
+    pub session_min_se_secs: u32,
+    /// The interval acd asks for when a trunk supports session timers but
+    /// offered none (default 1800 s, the RFC's recommendation; at least
+    /// `session_min_se_secs`).
+    pub session_interval_secs: u32,
     /// Calls in acd at once (default 500). The next caller gets 503 with
     /// Retry-After instead of a slow answer for everyone.
     pub max_calls: u32,
@@ -167,6 +176,8 @@ impl Default for SipSettings {
             max_contacts_per_agent: 5,
             options_interval_secs: 30,
             options_timeout_secs: 5,
+            session_min_se_secs: 90,
+            session_interval_secs: 1800,
             max_calls: 500,
             retry_after_secs: 30,
             priority_header: "X-Priority".into(),
@@ -263,6 +274,16 @@ pub(super) fn sip_settings(cx: &Ctx, raw: Option<&RawSip>) -> Result<SipSettings
     check_range(cx, "sip.options_interval_secs", options_interval_secs, 0, 3600)?;
     let options_timeout_secs = r.options_timeout_secs.unwrap_or(d.options_timeout_secs);
     check_range(cx, "sip.options_timeout_secs", options_timeout_secs, 1, 32)?;
+    let session_min_se_secs = r.session_min_se_secs.unwrap_or(d.session_min_se_secs);
+    check_range(cx, "sip.session_min_se_secs", session_min_se_secs, 90, 86_400)?;
+    let session_interval_secs = r.session_interval_secs.unwrap_or(d.session_interval_secs.max(session_min_se_secs));
+    check_range(cx, "sip.session_interval_secs", session_interval_secs, 90, 86_400)?;
+    if session_interval_secs < session_min_se_secs {
+        return Err(cx.err(
+            "sip.session_interval_secs",
+            format!("{session_interval_secs} is below session_min_se_secs ({session_min_se_secs})"),
+        ));
+    }
     let max_calls = r.max_calls.unwrap_or(d.max_calls);
     check_range(cx, "sip.max_calls", max_calls, 1, 1_000_000)?;
     let retry_after_secs = r.retry_after_secs.unwrap_or(d.retry_after_secs);
@@ -322,6 +343,8 @@ pub(super) fn sip_settings(cx: &Ctx, raw: Option<&RawSip>) -> Result<SipSettings
         max_contacts_per_agent: max_contacts_per_agent as usize,
         options_interval_secs,
         options_timeout_secs,
+        session_min_se_secs,
+        session_interval_secs,
         max_calls,
         retry_after_secs,
         priority_header,

@@ -15,6 +15,14 @@
 //! Symmetric RTP: a leg sends to the address its packets really come from
 //! (the first packet latches it; a later move is followed only for the same
 //! SSRC, e.g. a NAT rebinding), not to the SDP's address.
+//!
+//! Media timeout: a leg is *judged* while it is not held, not yet reported,
+//! and either bridged (from the bridge on) or has sent at least one RTP
+//! packet (a waiting caller on music whose trunk vanished without BYE). A
+//! leg that never sent RTP outside a bridge (late offer, one-way trunk) is
+//! not judged. Judged legs sit in [`Deadlines`], a heap of "silent since"
+//! deadlines checked at most every 250 ms, so a check costs the legs whose
+//! deadline passed, not every leg of the shard.
 
 use super::audio::{Clip, FRAME_SAMPLES};
 use super::g711::{self, Codec};
@@ -22,6 +30,8 @@ use super::stream::OutStream;
 use rtc_rtp::header::Header;
 use rtc_shared::marshal::{Marshal, MarshalSize, Unmarshal};
 use rustc_hash::FxHashMap;
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 use std::net::SocketAddr;
 
 /// A leg's key: the call-control leg id.
@@ -34,6 +44,11 @@ const MAX_CATCH_UP_MS: u64 = 200;
 /// Lateness histogram: 100 µs buckets up to 50 ms.
 const LATE_BUCKET_US: u64 = 100;
 const LATE_BUCKETS: usize = 500;
+/// The media timeout is judged at most this often.
+const TIMEOUT_CHECK_US: u64 = 250_000;
+/// Deadlines handled per `timed_out` call: legs that all came due at once
+/// are spread over the next few calls instead of delaying a music slot.
+const TIMEOUT_BATCH: usize = 512;
 
 /// How a new leg starts.
 #[derive(Debug, Clone)]
@@ -76,12 +91,53 @@ struct Leg {
     latched_ssrc: Option<u32>,
     out: OutStream,
     mode: Mode,
-    /// Last RTP received, or when the bridge began (media timeout).
+    /// Last RTP received, or when the bridge began or the stream resumed
+    /// (media timeout).
     last_rx_us: u64,
+    /// At least one RTP packet came in: from then on the leg is judged
+    /// even while it waits on music.
+    rx_seen: bool,
     timed_out: bool,
     /// The far end put the stream on hold (its SDP is not sendrecv): it
     /// may send nothing, so the media timeout does not judge it.
     held: bool,
+    /// The stamp of this leg's live entry in [`Deadlines`], if any.
+    watch: Option<u64>,
+}
+
+impl Leg {
+    /// Whether the media timeout applies to this leg now.
+    fn judged(&self) -> bool {
+        !self.held && !self.timed_out && (self.rx_seen || matches!(self.mode, Mode::Bridged { .. }))
+    }
+}
+
+/// The judged legs' deadlines: when each would have been silent for the
+/// media timeout, by its `last_rx_us` at the time of the entry. Entries are
+/// not updated per packet (that would be a heap operation per packet):
+/// a leg still talking when its entry comes due gets a new one from its
+/// latest packet, so a talking leg costs one heap push per timeout period.
+/// An entry counts only while its stamp is the leg's `watch`; anything else
+/// (a closed, re-opened, held or re-bridged leg) is dropped when it surfaces.
+#[derive(Debug, Default)]
+struct Deadlines {
+    heap: BinaryHeap<Reverse<(u64, Key, u64)>>,
+    next_stamp: u64,
+}
+
+impl Deadlines {
+    /// Watches `leg` (again) from its `last_rx_us`, replacing any entry it had.
+    fn watch(&mut self, key: Key, leg: &mut Leg, limit_us: u64) {
+        let stamp = self.next_stamp;
+        self.next_stamp += 1;
+        leg.watch = Some(stamp);
+        // Timed out once silent for *more* than the limit.
+        self.heap.push(Reverse((leg.last_rx_us + limit_us + 1, key, stamp)));
+    }
+
+    fn next(&self) -> Option<u64> {
+        self.heap.peek().map(|Reverse((at, _, _))| *at)
+    }
 }
 
 /// Counters for metrics, tests and the benchmark.
@@ -169,7 +225,7 @@ pub struct Shard {
     rr: usize,
     media_timeout_us: Option<u64>,
     next_timeout_check_us: u64,
-    bridged: usize,
+    deadlines: Deadlines,
     stats: ShardStats,
     scratch: Vec<i16>,
     scratch_bytes: Vec<u8>,
@@ -185,7 +241,7 @@ impl Shard {
             rr: 0,
             media_timeout_us: (media_timeout_secs > 0).then_some(media_timeout_secs as u64 * 1_000_000),
             next_timeout_check_us: 0,
-            bridged: 0,
+            deadlines: Deadlines::default(),
             stats: ShardStats { lateness: vec![0; LATE_BUCKETS], ..Default::default() },
             scratch: Vec::new(),
             scratch_bytes: Vec::new(),
@@ -202,7 +258,18 @@ impl Shard {
             }
         }
         self.classes = classes;
-        self.media_timeout_us = (media_timeout_secs > 0).then_some(media_timeout_secs as u64 * 1_000_000);
+        let limit = (media_timeout_secs > 0).then_some(media_timeout_secs as u64 * 1_000_000);
+        if limit != self.media_timeout_us {
+            // Every entry was computed with the old limit: start over.
+            self.media_timeout_us = limit;
+            self.deadlines.heap.clear();
+            for (key, leg) in self.legs.iter_mut() {
+                leg.watch = None;
+                if let Some(limit) = limit.filter(|_| leg.judged()) {
+                    self.deadlines.watch(*key, leg, limit);
+                }
+            }
+        }
     }
 
     pub fn leg_count(&self) -> usize {
@@ -231,8 +298,10 @@ impl Shard {
                 out: OutStream::new(s.ssrc, s.seq, s.ts),
                 mode: Mode::Idle,
                 last_rx_us: 0,
+                rx_seen: false,
                 timed_out: false,
                 held: false,
+                watch: None,
             },
         );
     }
@@ -256,10 +325,15 @@ impl Shard {
     /// The far end's SDP says it holds the stream (`true`) or resumed it.
     pub fn set_held(&mut self, key: Key, held: bool, now_us: u64) {
         if let Some(leg) = self.legs.get_mut(&key) {
-            if leg.held && !held {
-                leg.last_rx_us = now_us; // the timeout starts again on resume
-            }
+            let resumed = leg.held && !held;
             leg.held = held;
+            if resumed {
+                leg.last_rx_us = now_us; // the timeout starts again on resume
+                if let Some(limit) = self.media_timeout_us.filter(|_| leg.judged()) {
+                    self.deadlines.watch(key, leg, limit);
+                }
+            }
+            // Held: its entry is dropped when it comes due.
         }
     }
 
@@ -305,13 +379,12 @@ impl Shard {
                 }
             }
             Mode::Bridged { peer } => {
-                self.bridged -= 1;
                 let peer = *peer;
-                // The other side stops relaying to a leg that is leaving.
+                // The other side stops relaying to a leg that is leaving (and
+                // stays judged only if it ever sent RTP).
                 if let Some(p) = self.legs.get_mut(&peer) {
                     if matches!(p.mode, Mode::Bridged { peer: pp } if pp == key) {
                         p.mode = Mode::Idle;
-                        self.bridged -= 1;
                     }
                 }
             }
@@ -321,19 +394,22 @@ impl Shard {
         match &mode {
             Mode::Hold { slot, .. } => self.slots[*slot as usize].push(key),
             Mode::Bridged { .. } => {
-                self.bridged += 1;
                 leg.last_rx_us = now_us;
                 leg.timed_out = false;
             }
             Mode::Idle => {}
         }
+        let bridged = matches!(mode, Mode::Bridged { .. });
         leg.mode = mode;
+        if let Some(limit) = self.media_timeout_us.filter(|_| bridged && leg.judged()) {
+            self.deadlines.watch(key, leg, limit);
+        }
     }
 
     /// When the shell must call in next, on this shard's clock.
     pub fn next_deadline_us(&self) -> Option<u64> {
         let slot = (self.listener_count() > 0).then_some(self.next_ms * 1000);
-        let timeout = (self.bridged > 0 && self.media_timeout_us.is_some()).then_some(self.next_timeout_check_us);
+        let timeout = self.deadlines.next().map(|at| at.max(self.next_timeout_check_us));
         slot.into_iter().chain(timeout).min()
     }
 
@@ -426,6 +502,13 @@ impl Shard {
         }
         self.stats.received += 1;
         leg.last_rx_us = now_us;
+        leg.rx_seen = true;
+        if leg.watch.is_none() {
+            // The first packet (or the first since a report or a hold).
+            if let Some(limit) = self.media_timeout_us.filter(|_| leg.judged()) {
+                self.deadlines.watch(key, leg, limit);
+            }
+        }
         match leg.latched_ssrc {
             None => {
                 leg.remote = Some(from);
@@ -489,23 +572,41 @@ impl Shard {
         Verdict::Forward { via: peer, to, len: out_len }
     }
 
-    /// Bridged legs silent for longer than the media timeout, each reported
-    /// once. Checked every 250 ms.
+    /// Judged legs (see the module doc) silent for longer than the media
+    /// timeout, each reported once (again only after a new bridge). Checked
+    /// at most every 250 ms; a check visits only the legs whose deadline
+    /// passed.
     pub fn timed_out(&mut self, now_us: u64) -> Vec<Key> {
         let Some(limit) = self.media_timeout_us else { return Vec::new() };
-        if self.bridged == 0 || now_us < self.next_timeout_check_us {
+        if now_us < self.next_timeout_check_us || self.deadlines.next().is_none_or(|at| at > now_us) {
             return Vec::new();
         }
-        self.next_timeout_check_us = now_us + 250_000;
+        self.next_timeout_check_us = now_us + TIMEOUT_CHECK_US;
         let mut out = Vec::new();
-        for (key, leg) in self.legs.iter_mut() {
-            if matches!(leg.mode, Mode::Bridged { .. })
-                && !leg.timed_out
-                && !leg.held
-                && now_us.saturating_sub(leg.last_rx_us) > limit
-            {
+        let mut handled = 0;
+        while let Some(&Reverse((at, key, stamp))) = self.deadlines.heap.peek() {
+            if at > now_us {
+                break;
+            }
+            if handled == TIMEOUT_BATCH {
+                self.next_timeout_check_us = now_us; // the rest on the next call
+                break;
+            }
+            handled += 1;
+            self.deadlines.heap.pop();
+            let Some(leg) = self.legs.get_mut(&key) else { continue };
+            if leg.watch != Some(stamp) {
+                continue; // superseded
+            }
+            leg.watch = None;
+            if !leg.judged() {
+                continue; // held since; watched again on resume
+            }
+            if now_us.saturating_sub(leg.last_rx_us) > limit {
                 leg.timed_out = true;
-                out.push(*key);
+                out.push(key);
+            } else {
+                self.deadlines.watch(key, leg, limit); // it talked since
             }
         }
         out.sort_unstable();
@@ -757,6 +858,171 @@ mod tests {
         s.set_held(1, false, 60_000_000);
         let after = silent(&mut s, 60_000_000, 70_000_000);
         assert_eq!(after, vec![1], "resumed and silent: times out 5 s after the resume");
+    }
+
+    /// Polls `timed_out` every 100 ms in `[from, to)`, with `talk(s, t)`
+    /// before each poll (to send packets), collecting (time, leg).
+    fn watch_timeouts(s: &mut Shard, from: u64, to: u64, mut talk: impl FnMut(&mut Shard, u64)) -> Vec<(u64, Key)> {
+        let mut out = Vec::new();
+        let mut t = from;
+        while t < to {
+            talk(s, t);
+            out.extend(s.timed_out(t).into_iter().map(|k| (t, k)));
+            t += 100_000;
+        }
+        out
+    }
+
+    fn talk(s: &mut Shard, t: u64, key: Key) {
+        let mut p = rtp(key as u32, (t / 20_000) as u16, 0, 0, &[0xff; 160]);
+        s.on_rtp(t, key, format!("127.0.0.1:{}", 10000 + key).parse().unwrap(), &mut p, 172);
+    }
+
+    #[test]
+    fn a_waiting_caller_that_sent_rtp_then_went_silent_times_out_once() {
+        let mut s = Shard::new(vec![class("default", 8000)], 5, 0);
+        s.open(1, setup("127.0.0.1:10001", 1));
+        s.hold(1, "default");
+        // Talks (e.g. comfort noise, DTMF) for its first 3 s on music, then
+        // its trunk vanishes without BYE.
+        let found = watch_timeouts(&mut s, 0, 30_000_000, |s, t| {
+            if (1_000_000..=3_000_000).contains(&t) {
+                talk(s, t, 1);
+            }
+        });
+        assert_eq!(found.len(), 1, "{found:?}");
+        let (at, k) = found[0];
+        assert_eq!(k, 1);
+        // Silent since 3 s; judged > 5 s later, within one 250 ms check.
+        assert!(at > 8_000_000 && at <= 8_300_000, "{at}");
+        // The music plays on until call control ends the leg.
+        assert_eq!(s.listener_count(), 1);
+    }
+
+    #[test]
+    fn a_waiting_caller_that_never_sent_rtp_is_never_judged() {
+        let mut s = Shard::new(vec![], 5, 0);
+        s.open(1, setup("127.0.0.1:10001", 1));
+        s.hold(1, "default");
+        assert!(watch_timeouts(&mut s, 0, 600_000_000, |_, _| {}).is_empty());
+        // Late offer / one-way trunk: no deadline (the shell wakes for the
+        // music's slots only).
+        assert_eq!(s.deadlines.next(), None);
+    }
+
+    #[test]
+    fn a_held_waiting_caller_is_not_judged_and_resuming_restarts_its_timer() {
+        let mut s = Shard::new(vec![], 5, 0);
+        s.open(1, setup("127.0.0.1:10001", 1));
+        s.hold(1, "default");
+        talk(&mut s, 1_000_000, 1);
+        s.set_held(1, true, 2_000_000); // re-INVITE a=sendonly
+        assert!(watch_timeouts(&mut s, 1_000_000, 60_000_000, |_, _| {}).is_empty(), "held for a minute");
+        s.set_held(1, false, 60_000_000);
+        let after = watch_timeouts(&mut s, 60_000_000, 80_000_000, |_, _| {});
+        assert_eq!(after.len(), 1, "{after:?}");
+        assert!(after[0].0 > 65_000_000 && after[0].0 <= 65_300_000, "5 s after the resume: {after:?}");
+    }
+
+    #[test]
+    fn a_resumed_caller_that_talks_again_is_not_reported() {
+        let mut s = Shard::new(vec![], 5, 0);
+        s.open(1, setup("127.0.0.1:10001", 1));
+        s.hold(1, "default");
+        talk(&mut s, 0, 1);
+        s.set_held(1, true, 1_000_000);
+        s.set_held(1, false, 20_000_000);
+        let found = watch_timeouts(&mut s, 20_000_000, 120_000_000, |s, t| {
+            if t % 1_000_000 == 0 {
+                talk(s, t, 1);
+            }
+        });
+        assert!(found.is_empty(), "{found:?}");
+    }
+
+    #[test]
+    fn the_next_deadline_includes_a_judged_waiting_caller() {
+        let mut s = Shard::new(vec![], 5, 0);
+        // Not on music (e.g. between music and a bridge), so the slot clock
+        // does not hide the timeout's deadline.
+        s.open(1, setup("127.0.0.1:10001", 1));
+        assert_eq!(s.next_deadline_us(), None);
+        talk(&mut s, 1_000_000, 1);
+        // Silent for more than 5 s from its packet at 1 s.
+        assert_eq!(s.next_deadline_us(), Some(6_000_001));
+        // A later packet does not move the entry (no heap work per packet):
+        // the shell wakes at 6 s, finds it talked, and sleeps till 5 s later.
+        talk(&mut s, 4_000_000, 1);
+        assert_eq!(s.next_deadline_us(), Some(6_000_001));
+        assert!(s.timed_out(6_000_001).is_empty());
+        assert_eq!(s.next_deadline_us(), Some(9_000_001));
+        // Media timeout off (0): nothing judged.
+        s.set_classes(vec![], 0);
+        assert_eq!(s.next_deadline_us(), None);
+        assert!(s.timed_out(60_000_000).is_empty());
+    }
+
+    #[test]
+    fn a_reload_with_a_shorter_timeout_applies_to_callers_already_waiting() {
+        let mut s = Shard::new(vec![], 60, 0);
+        s.open(1, setup("127.0.0.1:10001", 1));
+        s.hold(1, "default");
+        talk(&mut s, 1_000_000, 1);
+        s.set_classes(vec![], 5);
+        let found = watch_timeouts(&mut s, 1_000_000, 20_000_000, |_, _| {});
+        assert_eq!(found.len(), 1);
+        assert!(found[0].0 > 6_000_000 && found[0].0 <= 6_300_000, "{found:?}");
+    }
+
+    #[test]
+    fn talking_legs_cost_one_deadline_each_not_one_per_packet() {
+        let mut s = Shard::new(vec![], 5, 0);
+        for k in 0..1000u64 {
+            s.open(k, setup(&format!("127.0.0.1:{}", 10000 + k), k as u32));
+            s.hold(k, "default");
+        }
+        let mut t = 0;
+        let mut found = Vec::new();
+        while t < 30_000_000 {
+            for k in 0..1000u64 {
+                talk(&mut s, t, k);
+            }
+            found.extend(s.timed_out(t));
+            assert!(s.deadlines.heap.len() <= 1000, "{} entries at {t}", s.deadlines.heap.len());
+            t += 20_000;
+        }
+        assert!(found.is_empty());
+        // Reopened and closed legs leave no live entry behind.
+        for k in 0..1000u64 {
+            s.close(k);
+        }
+        // 1,000 stale entries come due together: a batch per call (no long
+        // stall of the music slots), the rest on the next calls.
+        assert!(s.timed_out(40_000_000).is_empty());
+        assert_eq!(s.deadlines.heap.len(), 1000 - TIMEOUT_BATCH);
+        assert_eq!(s.next_deadline_us(), Some(40_000_000), "due again at once");
+        assert!(s.timed_out(40_000_000).is_empty());
+        assert!(s.deadlines.heap.is_empty());
+        assert_eq!(s.next_deadline_us(), None);
+    }
+
+    #[test]
+    fn a_caller_that_sent_rtp_is_judged_again_after_its_agent_leaves() {
+        let mut s = Shard::new(vec![], 5, 0);
+        s.open(1, setup("127.0.0.1:10001", 1));
+        s.open(2, setup("127.0.0.1:10002", 2));
+        talk(&mut s, 0, 1);
+        s.bridge(1, 2, 0);
+        talk(&mut s, 1_000_000, 2);
+        s.close(2); // the agent's leg ends; the caller waits, then goes silent
+        let found = watch_timeouts(&mut s, 1_000_000, 20_000_000, |s, t| {
+            if t <= 2_000_000 {
+                talk(s, t, 1);
+            }
+        });
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].1, 1);
+        assert!(found[0].0 > 7_000_000 && found[0].0 <= 7_300_000, "{found:?}");
     }
 
     #[test]

@@ -58,7 +58,9 @@ pub enum MediaError {
 /// What a shard tells the daemon.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MediaEvent {
-    /// No RTP from this bridged leg for the media timeout.
+    /// No RTP for the media timeout from a leg that is bridged, or that
+    /// sent RTP while waiting (see [`super::core`]'s module doc); never
+    /// while the far end holds the stream.
     Timeout { leg: u64 },
 }
 
