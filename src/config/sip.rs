@@ -24,11 +24,15 @@ pub struct SipSettings {
     pub listen_tcp: Vec<SocketAddr>,
     /// Digest realm for agents and trunks (default `"acd"`).
     pub realm: String,
-    /// Algorithms offered in challenges, one WWW-Authenticate each, in this
-    /// order (default MD5 then SHA-256). RFC 8760 clients may pick any they
-    /// support, but many phones and tools (sipsak, older desk phones) read
-    /// only the first challenge and give up on SHA-256, so MD5 leads by
-    /// default; list only "SHA-256" to require it.
+    /// Digest algorithms accepted, in order of preference (default MD5 then
+    /// SHA-256). Each 401 carries one challenge: in the first listed, or in
+    /// the one the phone already answered in if it is listed (a stale
+    /// nonce). Credentials in any listed algorithm authenticate; others get a
+    /// fresh challenge. MD5 leads by default because one MD5 challenge is what
+    /// every phone measured registers with (baresip 1.0 fails a 401 that also
+    /// names SHA-256; sipsak and baresip refuse SHA-256). List "SHA-256"
+    /// first to challenge with it (pjsua2, Linphone), or only "SHA-256" to
+    /// require it.
     pub digest_algorithms: Vec<DigestAlgorithm>,
     /// How long a nonce may be used (default 300 s). After that the phone
     /// gets a fresh challenge with `stale=true` and retries on its own.

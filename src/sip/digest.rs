@@ -20,17 +20,26 @@
 //!   purged whenever a new one is issued.
 //!
 //! Only `qop=auth` (or no qop, RFC 2069 style) and the non-session
-//! algorithms `MD5` and `SHA-256` are supported. A server that wants to offer
-//! both sends two `WWW-Authenticate` headers, SHA-256 first (RFC 8760 §2.4).
+//! algorithms `MD5` and `SHA-256` are supported.
+//!
+//! Each 401 carries exactly one challenge, in the algorithm
+//! [`challenge_algorithm`] picks. RFC 8760 §2.4 lets a server send one
+//! `WWW-Authenticate` per algorithm, but real phones do not all cope with
+//! that: baresip 1.0 (Debian's libre) fails the whole REGISTER with
+//! "Function not implemented" when any challenge names an algorithm it does
+//! not know, even when an MD5 one is beside it; sipsak 0.9.8 and baresip
+//! refuse a SHA-256 challenge; pjsua2 2.15 and Linphone 5.1 answer the first
+//! challenge they support. One MD5 challenge works with all four.
 //!
 //! What [`verify`] does not check, and the caller must: that the credentials'
-//! `uri` names the request's Request-URI (RFC 7616 §3.4.6), and, if only one
-//! algorithm was offered, that the client used it.
+//! `uri` names the request's Request-URI (RFC 7616 §3.4.6), and that the
+//! client's algorithm is one the server accepts ([`accepts`]).
 //!
 //! # Flow
 //! ```text
-//! REGISTER (no Authorization)   ──▶ 401, challenge_header(realm, store.issue(now), alg, false)
-//! REGISTER (Authorization: ..)  ──▶ parse_authorization(value)?
+//! REGISTER (no Authorization)   ──▶ 401, challenge_header(realm, store.issue(now),
+//!                                        challenge_algorithm(accepted, None), false)
+//! REGISTER (Authorization: ..)  ──▶ parse_authorization(value)?, accepts(accepted, resp.algorithm)?
 //!                                   verify(&mut store, now, "REGISTER", &resp, realm, password)
 //!                                     Ok           → go on
 //!                                     Err(Stale)   → 401 with a new nonce and stale=true
@@ -310,6 +319,45 @@ fn parse_params(s: &str, mut pos: usize) -> Result<Vec<(String, String)>, Digest
         pos = skip_ws(pos);
         if pos < b.len() && b[pos] != b',' {
             return Err(DigestError::Syntax { offset: pos });
+        }
+    }
+}
+
+/// The one algorithm a 401 challenges with, given the algorithms the server
+/// accepts (`accepted`, in order of preference, as configured) and the
+/// request being answered (`authorization`: its `Authorization` value, if it
+/// carried one).
+///
+/// - A request that already carried credentials in an accepted algorithm
+///   (a stale or unknown nonce, a replay) is challenged again in that
+///   algorithm: the phone has shown it speaks it, and a phone whose stored
+///   secret is an MD5 HA1 (Linphone keeps only that after its first
+///   registration) cannot switch to SHA-256 on its own.
+/// - Otherwise the first accepted algorithm. The default list puts MD5 first
+///   because that is what every phone measured here answers (see the module
+///   doc); listing SHA-256 first opts in to it for phones that support it.
+///
+/// `accepted` is never empty in a validated config; if it is, MD5.
+pub fn challenge_algorithm(accepted: &[Algorithm], authorization: Option<&str>) -> Algorithm {
+    let answered = authorization.and_then(|a| parse_authorization(a).ok()).map(|r| r.algorithm);
+    match answered {
+        Some(alg) if accepts(accepted, alg) => alg,
+        _ => accepted.first().copied().unwrap_or_default(),
+    }
+}
+
+/// Whether credentials computed with `algorithm` may authenticate: only the
+/// accepted (configured) algorithms do, whichever one the challenge named,
+/// so a config that lists only SHA-256 cannot be answered in MD5.
+pub fn accepts(accepted: &[Algorithm], algorithm: Algorithm) -> bool {
+    accepted.contains(&algorithm)
+}
+
+impl From<crate::config::DigestAlgorithm> for Algorithm {
+    fn from(a: crate::config::DigestAlgorithm) -> Algorithm {
+        match a {
+            crate::config::DigestAlgorithm::Md5 => Algorithm::Md5,
+            crate::config::DigestAlgorithm::Sha256 => Algorithm::Sha256,
         }
     }
 }
@@ -735,6 +783,43 @@ mod tests {
             challenge_header("a\"b", "abc", Algorithm::Sha256, true),
             r#"Digest realm="a\"b", nonce="abc", algorithm=SHA-256, qop="auth", stale=true"#
         );
+    }
+
+    #[test]
+    fn one_challenge_first_accepted_algorithm_unless_the_phone_already_answered_in_another() {
+        use Algorithm::{Md5, Sha256};
+        let sha = |nonce: &str| {
+            format!(
+                "Digest username=\"anna\", realm=\"acd\", nonce=\"{nonce}\", uri=\"sip:127.0.0.1\", \
+                 response=\"ab\", algorithm=SHA-256, cnonce=\"c\", qop=auth, nc=00000001"
+            )
+        };
+        let md5 = pjsip_header("n", 1, "secret");
+        // No credentials yet: the first accepted algorithm (the default list is MD5, SHA-256).
+        assert_eq!(challenge_algorithm(&[Md5, Sha256], None), Md5);
+        assert_eq!(challenge_algorithm(&[Sha256, Md5], None), Sha256);
+        assert_eq!(challenge_algorithm(&[Sha256], None), Sha256);
+        // A stale nonce answered in an accepted algorithm: challenged in the same one.
+        assert_eq!(challenge_algorithm(&[Md5, Sha256], Some(&sha("n"))), Sha256);
+        assert_eq!(challenge_algorithm(&[Sha256, Md5], Some(&md5)), Md5);
+        // Answered in an algorithm not accepted, or unparsable: back to the first.
+        assert_eq!(challenge_algorithm(&[Sha256], Some(&md5)), Sha256);
+        assert_eq!(challenge_algorithm(&[Md5], Some(&sha("n"))), Md5);
+        assert_eq!(challenge_algorithm(&[Sha256], Some("Basic YWxhZGRpbjpvcGVuc2VzYW1l")), Sha256);
+        assert_eq!(challenge_algorithm(&[Md5], Some("Digest algorithm=MD5-sess")), Md5);
+        // Never empty in a validated config; MD5 if it were.
+        assert_eq!(challenge_algorithm(&[], None), Md5);
+    }
+
+    #[test]
+    fn only_accepted_algorithms_authenticate() {
+        use Algorithm::{Md5, Sha256};
+        assert!(accepts(&[Md5, Sha256], Md5) && accepts(&[Md5, Sha256], Sha256));
+        assert!(!accepts(&[Sha256], Md5), "a SHA-256-only config must not take MD5");
+        assert!(!accepts(&[Md5], Sha256));
+        let from = |a| Algorithm::from(a);
+        assert_eq!(from(crate::config::DigestAlgorithm::Md5), Md5);
+        assert_eq!(from(crate::config::DigestAlgorithm::Sha256), Sha256);
     }
 
     #[test]

@@ -656,7 +656,7 @@ impl FrontDoor {
             ));
         }
         let Some(auth) = &r.authorization else {
-            return Err(Refused(self.challenge(now, false)));
+            return Err(Refused(self.challenge(now, None, false)));
         };
         let resp = match digest::parse_authorization(auth) {
             Ok(resp) => resp,
@@ -667,6 +667,11 @@ impl FrontDoor {
         if !same_uri(&resp.uri, &r.uri) {
             return Err(Refused(Reply::new(400).warning("digest uri does not match the Request-URI")));
         }
+        // Credentials in an algorithm acd does not accept (MD5 when only
+        // SHA-256 is configured) get a challenge in one it does.
+        if !digest::accepts(&self.settings.algorithms, resp.algorithm) {
+            return Err(Refused(self.challenge(now, None, false)));
+        }
         let outcome = if resp.username != user {
             Err(AuthFailure::BadResponse)
         } else {
@@ -674,9 +679,9 @@ impl FrontDoor {
         };
         match outcome {
             Ok(()) => Ok(()),
-            Err(AuthFailure::Stale) => Err(Refused(self.challenge(now, true))),
+            Err(AuthFailure::Stale) => Err(Refused(self.challenge(now, Some(auth), true))),
             Err(AuthFailure::UnknownNonce | AuthFailure::Replay | AuthFailure::WrongRealm) => {
-                Err(Refused(self.challenge(now, false)))
+                Err(Refused(self.challenge(now, Some(auth), false)))
             }
             Err(AuthFailure::BadResponse) => {
                 self.counters.auth_failures += 1;
@@ -695,13 +700,13 @@ impl FrontDoor {
         }
     }
 
-    fn challenge(&mut self, now: Time, stale: bool) -> Reply {
+    /// One challenge per 401 (Debian baresip 1.0 fails a 401 that names
+    /// MD5 and SHA-256 both): in the algorithm the phone already answered
+    /// in when acd accepts it, else the first configured.
+    fn challenge(&mut self, now: Time, answered: Option<&str>, stale: bool) -> Reply {
         let nonce = self.nonces.issue(now);
-        let mut reply = Reply::new(401);
-        for alg in &self.settings.algorithms {
-            reply = reply.with("WWW-Authenticate", digest::challenge_header(&self.settings.realm, &nonce, *alg, stale));
-        }
-        reply
+        let alg = digest::challenge_algorithm(&self.settings.algorithms, answered);
+        Reply::new(401).with("WWW-Authenticate", digest::challenge_header(&self.settings.realm, &nonce, alg, stale))
     }
 }
 

@@ -394,3 +394,24 @@ fn agent_invites_go_to_the_contact_unless_nat_or_tcp() {
     // A hostname is resolved by the stack.
     assert_eq!(agent_destination("sip:anna@phone.example.com", src, Udp), None);
 }
+
+#[test]
+fn each_challenge_names_one_algorithm() {
+    // Debian baresip 1.0 gives up on a 401 with an MD5 and a SHA-256
+    // challenge ("Register: Function not implemented"): one per 401.
+    let mut d = door();
+    let c = reply(d.handle(t(1), &register("anna", "10.9.0.7:5062"), &Capacity::ample()));
+    let challenges: Vec<_> = c.headers.iter().filter(|(n, _)| n == "WWW-Authenticate").collect();
+    assert_eq!(challenges.len(), 1, "{c:?}");
+    assert!(challenges[0].1.contains("algorithm=MD5"), "{c:?}");
+    // With only SHA-256 configured, MD5 credentials do not authenticate.
+    let sha =
+        from_toml_str("front.toml", &CONFIG.replace("[sip]", "[sip]\ndigest_algorithms = [\"SHA-256\"]")).unwrap();
+    let mut d = FrontDoor::new(&sha, 42);
+    let c = reply(d.handle(t(1), &register("anna", "10.9.0.7:5062"), &Capacity::ample()));
+    assert!(c.header("WWW-Authenticate").unwrap().contains("algorithm=SHA-256"), "{c:?}");
+    let md5 = answer(register("anna", "10.9.0.7:5062"), &nonce_of(&c), "anna", "anna-pw", 1);
+    let again = reply(d.handle(t(1), &md5, &Capacity::ample()));
+    assert_eq!(again.status, 401, "{again:?}");
+    assert!(again.header("WWW-Authenticate").unwrap().contains("algorithm=SHA-256"));
+}
