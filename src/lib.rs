@@ -12,6 +12,9 @@
 pub mod callctl;
 pub mod config;
 pub mod engine;
+/// Fuzz target bodies, shared with `tests/fuzz_corpus.rs`; not an API.
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod media;
 pub mod ops;
 pub mod shell;

@@ -846,7 +846,9 @@ fn to_header(name: &str, value: String) -> Header {
 }
 
 /// Reads what acd needs from a request; an error names what is wrong (→ 400).
-fn summarize(tx: &Transaction) -> Result<Request, String> {
+/// Public only for the fuzz targets (`crate::fuzzing`).
+#[doc(hidden)]
+pub fn summarize(tx: &Transaction) -> Result<Request, String> {
     let req = &tx.original;
     let from = req.from_header().map_err(|e| format!("From: {e}"))?.typed().map_err(|e| format!("From: {e}"))?;
     let to = req.to_header().map_err(|e| format!("To: {e}"))?.typed().map_err(|e| format!("To: {e}"))?;
