@@ -145,11 +145,18 @@ fn bad_config(e: &ConfigError) -> ExitCode {
 }
 
 fn init_tracing() {
+    use acd::ops::logging::{Redacting, DEFAULT_FILTER};
     let filter = tracing_subscriber::EnvFilter::try_from_env("ACD_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(DEFAULT_FILTER));
     // Colours only on a terminal: logs piped to a file or journald stay plain.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
-    tracing_subscriber::fmt().with_env_filter(filter).with_target(false).with_ansi(ansi).init();
+    // Every line, at any level, loses Authorization values on its way out.
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .with_ansi(ansi)
+        .with_writer(Redacting(std::io::stdout))
+        .init();
 }
 
 /// Installs the SIGINT / SIGTERM handlers now (so a signal that arrives

@@ -1,5 +1,6 @@
-//! Operations: event log, report, metrics.
+//! Operations: event log, log output (filter, redaction), report, metrics.
 
 pub mod eventlog;
+pub mod logging;
 pub mod metrics;
 pub mod report;

@@ -164,12 +164,14 @@ pub(super) async fn drive(
             }
         }
         daemon.on_timers(now);
+        daemon.drain_reports(now);
     }
     if daemon.drain != Drain::Running {
         // Let the last BYEs and final responses leave before the sockets close.
         let until = Instant::now() + Duration::from_millis(300);
         while let Ok(Some(item)) = tokio::time::timeout_at(until, raw.recv()).await {
             daemon.on_raw(Instant::now(), item);
+            daemon.drain_reports(Instant::now());
         }
     }
     daemon.stack.shutdown();
@@ -285,6 +287,17 @@ impl Daemon {
         .flatten()
         .min()
         .unwrap_or(now + Duration::from_secs(3600))
+    }
+
+    /// The adapter's own final reports (a leg it could not start): handled
+    /// in the same wake-up, never dropped.
+    fn drain_reports(&mut self, now: Instant) {
+        // Each report may start another leg that fails at once (the next
+        // agent): bounded by the legs the core can start, but cap it anyway.
+        for _ in 0..10_000 {
+            let Some(report) = self.stack.poll_report() else { return };
+            self.on_raw(now, report);
+        }
     }
 
     /// Everything due at `now`.

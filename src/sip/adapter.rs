@@ -183,6 +183,12 @@ pub struct SipStack {
     /// the address the INVITE came from (a per-source budget and Timer H).
     unacked: std::collections::VecDeque<(std::time::Instant, LegId, IpAddr)>,
     unacked_per_source: HashMap<IpAddr, u32>,
+    /// Final reports the adapter makes itself, synchronously (a dialog it
+    /// could not create, an INVITE it could not send). They never go
+    /// through the bounded inbound queue: a full queue would drop a leg's
+    /// only final report and the core would keep that leg forever. The
+    /// shell drains them with [`SipStack::poll_report`] after each turn.
+    reports: std::collections::VecDeque<Raw>,
     raw_tx: mpsc::Sender<Raw>,
 }
 
@@ -287,6 +293,7 @@ impl SipStack {
             leg_dialogs: HashMap::new(),
             unacked: Default::default(),
             unacked_per_source: HashMap::new(),
+            reports: Default::default(),
             raw_tx,
         };
         Ok((stack, raw_rx))
@@ -294,6 +301,12 @@ impl SipStack {
 
     pub fn shutdown(&self) {
         self.cancel.cancel();
+    }
+
+    /// The next report the adapter made synchronously (see `reports`).
+    #[must_use]
+    pub fn poll_report(&mut self) -> Option<Raw> {
+        self.reports.pop_front()
     }
 
     pub fn counts(&self) -> StackCounts {
@@ -397,7 +410,7 @@ impl SipStack {
             Err(e) => {
                 warn!(error = %e, "cannot create the caller's dialog");
                 reply_spawn(tx, 500, vec![], None);
-                self.raw_tx.try_send(Raw(RawInbound::CallerGone { leg })).ok();
+                self.reports.push_back(Raw(RawInbound::CallerGone { leg }));
                 return;
             }
         };
@@ -454,7 +467,7 @@ impl SipStack {
             Ok(u) => u,
             Err(e) => {
                 warn!(%target, error = %e, "bad target URI");
-                self.raw_tx.try_send(Raw(RawInbound::InviteDone { leg, status: None, body: Vec::new() })).ok();
+                self.reports.push_back(Raw(RawInbound::InviteDone { leg, status: None, body: Vec::new() }));
                 return;
             }
         };
@@ -488,7 +501,7 @@ impl SipStack {
             }
             Err(e) => {
                 warn!(%target, error = %e, "cannot send INVITE");
-                self.raw_tx.try_send(Raw(RawInbound::InviteDone { leg, status: None, body: Vec::new() })).ok();
+                self.reports.push_back(Raw(RawInbound::InviteDone { leg, status: None, body: Vec::new() }));
             }
         }
     }
