@@ -16,6 +16,7 @@ use super::error::{ReloadError, ShellError};
 use super::handle::{Control, Snapshot};
 use super::media_legs::MediaLegs;
 use super::ops::{FdBudget, Ops};
+use super::sessions::{Due, Sessions};
 use super::timers::{Timer, TimerTable};
 use super::views;
 use crate::callctl::{Command, Core, LegId, SipEvent, Target};
@@ -25,6 +26,7 @@ use crate::media::plane::MediaEvent;
 use crate::sip::adapter::{Inbound, Method, Raw, Request, SipStack, Transport};
 use crate::sip::front::{Capacity, FeatureCode, FrontDoor, Verdict};
 use crate::sip::registrar;
+use crate::sip::session_timer::UasPolicy;
 use std::hash::{BuildHasher, Hasher};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -40,6 +42,8 @@ pub struct Daemon {
     front: FrontDoor,
     stack: SipStack,
     media: MediaLegs,
+    /// RFC 4028 session timers of the callers' dialogs.
+    sessions: Sessions,
     ops: Ops,
     timers: TimerTable,
     /// Core time 0.
@@ -210,6 +214,7 @@ impl Daemon {
             front,
             stack,
             media,
+            sessions: Sessions::new(UasPolicy::from(&config.sip)),
             ops,
             timers,
             start,
@@ -259,6 +264,7 @@ impl Daemon {
             failed_reloads: self.reloads.1,
             media_legs: plane.leg_count(),
             rtp_ports_in_use: plane.ports_in_use(),
+            session_timers: self.sessions.len(),
         }
     }
 
@@ -282,6 +288,7 @@ impl Daemon {
             self.core.poll_timeout().map(|t| self.at(t)),
             self.front.poll_timeout().map(|t| self.at(t)),
             self.stack.next_ack_deadline().map(Instant::from_std),
+            self.sessions.poll_timeout().map(|t| self.at(t)),
         ]
         .into_iter()
         .flatten()
@@ -314,9 +321,21 @@ impl Daemon {
             // RFC 3261 §13.3.1.4: a 200 never ACKed ends the session.
             info!(%leg, "caller never ACKed acd's 200: ending the call");
             metrics::counter!("acd_unacked_answers_total").increment(1);
-            self.media.close(leg);
-            self.stack.bye(leg);
-            self.core.handle_sip(t, SipEvent::CallerHungUp { leg });
+            self.end_caller(t, leg);
+        }
+        for due in self.sessions.handle_timeout(t) {
+            match due {
+                Due::Expired(leg) => {
+                    // RFC 4028 §10: no refresh in time, the trunk is gone.
+                    info!(%leg, "session timer expired without a refresh: ending the call");
+                    metrics::counter!("acd_session_timer_expiries_total").increment(1);
+                    self.end_caller(t, leg);
+                }
+                Due::Refresh(leg) => {
+                    let headers = self.sessions.refresh_request(leg);
+                    self.stack.refresh(leg, headers);
+                }
+            }
         }
         while let Some(timer) = self.timers.pop_due(now) {
             match timer {
@@ -469,6 +488,7 @@ impl Daemon {
         }
         self.media.reload(old, &new);
         self.front.reload(&new);
+        self.sessions.reconfigure(UasPolicy::from(&new.sip));
         self.ops.metrics.reload(&new);
         self.core.reload(self.time(now), new);
         self.reloads.0 += 1;
@@ -484,10 +504,19 @@ impl Daemon {
             None => {}
             Some(Inbound::Request(r)) => self.request(now, *r),
             Some(Inbound::Leg(ev)) => self.leg_event(t, ev),
-            Some(Inbound::Reinvite { leg, sdp, reply }) => match self.media.reinvite(leg, &sdp) {
-                Ok(answer) => reply.answer(answer),
-                Err(r) => reply.reject(r.status, r.warning),
-            },
+            Some(Inbound::Reinvite { leg, update, sdp, headers, reply }) => {
+                match self.in_dialog_update(t, leg, update, &sdp, &headers) {
+                    Ok((answer, extra)) => reply.answer(answer, extra),
+                    Err((status, extra)) => reply.reject(status, extra),
+                }
+            }
+            Some(Inbound::RefreshDone { leg, status, headers }) => {
+                if self.sessions.own_refresh_done(t, leg, status, &headers) {
+                    info!(%leg, ?status, "session refresh failed: ending the call");
+                    metrics::counter!("acd_session_timer_expiries_total").increment(1);
+                    self.end_caller(t, leg);
+                }
+            }
             Some(Inbound::Answered { leg, sdp }) => {
                 self.media.answered(leg, &sdp);
                 self.leg_event(t, SipEvent::Answered { leg });
@@ -502,12 +531,51 @@ impl Daemon {
         self.flush(now);
     }
 
+    /// acd ends a caller's leg itself (no ACK, no session refresh): BYE, and
+    /// the core hears it as a hang-up.
+    fn end_caller(&mut self, t: Time, leg: LegId) {
+        self.drop_leg(leg);
+        self.stack.bye(leg);
+        self.core.handle_sip(t, SipEvent::CallerHungUp { leg });
+    }
+
+    /// A leg is over for acd: its media and its session timer go.
+    fn drop_leg(&mut self, leg: LegId) {
+        self.media.close(leg);
+        self.sessions.remove(leg);
+    }
+
+    /// A re-INVITE or UPDATE in a leg's dialog: media first (an offer acd
+    /// cannot take is 488 whatever the timer says), then the session timer
+    /// of a caller's leg.
+    fn in_dialog_update(
+        &mut self,
+        t: Time,
+        leg: LegId,
+        update: bool,
+        sdp: &[u8],
+        headers: &[(String, String)],
+    ) -> Result<(Vec<u8>, Vec<(String, String)>), (u16, Vec<(String, String)>)> {
+        let answer = if update && sdp.is_empty() {
+            Vec::new()
+        } else {
+            self.media.reinvite(leg, sdp).map_err(|r| (r.status, vec![("Warning".to_string(), r.warning)]))?
+        };
+        let is_caller = self.core.leg_call(leg).is_some_and(|call| self.core.caller_leg(call) == Some(leg));
+        let extra = if is_caller {
+            self.sessions.refresh(t, leg, headers.iter().map(|(n, v)| (n.as_str(), v.as_str())))?
+        } else {
+            Vec::new()
+        };
+        Ok((answer, extra))
+    }
+
     /// A leg's event to the core; a leg the core let go of loses its media.
     fn leg_event(&mut self, t: Time, ev: SipEvent) {
         let leg = ev.leg();
         self.core.handle_sip(t, ev);
         if self.core.leg_call(leg).is_none() {
-            self.media.close(leg);
+            self.drop_leg(leg);
         }
     }
 
@@ -553,12 +621,13 @@ impl Daemon {
                 }
                 self.stack.reply(r.tx, reply.status, reply.headers);
             }
-            Verdict::Call { call, offer } => {
+            Verdict::Call { call, offer, session } => {
                 let (caller, dialled, trunk) = (call.caller.clone(), call.dialled.clone(), call.trunk.clone());
                 match self.core.incoming_call(t, call) {
                     Ok((call, leg)) => {
                         info!(%call, %caller, %dialled, %trunk, "call arrived");
                         self.media.offered(leg, offer);
+                        self.sessions.admitted(leg, session);
                         self.stack.bind_caller(r.tx, leg);
                     }
                     Err(refusal) => {
@@ -634,16 +703,17 @@ impl Daemon {
         match cmd {
             Command::AnswerCaller { call, leg } => {
                 let sdp = self.media.answer_caller(call, leg);
-                self.stack.answer_caller(leg, sdp);
+                let headers = self.sessions.answered(t, leg);
+                self.stack.answer_caller(leg, sdp, headers);
             }
             Command::RejectCaller { leg, status, retry_after, .. } => {
-                self.media.close(leg);
+                self.drop_leg(leg);
                 self.stack.reject_caller(leg, status, retry_after);
             }
             Command::Invite { call, leg, target, caller } => self.invite_leg(t, call, leg, target, &caller),
             Command::Cancel { leg, .. } => self.stack.cancel(leg),
             Command::Bye { leg, .. } => {
-                self.media.close(leg);
+                self.drop_leg(leg);
                 self.stack.bye(leg);
             }
             Command::Hold { leg, music, .. } => self.media.hold(leg, &music),
@@ -677,7 +747,7 @@ impl Daemon {
                     Some((contact, dest)) => self.stack.invite(leg, &contact, dest, caller, sdp),
                     None => {
                         self.core.handle_sip(t, SipEvent::Failed { leg, status: None });
-                        self.media.close(leg);
+                        self.drop_leg(leg);
                     }
                 }
             }

@@ -32,6 +32,8 @@ pub struct Snapshot {
     /// Legs with RTP sockets, and the port pairs they hold.
     pub media_legs: usize,
     pub rtp_ports_in_use: usize,
+    /// Callers' dialogs with a running RFC 4028 session timer.
+    pub session_timers: usize,
 }
 
 /// Requests into the daemon loop from other tasks and threads.

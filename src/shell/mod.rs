@@ -10,6 +10,7 @@
 //! - `media_legs.rs`: per-leg media sessions (SDP answers, re-INVITEs) over the RTP plane;
 //! - `views.rs`: the admin API's JSON views; `admin.rs`: its HTTP side;
 //! - `ops.rs`: metrics, event log, file-descriptor budget; `timers.rs`: the shell's deadlines;
+//! - `sessions.rs`: the callers' RFC 4028 session timers, by deadline;
 //! - `error.rs`: [`ShellError`], [`ReloadError`]; `watch.rs`: the config file watcher.
 
 mod admin;
@@ -18,6 +19,7 @@ mod error;
 mod handle;
 mod media_legs;
 mod ops;
+mod sessions;
 mod timers;
 mod views;
 mod watch;

@@ -128,6 +128,10 @@ fn describe() {
     );
     metrics::describe_counter!("acd_auth_locked_refusals_total", "Requests answered 403 during a lockout");
     metrics::describe_counter!("acd_unacked_answers_total", "Callers' 200 OKs never ACKed: released at Timer H");
+    metrics::describe_counter!(
+        "acd_session_timer_expiries_total",
+        "Callers' calls ended because their RFC 4028 session was not refreshed in time"
+    );
     metrics::describe_counter!("acd_config_reloads_total", "Config reloads applied");
     metrics::describe_counter!(
         "acd_config_reload_failures_total",

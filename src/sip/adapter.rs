@@ -92,6 +92,8 @@ pub struct Request {
     pub max_forwards: Option<u32>,
     /// Every option tag of every `Require` header.
     pub require: Vec<String>,
+    /// Every option tag of every `Supported` header.
+    pub supported: Vec<String>,
     pub user_agent: Option<String>,
     /// How long the request waited between the transport and the daemon
     /// loop: the loop's lag, which the front door's admission reads.
@@ -121,12 +123,27 @@ pub enum Inbound {
         leg: LegId,
         sdp: Vec<u8>,
     },
-    /// A re-INVITE on an established leg (hold, resume, a new address): the
-    /// shell answers it with [`Reinvite::answer`] or [`Reinvite::reject`].
+    /// A re-INVITE or UPDATE on an established leg (hold, resume, a new
+    /// address, an RFC 4028 refresh): the shell answers it with
+    /// [`Reinvite::answer`] or [`Reinvite::reject`]. `sdp` is empty for an
+    /// UPDATE without an offer; `headers` are the request's header fields
+    /// the session timer reads (`Session-Expires`, `Min-SE`, `Supported`,
+    /// `Require`, ...).
     Reinvite {
         leg: LegId,
+        /// An UPDATE (answered without SDP when it carried none), not a
+        /// re-INVITE (acd offers in its 200 when it carried none).
+        update: bool,
         sdp: Vec<u8>,
+        headers: Vec<(String, String)>,
         reply: Reinvite,
+    },
+    /// The final answer to acd's own session refresh (an UPDATE): `None`
+    /// for none at all; the response's header fields.
+    RefreshDone {
+        leg: LegId,
+        status: Option<u16>,
+        headers: Vec<(String, String)>,
     },
     /// An OPTIONS keep-alive finished: `reachable` when any response came.
     KeepAlive {
@@ -330,6 +347,7 @@ impl SipStack {
             RawInbound::InviteDone { leg, status, body } => self.invite_done(leg, status, body),
             RawInbound::KeepAlive { user, contact, reachable } => Some(Inbound::KeepAlive { user, contact, reachable }),
             RawInbound::CallerGone { leg } => Some(Inbound::Leg(SipEvent::CallerHungUp { leg })),
+            RawInbound::RefreshDone { leg, status, headers } => Some(Inbound::RefreshDone { leg, status, headers }),
         }
     }
 
@@ -393,8 +411,9 @@ impl SipStack {
         }
     }
 
-    /// 200 OK with `sdp` to the caller; the dialog is created here.
-    pub fn answer_caller(&mut self, leg: LegId, sdp: Vec<u8>) {
+    /// 200 OK with `sdp` and `extra` header fields (the session timer's) to
+    /// the caller; the dialog is created here.
+    pub fn answer_caller(&mut self, leg: LegId, sdp: Vec<u8>, extra: Vec<(String, String)>) {
         let Some(LegHandle::PendingCaller(tx)) = self.legs.remove(&leg) else {
             warn!(%leg, "answer for a caller leg that is not pending");
             return;
@@ -424,7 +443,8 @@ impl SipStack {
             }
         }
         let mut server = dialog.clone();
-        let headers = vec![Header::ContentType("application/sdp".into())];
+        let mut headers = vec![Header::ContentType("application/sdp".into())];
+        headers.extend(extra.into_iter().map(|(n, v)| to_header(&n, v)));
         if let Err(e) = server.accept(Some(headers), Some(sdp)) {
             warn!(error = %e, "accept failed");
         }
@@ -537,6 +557,22 @@ impl SipStack {
             Some(LegHandle::PendingCaller(tx)) => reply_spawn(*tx, 480, vec![], None),
             None => {}
         }
+    }
+
+    /// acd's RFC 4028 refresh of a caller's dialog: an UPDATE with
+    /// `headers`; the outcome comes back as [`Inbound::RefreshDone`].
+    pub fn refresh(&mut self, leg: LegId, headers: Vec<(String, String)>) {
+        let Some(LegHandle::Caller(d)) = self.legs.get(&leg) else { return };
+        let d = d.clone();
+        let raw_tx = self.raw_tx.clone();
+        let headers = headers.into_iter().map(|(n, v)| to_header(&n, v)).collect();
+        tokio::spawn(async move {
+            let (status, headers) = match d.update(Some(headers), None).await {
+                Ok(Some(resp)) => (Some(resp.status_code.code()), header_pairs(&resp.headers)),
+                _ => (None, Vec::new()),
+            };
+            raw_tx.send(Raw(RawInbound::RefreshDone { leg, status, headers })).await.ok();
+        });
     }
 
     /// Sends OPTIONS to a registered contact; the answer (or silence for
@@ -679,10 +715,12 @@ impl SipStack {
             }
             DialogState::Updated(id, req, handle) => {
                 let leg = *self.dialogs.get(&id)?;
-                if req.method != RMethod::Invite {
+                if !matches!(req.method, RMethod::Invite | RMethod::Update) {
                     return None; // other in-dialog updates: rsipstack's answer
                 }
-                Some(Inbound::Reinvite { leg, sdp: req.body.clone(), reply: Reinvite(handle) })
+                let headers = header_pairs(&req.headers);
+                let update = req.method == RMethod::Update;
+                Some(Inbound::Reinvite { leg, update, sdp: req.body.clone(), headers, reply: Reinvite(handle) })
             }
             DialogState::Terminated(id, reason) => {
                 let leg = self.dialogs.remove(&id);
@@ -763,20 +801,42 @@ fn sip_addr(addr: SocketAddr, t: Transport) -> SipAddr {
 pub struct Reinvite(rsipstack::dialog::dialog::TransactionHandle);
 
 impl Reinvite {
-    /// 200 OK with acd's SDP for the leg.
-    pub fn answer(self, sdp: Vec<u8>) {
+    /// 200 OK with acd's SDP for the leg (none when `sdp` is empty: an
+    /// UPDATE that only refreshed the session) and `extra` header fields.
+    pub fn answer(self, sdp: Vec<u8>, extra: Vec<(String, String)>) {
         tokio::spawn(async move {
-            let headers = vec![Header::ContentType("application/sdp".into())];
-            self.0.respond(StatusCode::OK, Some(headers), Some(sdp)).await.ok();
+            let mut headers: Vec<Header> = extra.into_iter().map(|(n, v)| to_header(&n, v)).collect();
+            let body = (!sdp.is_empty()).then(|| {
+                headers.push(Header::ContentType("application/sdp".into()));
+                sdp
+            });
+            self.0.respond(StatusCode::OK, Some(headers), body).await.ok();
         });
     }
-    /// A final error (e.g. 488 for an offer acd cannot take).
-    pub fn reject(self, status: u16, warning: String) {
+    /// A final error (e.g. 488 for an offer acd cannot take, 422 for a
+    /// session interval below acd's minimum) with `extra` header fields.
+    pub fn reject(self, status: u16, extra: Vec<(String, String)>) {
         tokio::spawn(async move {
-            let headers = vec![Header::Warning(warning.into())];
+            let headers = extra.into_iter().map(|(n, v)| to_header(&n, v)).collect();
             self.0.respond(StatusCode::from(status), Some(headers), None).await.ok();
         });
     }
+}
+
+/// Header fields as `(name, value)` pairs: the ones acd's session timer and
+/// IVR read (extension headers, `Supported`, `Require`).
+fn header_pairs(headers: &rsipstack::sip::Headers) -> Vec<(String, String)> {
+    headers
+        .iter()
+        .filter_map(|h| match h {
+            Header::Other(n, v) => Some((n.clone(), v.clone())),
+            Header::Supported(v) => Some(("Supported".into(), v.value().to_string())),
+            Header::Require(v) => Some(("Require".into(), v.value().to_string())),
+            Header::SessionExpires(v) => Some(("Session-Expires".into(), v.value().to_string())),
+            Header::MinSE(v) => Some(("Min-SE".into(), v.value().to_string())),
+            _ => None,
+        })
+        .collect()
 }
 
 /// Items from rsipstack's tasks to the shell's loop; opaque outside.
@@ -795,6 +855,11 @@ enum RawInbound {
         user: String,
         contact: String,
         reachable: bool,
+    },
+    RefreshDone {
+        leg: LegId,
+        status: Option<u16>,
+        headers: Vec<(String, String)>,
     },
     CallerGone {
         leg: LegId,
@@ -880,6 +945,7 @@ pub fn summarize(tx: &Transaction) -> Result<Request, String> {
         Err(_) => None,
     };
     let mut require = Vec::new();
+    let mut supported = Vec::new();
     let mut user_agent = None;
     let mut contacts = Vec::new();
     let mut expires = None;
@@ -904,7 +970,12 @@ pub fn summarize(tx: &Transaction) -> Result<Request, String> {
             Header::Require(r) => {
                 require.extend(r.value().split(',').map(|t| t.trim().to_string()).filter(|t| !t.is_empty()))
             }
+            Header::Supported(r) => {
+                supported.extend(r.value().split(',').map(|t| t.trim().to_string()).filter(|t| !t.is_empty()))
+            }
             Header::UserAgent(u) => user_agent = Some(u.value().to_string()),
+            Header::SessionExpires(v) => headers.push(("Session-Expires".into(), v.value().to_string())),
+            Header::MinSE(v) => headers.push(("Min-SE".into(), v.value().to_string())),
             Header::Other(name, value) => headers.push((name.clone(), value.clone())),
             _ => {}
         }
@@ -939,6 +1010,7 @@ pub fn summarize(tx: &Transaction) -> Result<Request, String> {
         body: req.body.clone(),
         max_forwards,
         require,
+        supported,
         user_agent,
         queued_for: Duration::ZERO,
     })

@@ -39,6 +39,7 @@ use crate::media::sdp::{self, Negotiated, DTMF_PT};
 use crate::sip::adapter::{ContactValue, Method, Request, Transport};
 use crate::sip::digest::{self, Algorithm, AuthFailure, NonceStore};
 use crate::sip::registrar::{self, ContactReq, ContactsReq, Registrar, RegistrarSettings};
+use crate::sip::session_timer::{self, UasDecision, UasPolicy};
 use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
@@ -53,7 +54,7 @@ const NOT_ALLOWED: &[&str] = &["SUBSCRIBE", "NOTIFY", "PUBLISH", "MESSAGE", "REF
 
 /// Option tags acd supports in `Require` (RFC 3261 §8.2.2.3: any other one
 /// gets 420 with `Unsupported`).
-pub const SUPPORTED_OPTIONS: &[&str] = &[];
+pub const SUPPORTED_OPTIONS: &[&str] = &["timer"];
 
 /// What 403s for a failed authentication say, whatever the cause: the same
 /// words for an unknown user, a user without a password and a wrong one.
@@ -129,6 +130,9 @@ pub enum Verdict {
     Call {
         call: IncomingCall,
         offer: CallerOffer,
+        /// RFC 4028: what acd's 200 says about the session timer, and
+        /// whether one runs.
+        session: UasDecision,
     },
     /// An authenticated agent dialled a feature code. `agent` is the agent's
     /// id in the config.
@@ -249,6 +253,7 @@ struct Settings {
     max_unacked_per_source: u32,
     overload_queue_delay: Duration,
     fd_headroom: usize,
+    session_timers: UasPolicy,
 }
 
 impl Settings {
@@ -275,6 +280,7 @@ impl Settings {
             max_unacked_per_source: sip.max_unacked_invites_per_source,
             overload_queue_delay: Duration::from_millis(sip.overload_queue_delay_ms as u64),
             fd_headroom: sip.fd_headroom as usize,
+            session_timers: UasPolicy::from(sip),
         }
     }
 }
@@ -597,6 +603,19 @@ impl FrontDoor {
             // address from the caller's first RTP packet.
             CallerOffer { media: Negotiated { codec: Codec::Pcmu, dtmf_pt: Some(DTMF_PT) }, remote: None, late: true }
         };
+        // RFC 4028: the trunk's session timer, refreshed by the trunk when
+        // it can; one it sets too short gets 422 with acd's minimum.
+        let session = match session_timer::TimerRequest::from_headers(session_headers(r)) {
+            Ok(req) => session_timer::decide(&self.settings.session_timers, &req),
+            Err(e) => return Verdict::Reply(Reply::new(400).warning(&e.to_string())),
+        };
+        if let UasDecision::TooSmall { .. } = session {
+            let mut reply = Reply::new(422);
+            for (name, value) in session.response_headers() {
+                reply = reply.with(name, value);
+            }
+            return Verdict::Reply(reply);
+        }
         if let Some(s) = self.short_of(capacity) {
             return Verdict::Reply(self.shortage(s));
         }
@@ -609,7 +628,7 @@ impl FrontDoor {
             skills_header: header(&self.settings.skills_header),
             trunk: trunk.name.clone(),
         };
-        Verdict::Call { call, offer }
+        Verdict::Call { call, offer, session }
     }
 
     /// The one admission policy: what a new call needs that is not there.
@@ -742,6 +761,15 @@ fn same_ip(a: IpAddr, b: IpAddr) -> bool {
         v4 => v4,
     };
     canon(a) == canon(b)
+}
+
+/// The headers RFC 4028 reads, as `(name, value)` pairs.
+fn session_headers(r: &Request) -> impl Iterator<Item = (&str, &str)> {
+    r.headers
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.as_str()))
+        .chain(r.supported.iter().map(|t| ("Supported", t.as_str())))
+        .chain(r.require.iter().map(|t| ("Require", t.as_str())))
 }
 
 fn supported() -> String {

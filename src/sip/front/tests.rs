@@ -82,6 +82,7 @@ fn request(method: &str, from: &str, to_user: &str, uri_user: &str, source: &str
         body: vec![],
         max_forwards: Some(70),
         require: vec![],
+        supported: vec![],
         user_agent: None,
         queued_for: Duration::ZERO,
     }
@@ -266,7 +267,7 @@ fn feature_codes_need_the_agents_password() {
 fn trunks_numbers_and_offers() {
     let mut d = door();
     match d.handle(t(1), &invite("+358401", "100", "10.1.3.4:5060"), &Capacity::ample()) {
-        Verdict::Call { call, offer } => {
+        Verdict::Call { call, offer, .. } => {
             assert_eq!(
                 (call.trunk.as_str(), call.dialled.as_str(), call.caller.as_str()),
                 ("carrier", "100", "+358401")
@@ -414,4 +415,36 @@ fn each_challenge_names_one_algorithm() {
     let again = reply(d.handle(t(1), &md5, &Capacity::ample()));
     assert_eq!(again.status, 401, "{again:?}");
     assert!(again.header("WWW-Authenticate").unwrap().contains("algorithm=SHA-256"));
+}
+
+#[test]
+fn session_timers_are_negotiated_at_admission() {
+    use crate::sip::session_timer::Refresher;
+    let mut d = door();
+    // A trunk that supports timers and asks for 90 s: it refreshes.
+    let mut r = invite("x", "100", "10.1.3.4:5060");
+    r.headers.push(("Session-Expires".into(), "90".into()));
+    r.supported = vec!["timer".into(), "100rel".into()];
+    match d.handle(t(1), &r, &Capacity::ample()) {
+        Verdict::Call { session, .. } => assert_eq!(
+            session,
+            UasDecision::Timer { interval_secs: 90, refresher: Refresher::Uac, require_timer: true }
+        ),
+        other => panic!("{other:?}"),
+    }
+    // `Require: timer` is an extension acd has: no 420.
+    r.require = vec!["timer".into()];
+    assert!(matches!(d.handle(t(1), &r, &Capacity::ample()), Verdict::Call { .. }));
+    // Below RFC 4028's 90 s: 422 with acd's minimum.
+    let mut short = invite("x", "100", "10.1.3.4:5060");
+    short.headers.push(("Session-Expires".into(), "30;refresher=uac".into()));
+    let v = reply(d.handle(t(1), &short, &Capacity::ample()));
+    assert_eq!((v.status, v.header("Min-SE")), (422, Some("90")));
+    short.headers[0].1 = "soon".into();
+    assert_eq!(reply(d.handle(t(1), &short, &Capacity::ample())).status, 400);
+    // Neither header: no timer.
+    match d.handle(t(1), &invite("x", "100", "10.1.3.4:5060"), &Capacity::ample()) {
+        Verdict::Call { session, .. } => assert_eq!(session, UasDecision::NoTimer),
+        other => panic!("{other:?}"),
+    }
 }
