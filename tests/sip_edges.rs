@@ -109,7 +109,8 @@ impl Peer {
     /// An out-of-dialog request and its final response.
     fn ask(&self, method: &str, uri: &str, extra: &str, body: &str) -> String {
         let call_id = unique(&method.to_ascii_lowercase());
-        let extra = if body.is_empty() { extra.to_string() } else { format!("{extra}Content-Type: application/sdp\r\n") };
+        let extra =
+            if body.is_empty() { extra.to_string() } else { format!("{extra}Content-Type: application/sdp\r\n") };
         self.send(self.request(method, uri, &call_id, 1, &extra, body).as_bytes());
         let resp = self.final_for(&call_id, ANSWER).unwrap_or_else(|| panic!("no final response to {method}"));
         if method == "INVITE" {
@@ -275,10 +276,11 @@ fn tcp_options(acd: SocketAddr, s: &TcpStream, content_length: &str, body: &str)
     )
 }
 
-/// Unpatched (debug build): `attempt to add with overflow` panicked the
-/// connection's task, so the connection was never retired and stayed open:
-/// the first case timed out instead of seeing the close. The 100000 case
-/// (no overflow) also hung: the codec waited for 64 KiB before giving up.
+/// Unpatched (debug build): the first message hit `attempt to add with
+/// overflow` in the codec, its connection closed, and the next connect to
+/// acd's TCP port was refused (seen: this test failed at the second
+/// `connect`). The 100000 case (no overflow) would have hung: the codec
+/// waited for 64 KiB before giving up (see the codec test below).
 #[test]
 fn tcp_content_length_overflow_closes_the_connection_and_the_daemon_carries_on() {
     let (_g, acd, _d) = daemon();
@@ -393,7 +395,8 @@ fn the_invite_acd_sends_an_agent_has_acds_own_call_id() {
 
     // Anna is busy: acd ACKs the 486, and the caller is still waiting.
     let via = header(&offer, "Via").unwrap();
-    let (from, to, cseq) = (header(&offer, "From").unwrap(), header(&offer, "To").unwrap(), header(&offer, "CSeq").unwrap());
+    let (from, to, cseq) =
+        (header(&offer, "From").unwrap(), header(&offer, "To").unwrap(), header(&offer, "CSeq").unwrap());
     let busy = format!(
         "SIP/2.0 486 Busy Here\r\nVia: {via}\r\nFrom: {from}\r\nTo: {to};tag=anna1\r\nCall-ID: {call_id}\r\n\
          CSeq: {cseq}\r\nContent-Length: 0\r\n\r\n"
