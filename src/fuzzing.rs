@@ -18,6 +18,7 @@ use rsipstack::transaction::key::{TransactionKey, TransactionRole};
 use rsipstack::transaction::transaction::Transaction;
 use rsipstack::transport::connection::{KEEPALIVE_REQUEST, KEEPALIVE_RESPONSE};
 use rsipstack::transport::stream::{SipCodec, SipCodecType};
+use rsipstack::transport::udp::body_shorter_than_content_length;
 use rsipstack::transport::SipConnection;
 use std::net::SocketAddr;
 use std::sync::OnceLock;
@@ -43,7 +44,8 @@ fn endpoint() -> EndpointInnerRef {
 }
 
 /// What acd does with one UDP datagram: rsipstack's UDP loop (keep-alives and
-/// blank packets skipped, parse, `received`/`rport` stamped into the Via),
+/// blank packets skipped, parse, a body shorter than its Content-Length
+/// discarded, `received`/`rport` stamped into the Via),
 /// the endpoint's transaction key, then for a new request acd's own reading
 /// of it ([`adapter::summarize`]) and what the shell parses out of the
 /// summary: the `Authorization` value and an INVITE's SDP offer.
@@ -54,50 +56,26 @@ pub fn sip_datagram(data: &[u8]) {
     let Ok(msg) = SipMessage::try_from(data) else {
         return;
     };
+    if body_shorter_than_content_length(&msg) {
+        return;
+    }
     sip_message(msg, Transport::Udp);
 }
 
 /// What acd does with bytes arriving on a SIP TCP connection: rsipstack's
 /// stream codec splits them into messages (at most 16 per input), each then
-/// handled as [`sip_datagram`] handles one.
-///
-/// Skips inputs with a Content-Length that overflows the codec's length
-/// arithmetic: rsipstack 0.7.14 panics on them (`attempt to add with
-/// overflow`, `transport/stream.rs`), a known finding fixed in the vendored
-/// copy. Drop the skip once that copy is in.
+/// handled as [`sip_datagram`] handles one. A decode error is where the
+/// connection would close.
 pub fn sip_stream(data: &[u8]) {
     let mut buf = bytes::BytesMut::from(data);
     let mut codec = SipCodec::new();
     for _ in 0..16 {
-        if content_length_overflows(&buf) {
-            return;
-        }
         match codec.decode(&mut buf) {
             Ok(Some(SipCodecType::Message(msg))) => sip_message(msg, Transport::Tcp),
             Ok(Some(_keepalive)) => {}
             Ok(None) | Err(_) => return,
         }
     }
-}
-
-/// True when the first header block's Content-Length (as the codec reads it:
-/// the first `Content-Length` or `l` line) does not fit `headers_end + 4 + n`.
-fn content_length_overflows(buf: &[u8]) -> bool {
-    let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
-        return false;
-    };
-    for line in buf[..end + 4].split(|&b| b == b'\n') {
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
-        let Some(colon) = line.iter().position(|&b| b == b':') else {
-            continue;
-        };
-        let name = &line[..colon];
-        if name.eq_ignore_ascii_case(b"content-length") || name.eq_ignore_ascii_case(b"l") {
-            let n = std::str::from_utf8(&line[colon + 1..]).ok().and_then(|v| v.trim().parse::<usize>().ok());
-            return n.is_some_and(|n| (end + 4).checked_add(n).is_none());
-        }
-    }
-    false
 }
 
 fn sip_message(msg: SipMessage, transport: Transport) {

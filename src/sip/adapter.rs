@@ -236,6 +236,9 @@ fn udp_socket(addr: SocketAddr) -> std::io::Result<tokio::net::UdpSocket> {
 
 const UDP_RECV_BUFFER: usize = 8 << 20;
 
+/// The host part of every Call-ID acd makes (see `SipStack::start`).
+pub const CALL_ID_SUFFIX: &str = "acd.invalid";
+
 impl SipStack {
     /// Binds the listeners and starts the endpoint. Returns the stack and the
     /// receiver of everything that arrives.
@@ -271,6 +274,14 @@ impl SipStack {
             .with_cancel_token(cancel.clone())
             .with_transport_layer(transport_layer)
             .with_user_agent(&user_agent)
+            // Call-IDs acd makes end in `@acd.invalid`, not rsipstack's
+            // `@restsend.com`: the UUID makes them unique, and a reserved
+            // name (RFC 6761) says who made them without putting a listen
+            // address (often 0.0.0.0 or a private one) on every trunk.
+            .with_option(rsipstack::transaction::endpoint::EndpointOption {
+                callid_suffix: Some(CALL_ID_SUFFIX.into()),
+                ..Default::default()
+            })
             .with_allows(vec![
                 RMethod::Invite,
                 RMethod::Ack,
@@ -984,6 +995,9 @@ pub fn summarize(tx: &Transaction) -> Result<Request, String> {
         RMethod::Invite => Method::Invite,
         RMethod::Register => Method::Register,
         RMethod::Options => Method::Options,
+        // An unknown token (rsipstack's `Method::Extension`) is Other too;
+        // `method_name` carries the token, which the front door answers 501.
+        RMethod::Extension(_) => Method::Other,
         _ => Method::Other,
     };
     let transport = match tx.connection.as_ref().map(|c| c.transport()) {

@@ -118,7 +118,20 @@ impl Decoder for SipCodec {
                 start = if end < headers.len() { end + 1 } else { end };
             }
 
-            let total_len = headers_end + 4 + content_length;
+            // acd patch: checked length arithmetic, and a message the codec
+            // would never finish buffering (over MAX_SIP_MESSAGE_SIZE) is an
+            // error now rather than after 64 KiB of waiting. Upstream added
+            // unchecked: `Content-Length: 18446744073709551615` panicked
+            // (debug) or wrapped and misframed the stream (release).
+            let total_len = (headers_end + 4)
+                .checked_add(content_length)
+                .filter(|&n| n <= MAX_SIP_MESSAGE_SIZE)
+                .ok_or_else(|| {
+                    crate::Error::Error(format!(
+                        "Content-Length {} exceeds the {} byte message limit",
+                        content_length, MAX_SIP_MESSAGE_SIZE
+                    ))
+                })?;
 
             if src.len() >= total_len {
                 let msg_data = src.split_to(total_len); // consume full message

@@ -190,6 +190,18 @@ impl UdpConnection {
                 }
             };
 
+            // acd patch: RFC 3261 §18.3, a datagram whose Content-Length
+            // exceeds the body bytes it carries is discarded. Upstream
+            // passed it on with the short body.
+            if body_shorter_than_content_length(&msg) {
+                debug!(
+                    src = %addr,
+                    raw_message = ?raw_message,
+                    "discarding UDP datagram: Content-Length larger than its body"
+                );
+                continue;
+            }
+
             let msg = match SipConnection::update_msg_received(
                 msg,
                 addr,
@@ -297,6 +309,26 @@ impl UdpConnection {
     pub fn cancel_token(&self) -> Option<CancellationToken> {
         self.cancel_token.clone()
     }
+}
+
+/// acd patch: true when a datagram's Content-Length claims more body than
+/// arrived, or is not a number (so its framing cannot be checked); RFC 3261
+/// §18.3 says to discard such a datagram. The parser already truncates a body
+/// longer than a smaller Content-Length, which §18.3 also asks for.
+pub fn body_shorter_than_content_length(msg: &crate::sip::SipMessage) -> bool {
+    use crate::sip::message::HasHeaders;
+    let body_len = match msg {
+        crate::sip::SipMessage::Request(r) => r.body.len(),
+        crate::sip::SipMessage::Response(r) => r.body.len(),
+    };
+    msg.headers().iter().any(|h| match h {
+        crate::sip::Header::ContentLength(cl) => cl
+            .value()
+            .trim()
+            .parse::<usize>()
+            .map_or(true, |n| n > body_len),
+        _ => false,
+    })
 }
 
 impl core::fmt::Display for UdpConnection {
