@@ -7,7 +7,7 @@
 //! [`Core::poll_command`] and [`Core::poll_event`] until each returns `None`,
 //! then sleep until [`Core::poll_timeout`].
 //!
-//! A call's life (one caller leg; [`state::CallState`], every change through
+//! A call's life (one caller leg; `state::CallState`, every change through
 //! `Core::set_state`, logged at debug as `"Queued => Bridged(agent 1, leg 2) (agent answered)"`):
 //!
 //! ```text
@@ -34,7 +34,7 @@
 //! CallEnded when it ends there). Ended is not a state that is kept: the
 //! call is dropped at once, with its admission slot ([`Core::call_count`]).
 //!
-//! An outgoing leg's life ([`state::LegState`], logged the same way):
+//! An outgoing leg's life (`state::LegState`, logged the same way):
 //!
 //! ```text
 //!   Inviting ── 1xx ──► Alerting ── 2xx ──► Answered ── BYE either way ──► Gone
