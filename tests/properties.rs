@@ -793,6 +793,7 @@ impl Sim {
             Input::MoveCall { call, queue } => format!("admin moves {call} to {queue}"),
             Input::WithdrawCall { call, status } => format!("admin withdraws {call} ({status})"),
             Input::Drain => "drain".to_string(),
+            Input::OfferRinging { call, agent } => format!("{}'s phone rings for {call}", self.agent_name(*agent)),
         }
     }
 
@@ -838,7 +839,9 @@ impl Sim {
             | Input::AgentRegistered { agent }
             | Input::AgentUnregistered { agent } => self.agent_ix.contains_key(agent),
             Input::ConfigReplaced(_) => true,
-            Input::MoveCall { .. } | Input::WithdrawCall { .. } | Input::Drain => unreachable!("not generated"),
+            Input::MoveCall { .. } | Input::WithdrawCall { .. } | Input::Drain | Input::OfferRinging { .. } => {
+                unreachable!("not generated")
+            }
         }
     }
 
@@ -990,7 +993,11 @@ impl Sim {
                     a.state = AState::Available;
                 }
             }
-            Input::ConfigReplaced(_) | Input::MoveCall { .. } | Input::WithdrawCall { .. } | Input::Drain => {
+            Input::ConfigReplaced(_)
+            | Input::MoveCall { .. }
+            | Input::WithdrawCall { .. }
+            | Input::Drain
+            | Input::OfferRinging { .. } => {
                 unreachable!("not generated")
             }
         }

@@ -7,41 +7,66 @@
 //! [`Core::poll_command`] and [`Core::poll_event`] until each returns `None`,
 //! then sleep until [`Core::poll_timeout`].
 //!
-//! A call's life (one caller leg, any number of outgoing legs):
+//! A call's life (one caller leg; `state::CallState`, every change through
+//! `Core::set_state`, logged at debug as `"Queued => Bridged(agent 1, leg 2) (agent answered)"`):
 //!
 //! ```text
 //!            INVITE from a trunk
 //!                  │ incoming_call → engine CallArrived
 //!                  ▼
-//!   ┌──────── Arriving ──── engine Reject ──► RejectCaller (4xx/5xx) ──► gone
-//!   │              │ engine StartHold: AnswerCaller (200 OK), hold music
+//!   ┌──────── Arriving ──── engine Reject ──► RejectCaller (4xx/5xx) ──► Ended
+//!   │              │ engine StartHold: AnswerCaller (200 OK), Hold
 //!   │              ▼
-//!   │           Queued ◄──────────────┐  engine Ring: Invite(agent leg)
-//!   │              │                  │  engine CancelRing / 4xx / timeout:
-//!   │              │ agent 200 →      │     Cancel(leg) → leg ends on its final
-//!   │              │ OfferAnswered    │     response (a 200 after CANCEL is BYEd)
-//!   │              ▼                  │
-//!   │           Bridged(agent leg) ───┴── BYE on either side → BYE the other
+//!   │           Queued ◄─── engine Ring: Invite(agent leg); the legs below
+//!   │              │ agent leg 2xx → engine OfferAnswered → engine Bridge
+//!   │              ▼
+//!   │           Bridged(agent, leg) ── BYE on either side: BYE the other ──► Ended
 //!   │
-//!   └─ engine Transfer(uri): Invite(transfer leg) → Transferring → (200) TransferBridged
-//!        (the engine forgot the call; a failure BYEs the caller)
+//!   └─ engine Transfer(uri) from Arriving or Queued (AnswerCaller if not yet):
+//!        Invite(transfer leg) → Transferring(leg) ── 2xx ──► TransferBridged(leg)
+//!                                    └── final failure: BYE the caller ──► Ended
+//!
+//!   any state ── caller CANCEL/BYE, media lost, engine Reject, hang_up_all ──► Ended
 //! ```
 //!
-//! Always true: a leg has exactly one owner call; every leg ends with one
-//! final report from the adapter (or a BYE we send); a call is dropped when
-//! its caller leg has ended and it has no legs left, so nothing outlives its
-//! call ([`Core::call_count`], [`Core::leg_count`]).
+//! The caller is answered in every state but Arriving; the engine holds the
+//! call in Arriving, Queued and Bridged (and hears CallAbandoned or
+//! CallEnded when it ends there). Ended is not a state that is kept: the
+//! call is dropped at once, with its admission slot ([`Core::call_count`]).
+//!
+//! An outgoing leg's life (`state::LegState`, logged the same way):
+//!
+//! ```text
+//!   Inviting ── 1xx ──► Alerting ── 2xx ──► Answered ── BYE either way ──► Gone
+//!      │                   │
+//!      ├───────────────────┴── final failure / Timer B ──► Gone
+//!      │                        (engine OfferRejected; no response at all = unreachable)
+//!      └── the call lets go (CancelRing, the call ended) ──► Cancelled
+//!             CANCEL + ReleaseMedia at once; the leg is an orphan of no call
+//!             ── 487 / Timer B ──► Gone     ── late 2xx: BYE ──► Gone
+//! ```
+//!
+//! Always true: a live leg has exactly one owner call, an orphan none; a
+//! call holds only legs in Inviting, Alerting or Answered; every leg ends
+//! with one final report from the adapter (or a BYE we send). Races between
+//! acd and a peer (a CANCEL crossing a 200, a BYE for a leg already ended)
+//! are counted ([`Core::races`]); events that cannot happen are bugs, logged
+//! at error and counted ([`Core::errors`], the last [`RECENT_ERRORS`] kept).
 
+mod counters;
+mod state;
 #[cfg(test)]
 mod tests;
+
+pub use counters::{Errors, Race, RaceCounters, RECENT_ERRORS};
 
 use crate::config::{parse_skills_header, route_for, Config};
 use crate::engine::{Action, AgentId, CallId, Engine, EngineError, Event, Input, NewCall, QueueId, RejectCause, Time};
 use rustc_hash::FxHashMap;
+use state::{CallState, LegState, Next, OutLeg};
 use std::collections::VecDeque;
-use tracing::debug;
+use tracing::{debug, error};
 
-/// One SIP leg: the caller's dialog, or one outgoing INVITE dialog.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct LegId(pub u64);
 
@@ -191,45 +216,12 @@ pub enum Command {
         position: u32,
         estimated_wait_secs: u32,
     },
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum CallState {
-    /// Handed to the engine, not answered yet.
-    Arriving,
-    /// Answered and in a queue (agents may be ringing).
-    Queued,
-    Bridged {
-        agent: AgentId,
+    /// Free the media (RTP ports) of an outgoing leg the call let go of
+    /// before its final response; its INVITE transaction may live on.
+    ReleaseMedia {
+        call: CallId,
         leg: LegId,
     },
-    /// The engine sent the call to a URI; the transfer leg is ringing.
-    Transferring {
-        leg: LegId,
-    },
-    TransferBridged {
-        leg: LegId,
-    },
-    /// The caller leg has ended; waiting for outgoing legs to end.
-    Ending,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum LegState {
-    /// INVITE sent, no provisional yet.
-    Inviting,
-    Ringing,
-    /// CANCEL sent; waiting for the final response.
-    Cancelling,
-    Answered,
-}
-
-#[derive(Debug, Clone)]
-struct OutLeg {
-    leg: LegId,
-    /// `None` for a transfer leg.
-    agent: Option<AgentId>,
-    state: LegState,
 }
 
 #[derive(Debug)]
@@ -237,22 +229,52 @@ struct Call {
     caller_leg: LegId,
     caller: String,
     state: CallState,
-    answered: bool,
-    /// The engine still holds the call (not yet finished there).
-    in_engine: bool,
+    /// Outgoing legs in Inviting, Alerting or Answered.
     legs: Vec<OutLeg>,
 }
 
+/// A cancelled outgoing leg whose call let go of it: only its INVITE
+/// transaction is left, to its final response.
+#[derive(Debug)]
+struct Orphan {
+    /// The call it was for (commands still name it).
+    call: CallId,
+    leg: OutLeg,
+}
+
+/// How the caller's side of an ending call is closed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CallerEnd {
+    /// The caller's dialog is already over (CANCEL, BYE).
+    Gone,
+    /// BYE to the answered caller.
+    Bye,
+    /// A final error to the unanswered caller.
+    Reject { status: u16, retry_after: Option<u32> },
+}
+
 /// A bug in the adapter or core: an event that cannot happen in this state.
-/// Logged and counted; the call goes on.
+/// Logged at error and counted; the call goes on. Races between peers are
+/// not errors ([`Race`]).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CallCtlError {
-    #[error("{0} is not known")]
-    UnknownLeg(LegId),
     #[error("{event} on {leg} of {call} in state {state}")]
     Unexpected { call: CallId, leg: LegId, event: &'static str, state: String },
     #[error(transparent)]
     Engine(#[from] EngineError),
+}
+
+impl CallCtlError {
+    /// Every [`CallCtlError::kind`].
+    pub const KINDS: [&'static str; 2] = ["unexpected-event", "engine"];
+
+    /// The kind, for counting.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            CallCtlError::Unexpected { .. } => "unexpected-event",
+            CallCtlError::Engine(_) => "engine",
+        }
+    }
 }
 
 /// The whole deterministic core: call control plus the routing engine.
@@ -260,28 +282,39 @@ pub struct Core {
     engine: Engine,
     config: Config,
     calls: FxHashMap<CallId, Call>,
-    /// Leg → owning call.
+    /// Live leg (caller or outgoing) → owning call. Orphans are not here.
     legs: FxHashMap<LegId, CallId>,
+    orphans: FxHashMap<LegId, Orphan>,
     next_call: u64,
     next_leg: u64,
     commands: VecDeque<Command>,
-    /// Errors seen (bugs or races), for metrics and tests.
-    errors: Vec<CallCtlError>,
+    races: RaceCounters,
+    errors: Errors,
+    /// The call being ended, while the engine hears of it: its last actions
+    /// for that call (CancelRing, StopHold) are already taken care of.
+    ending: Option<CallId>,
     /// Shutting down: new calls get 503.
     draining: bool,
 }
 
 impl Core {
     pub fn new(config: &Config, now: Time) -> Core {
+        let mut engine = Engine::new(config, now);
+        // Call control reports every provisional (OfferRinging), so a ring
+        // timeout on a phone that never answered at all is `Unreachable`.
+        engine.expect_ring_progress();
         Core {
-            engine: Engine::new(config, now),
+            engine,
             config: config.clone(),
             calls: FxHashMap::default(),
             legs: FxHashMap::default(),
+            orphans: FxHashMap::default(),
             next_call: 1,
             next_leg: 1,
             commands: VecDeque::new(),
-            errors: Vec::new(),
+            races: RaceCounters::default(),
+            errors: Errors::default(),
+            ending: None,
             draining: false,
         }
     }
@@ -292,7 +325,7 @@ impl Core {
     pub fn reload(&mut self, now: Time, config: Config) {
         let r = self.engine.handle(now, Input::ConfigReplaced(Box::new(config.clone())));
         if let Err(e) = r {
-            self.errors.push(e.into());
+            self.bug(e.into());
         }
         self.config = config;
         self.pump();
@@ -303,7 +336,7 @@ impl Core {
     pub fn drain(&mut self, now: Time) {
         self.draining = true;
         if let Err(e) = self.engine.handle(now, Input::Drain) {
-            self.errors.push(e.into());
+            self.bug(e.into());
         }
         self.pump();
     }
@@ -320,18 +353,13 @@ impl Core {
         ids.sort();
         for call_id in ids {
             let Some(call) = self.calls.get(&call_id) else { continue };
-            if matches!(call.state, CallState::Ending) {
-                continue;
-            }
-            let caller = call.caller_leg;
-            if call.answered {
-                self.commands.push_back(Command::Bye { call: call_id, leg: caller });
+            let end = if call.state.answered() {
+                CallerEnd::Bye
             } else {
-                let retry_after = Some(self.config.sip.retry_after_secs);
-                self.commands.push_back(Command::RejectCaller { call: call_id, leg: caller, status: 503, retry_after });
-            }
-            if let Err(e) = self.caller_gone(now, call_id) {
-                self.errors.push(e);
+                CallerEnd::Reject { status: 503, retry_after: Some(self.config.sip.retry_after_secs) }
+            };
+            if let Err(e) = self.end_call(Some(now), call_id, end, "shutting down") {
+                self.bug(e);
             }
         }
         self.pump();
@@ -352,25 +380,17 @@ impl Core {
         let Some(call) = self.calls.get(&call_id) else { return };
         let r = match call.state {
             CallState::Bridged { leg: out, .. } | CallState::TransferBridged { leg: out } if out == leg => {
-                debug!(%call_id, %leg, "no media from the far end: ending the call");
-                self.commands.push_back(Command::Bye { call: call_id, leg });
-                self.remote_bye(now, call_id, leg)
+                self.bye_out_leg(call_id, leg, "no media from the far end");
+                self.end_call(Some(now), call_id, CallerEnd::Bye, "no media from the far end")
             }
             // Waiting on music too: a trunk that died without BYE (issue 12).
-            CallState::Queued
-            | CallState::Bridged { .. }
-            | CallState::Transferring { .. }
-            | CallState::TransferBridged { .. }
-                if call.caller_leg == leg =>
-            {
-                debug!(%call_id, %leg, "no media from the caller: ending the call");
-                self.commands.push_back(Command::Bye { call: call_id, leg });
-                self.caller_gone(now, call_id)
+            state if state.answered() && call.caller_leg == leg => {
+                self.end_call(Some(now), call_id, CallerEnd::Bye, "no media from the caller")
             }
             _ => Ok(()),
         };
         if let Err(e) = r {
-            self.errors.push(e);
+            self.bug(e);
         }
         self.pump();
     }
@@ -386,29 +406,44 @@ impl Core {
     pub fn config(&self) -> &Config {
         &self.config
     }
-    /// Calls known to call control (including ones whose legs are ending).
+    /// Live calls: what admission counts against `sip.max_calls`. An ended
+    /// call is not here, even while an orphan leg of it lingers.
     pub fn call_count(&self) -> usize {
         self.calls.len()
     }
-    /// Live legs, caller legs included.
+    /// Legs with a SIP transaction or dialog acd still tracks: live legs
+    /// (caller legs included) and orphans.
     pub fn leg_count(&self) -> usize {
-        self.legs.len()
+        self.legs.len() + self.orphans.len()
     }
-    /// The call a leg belongs to.
+    /// Cancelled INVITEs of ended or rolled-over offers still waiting for
+    /// their final response (they hold no call slot and no media).
+    pub fn orphan_count(&self) -> usize {
+        self.orphans.len()
+    }
+    /// The live call a leg belongs to (`None` for an orphan or an ended leg:
+    /// its media is no longer needed).
     pub fn leg_call(&self, leg: LegId) -> Option<CallId> {
         self.legs.get(&leg).copied()
     }
-    /// Errors recorded since start (races the core absorbed, or bugs).
-    pub fn errors(&self) -> &[CallCtlError] {
+    /// Bugs recorded since start (counts per kind, and the latest).
+    pub fn errors(&self) -> &Errors {
         &self.errors
     }
+    /// Races with peers the core absorbed since start, per kind.
+    pub fn races(&self) -> &RaceCounters {
+        &self.races
+    }
 
+    #[must_use]
     pub fn poll_command(&mut self) -> Option<Command> {
         self.commands.pop_front()
     }
+    #[must_use]
     pub fn poll_event(&mut self) -> Option<Event> {
         self.engine.poll_event()
     }
+    #[must_use]
     pub fn poll_timeout(&self) -> Option<Time> {
         self.engine.poll_timeout()
     }
@@ -446,14 +481,7 @@ impl Core {
         let leg = self.new_leg(call);
         self.calls.insert(
             call,
-            Call {
-                caller_leg: leg,
-                caller: inc.caller.clone(),
-                state: CallState::Arriving,
-                answered: false,
-                in_engine: true,
-                legs: Vec::new(),
-            },
+            Call { caller_leg: leg, caller: inc.caller.clone(), state: CallState::Arriving, legs: Vec::new() },
         );
         let mut attributes = vec![("dialled".to_string(), inc.dialled.clone())];
         if !inc.trunk.is_empty() {
@@ -461,11 +489,12 @@ impl Core {
         }
         let new = NewCall { id: call, queue, caller: inc.caller, priority, skills, attributes };
         if let Err(e) = self.engine.handle(now, Input::CallArrived(new)) {
-            self.drop_call(call);
+            self.set_state(call, Next::Ended, "the engine refused it");
+            self.legs.remove(&leg);
             return Err(match e {
                 EngineError::QueueClosed(q) => Refusal::QueueClosed(q),
                 other => {
-                    self.errors.push(other.into());
+                    self.bug(other.into());
                     Refusal::QueueClosed(route.queue.clone())
                 }
             });
@@ -484,7 +513,7 @@ impl Core {
 
     pub fn handle_timeout(&mut self, now: Time) {
         if let Err(e) = self.engine.handle_timeout(now) {
-            self.errors.push(e.into());
+            self.bug(e.into());
         }
         self.pump();
     }
@@ -492,180 +521,130 @@ impl Core {
     /// What happened on a leg.
     pub fn handle_sip(&mut self, now: Time, ev: SipEvent) {
         if let Err(e) = self.sip_event(now, ev) {
-            debug!(error = %e, "call control");
-            self.errors.push(e);
+            self.bug(e);
         }
         self.pump();
     }
 
-    fn sip_event(&mut self, now: Time, ev: SipEvent) -> Result<(), CallCtlError> {
-        let leg = ev.leg();
-        let call_id = *self.legs.get(&leg).ok_or(CallCtlError::UnknownLeg(leg))?;
-        let call = self.calls.get_mut(&call_id).expect("leg owner exists");
+    // ----- races and bugs --------------------------------------------------
 
-        if leg == call.caller_leg {
-            return match ev {
-                SipEvent::CallerCancelled { .. } | SipEvent::CallerHungUp { .. } => self.caller_gone(now, call_id),
-                other => Err(unexpected(call_id, leg, name_of(&other), call.state)),
+    fn race(&mut self, race: Race, leg: LegId, what: &str) {
+        debug!(%leg, race = race.name(), "race: {what}");
+        self.races.count(race);
+    }
+
+    fn bug(&mut self, e: CallCtlError) {
+        error!(error = %e, "call control bug");
+        self.errors.push(e);
+    }
+
+    /// An engine input about an offer: the engine withdrawing that offer at
+    /// the same instant (its ring timeout fired first) is a race.
+    fn offer_input(&mut self, now: Time, leg: LegId, input: Input) -> Result<(), CallCtlError> {
+        match self.engine.handle(now, input) {
+            Err(EngineError::NoSuchOffer { .. }) => {
+                self.race(Race::OfferWithdrawn, leg, "the engine withdrew the offer at this instant");
+                Ok(())
+            }
+            r => r.map_err(CallCtlError::from),
+        }
+    }
+
+    // ----- state changes ---------------------------------------------------
+
+    /// Every change of a call's state. [`Next::Ended`] drops the call (and
+    /// returns it); its legs are the caller's to settle ([`Core::end_call`]).
+    fn set_state(&mut self, call_id: CallId, next: Next, reason: &str) -> Option<Call> {
+        let call = self.calls.get_mut(&call_id)?;
+        debug!(call = %call_id, "{} => {next} ({reason})", call.state);
+        match next {
+            Next::To(state) => {
+                call.state = state;
+                None
+            }
+            Next::Ended => self.calls.remove(&call_id),
+        }
+    }
+
+    /// Ends a live call at once: the caller's side as `caller` says, its
+    /// answered legs BYEd, its unanswered legs cancelled (orphans). With
+    /// `now`, the engine hears of it if it holds the call (CallAbandoned, or
+    /// CallEnded when bridged); without, the engine is the one ending it.
+    fn end_call(
+        &mut self,
+        now: Option<Time>,
+        call_id: CallId,
+        caller: CallerEnd,
+        reason: &str,
+    ) -> Result<(), CallCtlError> {
+        let Some(call) = self.set_state(call_id, Next::Ended, reason) else { return Ok(()) };
+        let caller_leg = call.caller_leg;
+        self.legs.remove(&caller_leg);
+        match caller {
+            CallerEnd::Gone => {}
+            CallerEnd::Bye => self.commands.push_back(Command::Bye { call: call_id, leg: caller_leg }),
+            CallerEnd::Reject { status, retry_after } => {
+                self.commands.push_back(Command::RejectCaller { call: call_id, leg: caller_leg, status, retry_after })
+            }
+        }
+        for mut l in call.legs {
+            match l.state {
+                LegState::Inviting | LegState::Alerting => self.orphan(call_id, l, reason),
+                LegState::Answered => {
+                    self.legs.remove(&l.leg);
+                    set_leg_state(call_id, &mut l, LegState::Gone, reason);
+                    self.commands.push_back(Command::Bye { call: call_id, leg: l.leg });
+                }
+                LegState::Cancelled | LegState::Gone => {
+                    self.legs.remove(&l.leg);
+                    self.bug(CallCtlError::Unexpected {
+                        call: call_id,
+                        leg: l.leg,
+                        event: "end of the call",
+                        state: format!("a {} leg kept in the call", l.state),
+                    });
+                }
+            }
+        }
+        if let Some(now) = now.filter(|_| call.state.in_engine()) {
+            let input = match call.state {
+                CallState::Bridged { .. } => Input::CallEnded { call: call_id },
+                _ => Input::CallAbandoned { call: call_id },
             };
+            self.ending = Some(call_id);
+            let r = self.engine.handle(now, input);
+            self.pump();
+            self.ending = None;
+            r?;
         }
-        let idx = call.legs.iter().position(|l| l.leg == leg).expect("leg listed in its call");
-        let out = call.legs[idx].clone();
-        match (ev, out.state) {
-            (SipEvent::Progress { .. }, LegState::Inviting) => {
-                call.legs[idx].state = LegState::Ringing;
-                Ok(())
-            }
-            (SipEvent::Progress { .. }, _) => Ok(()),
-
-            // An agent answered.
-            (SipEvent::Answered { .. }, LegState::Inviting | LegState::Ringing) => {
-                call.legs[idx].state = LegState::Answered;
-                match (out.agent, call.state) {
-                    (Some(agent), CallState::Queued | CallState::Arriving) => {
-                        if let Err(e) = self.engine.handle(now, Input::OfferAnswered { call: call_id, agent }) {
-                            // The engine no longer offers this call to this
-                            // agent: end the leg the agent just answered.
-                            self.bye_leg(call_id, leg);
-                            return Err(e.into());
-                        }
-                        Ok(())
-                    }
-                    (None, CallState::Transferring { leg: t }) if t == leg => {
-                        call.state = CallState::TransferBridged { leg };
-                        let caller = call.caller_leg;
-                        debug!(%call_id, "Transferring => TransferBridged");
-                        self.commands.push_back(Command::StopHold { call: call_id, leg: caller });
-                        self.commands.push_back(Command::Bridge { call: call_id, caller, other: leg });
-                        Ok(())
-                    }
-                    _ => {
-                        self.bye_leg(call_id, leg);
-                        self.maybe_drop(call_id);
-                        Ok(())
-                    }
-                }
-            }
-            // 200 OK raced our CANCEL: ACK (the stack did) and BYE it.
-            (SipEvent::Answered { .. }, LegState::Cancelling) => {
-                debug!(%call_id, %leg, "200 after CANCEL: BYE");
-                self.bye_leg(call_id, leg);
-                // It may have been the call's last leg (the caller left).
-                self.maybe_drop(call_id);
-                Ok(())
-            }
-            (SipEvent::Answered { .. }, LegState::Answered) => Ok(()), // retransmission
-
-            (SipEvent::Failed { status, .. }, LegState::Inviting | LegState::Ringing) => {
-                self.remove_leg(call_id, leg);
-                let call = self.calls.get_mut(&call_id).expect("call exists");
-                match out.agent {
-                    Some(agent) => {
-                        if call.in_engine && !matches!(call.state, CallState::Ending) {
-                            let cause = status.map(RejectCause::from_sip_status).unwrap_or(RejectCause::Unreachable);
-                            self.engine.handle(now, Input::OfferRejected { call: call_id, agent, cause })?;
-                        }
-                    }
-                    None => {
-                        // The overflow target failed: nothing else to try.
-                        debug!(%call_id, ?status, "transfer failed, ending the call");
-                        if !matches!(call.state, CallState::Ending) {
-                            let caller = call.caller_leg;
-                            call.state = CallState::Ending;
-                            self.bye_leg(call_id, caller);
-                        }
-                    }
-                }
-                self.maybe_drop(call_id);
-                Ok(())
-            }
-            (SipEvent::Failed { .. }, LegState::Cancelling) => {
-                self.remove_leg(call_id, leg);
-                self.maybe_drop(call_id);
-                Ok(())
-            }
-            (SipEvent::Failed { .. }, LegState::Answered) => {
-                // A confirmed dialog that then failed (e.g. no ACK path): as a BYE.
-                self.remote_bye(now, call_id, leg)
-            }
-            (SipEvent::RemoteBye { .. }, LegState::Answered) => self.remote_bye(now, call_id, leg),
-            (other, state) => Err(CallCtlError::Unexpected {
-                call: call_id,
-                leg,
-                event: name_of(&other),
-                state: format!("{:?}/{state:?}", call.state),
-            }),
-        }
-    }
-
-    /// The far end of an answered outgoing leg hung up.
-    fn remote_bye(&mut self, now: Time, call_id: CallId, leg: LegId) -> Result<(), CallCtlError> {
-        self.remove_leg(call_id, leg);
-        let call = self.calls.get_mut(&call_id).expect("call exists");
-        match call.state {
-            CallState::Bridged { leg: l, .. } | CallState::TransferBridged { leg: l } if l == leg => {
-                debug!(%call_id, "{:?} => Ending (far end hung up)", call.state);
-                let was_bridged = matches!(call.state, CallState::Bridged { .. });
-                call.state = CallState::Ending;
-                let caller = call.caller_leg;
-                if was_bridged && call.in_engine {
-                    call.in_engine = false;
-                    self.engine.handle(now, Input::CallEnded { call: call_id })?;
-                }
-                self.bye_leg(call_id, caller);
-            }
-            _ => {}
-        }
-        self.maybe_drop(call_id);
         Ok(())
     }
 
-    fn caller_gone(&mut self, now: Time, call_id: CallId) -> Result<(), CallCtlError> {
-        let call = self.calls.get_mut(&call_id).expect("call exists");
-        let caller = call.caller_leg;
-        let state = call.state;
-        debug!(%call_id, "{state:?} => Ending (caller hung up)");
-        call.state = CallState::Ending;
-        self.legs.remove(&caller);
-        match state {
-            CallState::Arriving | CallState::Queued => {
-                if call.in_engine {
-                    call.in_engine = false;
-                    // The engine answers with CancelRing for ringing agents
-                    // and StopHold: apply them now, while the call exists
-                    // (it is dropped below when no leg is left).
-                    let r = self.engine.handle(now, Input::CallAbandoned { call: call_id });
-                    self.pump();
-                    r?;
-                }
-            }
-            CallState::Bridged { leg, .. } => {
-                if call.in_engine {
-                    call.in_engine = false;
-                    self.engine.handle(now, Input::CallEnded { call: call_id })?;
-                }
-                self.bye_leg(call_id, leg);
-            }
-            CallState::Transferring { leg } => self.cancel_leg(call_id, leg),
-            CallState::TransferBridged { leg } => self.bye_leg(call_id, leg),
-            CallState::Ending => {}
-        }
-        // Any outgoing leg still ringing is cancelled (the engine normally
-        // asked already; this covers calls the engine had forgotten).
-        let ringing: Vec<LegId> = self
-            .calls
-            .get(&call_id)
-            .map(|c| &c.legs[..])
-            .unwrap_or_default()
-            .iter()
-            .filter(|l| matches!(l.state, LegState::Inviting | LegState::Ringing))
-            .map(|l| l.leg)
-            .collect();
-        for leg in ringing {
-            self.cancel_leg(call_id, leg);
-        }
-        self.maybe_drop(call_id);
-        Ok(())
+    /// The call lets go of an unanswered leg: CANCEL it, free its media, and
+    /// keep it as an orphan until its INVITE transaction ends.
+    fn orphan(&mut self, call_id: CallId, mut l: OutLeg, reason: &str) {
+        self.legs.remove(&l.leg);
+        set_leg_state(call_id, &mut l, LegState::Cancelled, reason);
+        self.commands.push_back(Command::Cancel { call: call_id, leg: l.leg });
+        self.commands.push_back(Command::ReleaseMedia { call: call_id, leg: l.leg });
+        self.orphans.insert(l.leg, Orphan { call: call_id, leg: l });
+    }
+
+    /// Takes an outgoing leg out of its live call (it has ended).
+    fn take_leg(&mut self, call_id: CallId, leg: LegId, reason: &str) -> Option<OutLeg> {
+        self.legs.remove(&leg);
+        let call = self.calls.get_mut(&call_id)?;
+        let i = call.legs.iter().position(|l| l.leg == leg)?;
+        let mut l = call.legs.remove(i);
+        set_leg_state(call_id, &mut l, LegState::Gone, reason);
+        Some(l)
+    }
+
+    /// BYE an answered outgoing leg; it is gone from our side at once (the
+    /// adapter finishes the BYE transaction on its own).
+    fn bye_out_leg(&mut self, call_id: CallId, leg: LegId, reason: &str) {
+        self.take_leg(call_id, leg, reason);
+        self.commands.push_back(Command::Bye { call: call_id, leg });
     }
 
     fn new_leg(&mut self, call: CallId) -> LegId {
@@ -675,52 +654,153 @@ impl Core {
         leg
     }
 
-    fn remove_leg(&mut self, call_id: CallId, leg: LegId) {
-        self.legs.remove(&leg);
-        if let Some(call) = self.calls.get_mut(&call_id) {
-            call.legs.retain(|l| l.leg != leg);
+    // ----- SIP events ------------------------------------------------------
+
+    fn sip_event(&mut self, now: Time, ev: SipEvent) -> Result<(), CallCtlError> {
+        let leg = ev.leg();
+        if self.orphans.contains_key(&leg) {
+            return self.orphan_event(ev);
+        }
+        let Some(&call_id) = self.legs.get(&leg) else {
+            self.race(Race::LegAlreadyEnded, leg, name_of(&ev));
+            return Ok(());
+        };
+        let call = self.calls.get(&call_id).expect("leg owner exists");
+        let state = call.state;
+
+        if leg == call.caller_leg {
+            return match ev {
+                SipEvent::CallerCancelled { .. } => {
+                    if state.answered() {
+                        self.race(Race::CancelAfterAnswer, leg, "the caller's CANCEL crossed our 200");
+                    }
+                    self.end_call(Some(now), call_id, CallerEnd::Gone, "caller cancelled")
+                }
+                SipEvent::CallerHungUp { .. } => self.end_call(Some(now), call_id, CallerEnd::Gone, "caller hung up"),
+                other => Err(unexpected(call_id, leg, name_of(&other), state)),
+            };
+        }
+        let idx = call.legs.iter().position(|l| l.leg == leg).expect("leg listed in its call");
+        let out = call.legs[idx];
+        match (ev, out.state) {
+            (SipEvent::Progress { status, .. }, LegState::Inviting) => {
+                let l = &mut self.calls.get_mut(&call_id).expect("call exists").legs[idx];
+                set_leg_state(call_id, l, LegState::Alerting, &status.to_string());
+                match (out.agent, state) {
+                    (Some(agent), CallState::Queued) => {
+                        self.offer_input(now, leg, Input::OfferRinging { call: call_id, agent })
+                    }
+                    _ => Ok(()),
+                }
+            }
+            // More provisionals, or one overtaken by the 2xx.
+            (SipEvent::Progress { .. }, _) => Ok(()),
+
+            (SipEvent::Answered { .. }, LegState::Inviting | LegState::Alerting) => {
+                let l = &mut self.calls.get_mut(&call_id).expect("call exists").legs[idx];
+                set_leg_state(call_id, l, LegState::Answered, "2xx");
+                match (out.agent, state) {
+                    (Some(agent), CallState::Queued) => {
+                        match self.engine.handle(now, Input::OfferAnswered { call: call_id, agent }) {
+                            Ok(()) => Ok(()), // the engine's Bridge follows
+                            Err(e) => {
+                                // The engine no longer offers this call to
+                                // this agent: end the leg just answered.
+                                self.bye_out_leg(call_id, leg, "answered an offer already withdrawn");
+                                match e {
+                                    EngineError::NoSuchOffer { .. } => {
+                                        self.race(Race::OfferWithdrawn, leg, "2xx for an offer already withdrawn");
+                                        Ok(())
+                                    }
+                                    e => Err(e.into()),
+                                }
+                            }
+                        }
+                    }
+                    (None, CallState::Transferring { leg: t }) if t == leg => {
+                        let caller = self.calls[&call_id].caller_leg;
+                        self.set_state(call_id, Next::To(CallState::TransferBridged { leg }), "target answered");
+                        self.commands.push_back(Command::StopHold { call: call_id, leg: caller });
+                        self.commands.push_back(Command::Bridge { call: call_id, caller, other: leg });
+                        Ok(())
+                    }
+                    _ => {
+                        self.bye_out_leg(call_id, leg, "answered, but the call has no use for it");
+                        Err(unexpected(call_id, leg, "Answered", state))
+                    }
+                }
+            }
+            (SipEvent::Answered { .. }, LegState::Answered) => Ok(()), // retransmission
+
+            (SipEvent::Failed { status, .. }, LegState::Inviting | LegState::Alerting) => {
+                let why = status.map_or("no response".to_string(), |s| s.to_string());
+                self.take_leg(call_id, leg, &why);
+                match (out.agent, state) {
+                    (Some(agent), CallState::Queued) => {
+                        let cause = status.map(RejectCause::from_sip_status).unwrap_or(RejectCause::Unreachable);
+                        self.offer_input(now, leg, Input::OfferRejected { call: call_id, agent, cause })
+                    }
+                    // The overflow target failed: nothing else to try.
+                    (None, CallState::Transferring { leg: t }) if t == leg => {
+                        self.end_call(Some(now), call_id, CallerEnd::Bye, "transfer failed")
+                    }
+                    _ => Err(unexpected(call_id, leg, "Failed", state)),
+                }
+            }
+            // A confirmed dialog that then failed (e.g. no ACK path): as a BYE.
+            (SipEvent::Failed { .. } | SipEvent::RemoteBye { .. }, LegState::Answered) => {
+                self.remote_bye(now, call_id, leg, state)
+            }
+            (other, leg_state) => Err(CallCtlError::Unexpected {
+                call: call_id,
+                leg,
+                event: name_of(&other),
+                state: format!("{state}/{leg_state}"),
+            }),
         }
     }
 
-    fn cancel_leg(&mut self, call_id: CallId, leg: LegId) {
-        if let Some(l) = self.calls.get_mut(&call_id).and_then(|c| c.legs.iter_mut().find(|l| l.leg == leg)) {
-            if matches!(l.state, LegState::Inviting | LegState::Ringing) {
-                l.state = LegState::Cancelling;
-                self.commands.push_back(Command::Cancel { call: call_id, leg });
+    /// An event on a cancelled leg: its INVITE transaction ends.
+    fn orphan_event(&mut self, ev: SipEvent) -> Result<(), CallCtlError> {
+        let leg = ev.leg();
+        let (race, reason) = match &ev {
+            SipEvent::Progress { .. } => return Ok(()), // the CANCEL will end it
+            SipEvent::Answered { .. } => (Some(Race::AnswerAfterCancel), "2xx crossed the CANCEL: BYE"),
+            SipEvent::Failed { status: Some(487) | None, .. } => (None, "INVITE transaction over"),
+            SipEvent::Failed { .. } => (Some(Race::FinalAfterCancel), "a final crossed the CANCEL"),
+            SipEvent::RemoteBye { .. } | SipEvent::CallerCancelled { .. } | SipEvent::CallerHungUp { .. } => {
+                let o = &self.orphans[&leg];
+                return Err(CallCtlError::Unexpected {
+                    call: o.call,
+                    leg,
+                    event: name_of(&ev),
+                    state: "orphan/Cancelled".to_string(),
+                });
             }
+        };
+        let mut o = self.orphans.remove(&leg).expect("orphan exists");
+        set_leg_state(o.call, &mut o.leg, LegState::Gone, reason);
+        if let Some(race) = race {
+            self.race(race, leg, reason);
+        }
+        if matches!(ev, SipEvent::Answered { .. }) {
+            self.commands.push_back(Command::Bye { call: o.call, leg });
+        }
+        Ok(())
+    }
+
+    /// The far end of an answered outgoing leg hung up.
+    fn remote_bye(&mut self, now: Time, call_id: CallId, leg: LegId, state: CallState) -> Result<(), CallCtlError> {
+        self.take_leg(call_id, leg, "BYE from the far end");
+        match state {
+            CallState::Bridged { leg: l, .. } | CallState::TransferBridged { leg: l } if l == leg => {
+                self.end_call(Some(now), call_id, CallerEnd::Bye, "far end hung up")
+            }
+            _ => Err(unexpected(call_id, leg, "RemoteBye", state)),
         }
     }
 
-    /// BYE a leg; it is gone from our side at once (the adapter finishes the
-    /// BYE transaction on its own).
-    fn bye_leg(&mut self, call_id: CallId, leg: LegId) {
-        self.commands.push_back(Command::Bye { call: call_id, leg });
-        if let Some(call) = self.calls.get(&call_id) {
-            if call.caller_leg == leg {
-                self.legs.remove(&leg);
-                return;
-            }
-        }
-        self.remove_leg(call_id, leg);
-    }
-
-    fn maybe_drop(&mut self, call_id: CallId) {
-        if let Some(call) = self.calls.get(&call_id) {
-            if matches!(call.state, CallState::Ending) && call.legs.is_empty() && !call.in_engine {
-                self.drop_call(call_id);
-            }
-        }
-    }
-
-    fn drop_call(&mut self, call_id: CallId) {
-        if let Some(call) = self.calls.remove(&call_id) {
-            self.legs.remove(&call.caller_leg);
-            for l in call.legs {
-                self.legs.remove(&l.leg);
-            }
-            debug!(%call_id, "call control done");
-        }
-    }
+    // ----- engine actions --------------------------------------------------
 
     /// Turns the engine's actions into commands.
     fn pump(&mut self) {
@@ -740,36 +820,42 @@ impl Core {
             | Action::Transfer { call, .. }
             | Action::Reject { call, .. } => *call,
         };
-        let Some(call) = self.calls.get_mut(&call_id) else {
-            self.errors.push(CallCtlError::Engine(EngineError::UnknownCall(call_id)));
+        if self.ending == Some(call_id) {
+            // CancelRing, StopHold: settled as the call ended.
+            debug!(call = %call_id, ?action, "for the call just ended: nothing to do");
+            return;
+        }
+        let Some(call) = self.calls.get(&call_id) else {
+            self.bug(CallCtlError::Engine(EngineError::UnknownCall(call_id)));
             return;
         };
-        let caller = call.caller_leg;
+        let (state, caller) = (call.state, call.caller_leg);
+        let wrong = |action: &'static str| unexpected(call_id, caller, action, state);
         match action {
-            Action::StartHold { music, .. } => {
-                if matches!(call.state, CallState::Ending) {
-                    return;
-                }
-                if !call.answered {
-                    call.answered = true;
+            Action::StartHold { music, .. } => match state {
+                CallState::Arriving => {
                     self.commands.push_back(Command::AnswerCaller { call: call_id, leg: caller });
+                    self.set_state(call_id, Next::To(CallState::Queued), "answered, waiting");
+                    self.commands.push_back(Command::Hold { call: call_id, leg: caller, music });
                 }
-                if matches!(call.state, CallState::Arriving) {
-                    debug!(%call_id, "Arriving => Queued");
-                    call.state = CallState::Queued;
-                }
-                self.commands.push_back(Command::Hold { call: call_id, leg: caller, music });
-            }
+                // Moved to another queue: its music.
+                CallState::Queued => self.commands.push_back(Command::Hold { call: call_id, leg: caller, music }),
+                _ => self.bug(wrong("StartHold")),
+            },
             Action::StopHold { .. } => {
-                if call.answered && !matches!(call.state, CallState::Ending) {
+                if state.answered() {
                     self.commands.push_back(Command::StopHold { call: call_id, leg: caller });
                 }
             }
             Action::Ring { agent, .. } => {
+                if state != CallState::Queued {
+                    return self.bug(wrong("Ring"));
+                }
                 let caller_number = call.caller.clone();
                 let leg = self.new_leg(call_id);
                 let call = self.calls.get_mut(&call_id).expect("call exists");
                 call.legs.push(OutLeg { leg, agent: Some(agent), state: LegState::Inviting });
+                debug!(call = %call_id, %leg, %agent, "=> Inviting (ring)");
                 self.commands.push_back(Command::Invite {
                     call: call_id,
                     leg,
@@ -778,33 +864,30 @@ impl Core {
                 });
             }
             Action::CancelRing { agent, .. } => {
-                let leg = call
+                let i = call
                     .legs
                     .iter()
-                    .find(|l| l.agent == Some(agent) && matches!(l.state, LegState::Inviting | LegState::Ringing))
-                    .map(|l| l.leg);
-                match leg {
-                    Some(leg) => self.cancel_leg(call_id, leg),
+                    .position(|l| l.agent == Some(agent) && matches!(l.state, LegState::Inviting | LegState::Alerting));
+                match i {
+                    Some(i) => {
+                        let l = self.calls.get_mut(&call_id).expect("call exists").legs.remove(i);
+                        self.orphan(call_id, l, "ring withdrawn");
+                    }
                     // Already failed or answered at the same instant: the
-                    // answered case is settled by the engine's Bridge.
-                    None => debug!(%call_id, %agent, "CancelRing for a leg already ended"),
+                    // answered case is settled by the engine's Bridge (or
+                    // counted as a withdrawn offer).
+                    None => debug!(call = %call_id, %agent, "CancelRing for a leg already ended"),
                 }
             }
             Action::Bridge { agent, .. } => {
                 let leg =
                     call.legs.iter().find(|l| l.agent == Some(agent) && l.state == LegState::Answered).map(|l| l.leg);
                 match leg {
-                    Some(leg) => {
-                        debug!(%call_id, "{:?} => Bridged({agent})", call.state);
-                        call.state = CallState::Bridged { agent, leg };
+                    Some(leg) if state == CallState::Queued => {
+                        self.set_state(call_id, Next::To(CallState::Bridged { agent, leg }), "agent answered");
                         self.commands.push_back(Command::Bridge { call: call_id, caller, other: leg });
                     }
-                    None => self.errors.push(CallCtlError::Unexpected {
-                        call: call_id,
-                        leg: caller,
-                        event: "Bridge",
-                        state: format!("{:?}", call.state),
-                    }),
+                    _ => self.bug(wrong("Bridge")),
                 }
             }
             Action::Announce { position, estimated_wait_secs, .. } => {
@@ -816,13 +899,10 @@ impl Core {
                 });
             }
             Action::Transfer { uri, .. } => {
-                call.in_engine = false;
-                if matches!(call.state, CallState::Ending) {
-                    self.maybe_drop(call_id);
-                    return;
+                if !matches!(state, CallState::Arriving | CallState::Queued) {
+                    return self.bug(wrong("Transfer"));
                 }
-                if !call.answered {
-                    call.answered = true;
+                if !state.answered() {
                     self.commands.push_back(Command::AnswerCaller { call: call_id, leg: caller });
                 }
                 // The engine stopped the music as it let go of the call; the
@@ -830,10 +910,21 @@ impl Core {
                 // StopHold + Bridge), not dead air while it rings.
                 self.commands.retain(|c| !matches!(c, Command::StopHold { call, .. } if *call == call_id));
                 let caller_number = call.caller.clone();
+                // Any ring still live (the engine withdraws them first).
+                let live: Vec<OutLeg> = std::mem::take(&mut self.calls.get_mut(&call_id).expect("call").legs);
+                for mut l in live {
+                    self.legs.remove(&l.leg);
+                    match l.state {
+                        LegState::Answered => {
+                            set_leg_state(call_id, &mut l, LegState::Gone, "call transferred");
+                            self.commands.push_back(Command::Bye { call: call_id, leg: l.leg });
+                        }
+                        _ => self.orphan(call_id, l, "call transferred"),
+                    }
+                }
                 let leg = self.new_leg(call_id);
+                self.set_state(call_id, Next::To(CallState::Transferring { leg }), &format!("overflow to {uri}"));
                 let call = self.calls.get_mut(&call_id).expect("call exists");
-                debug!(%call_id, "{:?} => Transferring({uri})", call.state);
-                call.state = CallState::Transferring { leg };
                 call.legs.push(OutLeg { leg, agent: None, state: LegState::Inviting });
                 self.commands.push_back(Command::Invite {
                     call: call_id,
@@ -843,33 +934,24 @@ impl Core {
                 });
             }
             Action::Reject { status, .. } => {
-                call.in_engine = false;
-                if !matches!(call.state, CallState::Ending) {
-                    let answered = call.answered;
-                    call.state = CallState::Ending;
-                    if answered {
-                        self.bye_leg(call_id, caller);
-                    } else {
-                        let retry_after = (status == 503).then_some(self.config.sip.retry_after_secs);
-                        self.commands.push_back(Command::RejectCaller {
-                            call: call_id,
-                            leg: caller,
-                            status,
-                            retry_after,
-                        });
-                        self.legs.remove(&caller);
-                    }
+                let end = if state.answered() {
+                    CallerEnd::Bye
+                } else {
+                    let retry_after = (status == 503).then_some(self.config.sip.retry_after_secs);
+                    CallerEnd::Reject { status, retry_after }
+                };
+                if let Err(e) = self.end_call(None, call_id, end, &format!("rejected ({status})")) {
+                    self.bug(e);
                 }
-                self.maybe_drop(call_id);
-            }
-        }
-        // Calls whose engine part ended while legs were already gone.
-        if let Some(c) = self.calls.get(&call_id) {
-            if !c.in_engine && matches!(c.state, CallState::Ending) {
-                self.maybe_drop(call_id);
             }
         }
     }
+}
+
+/// Every change of an outgoing leg's state.
+fn set_leg_state(call: CallId, l: &mut OutLeg, next: LegState, reason: &str) {
+    debug!(%call, leg = %l.leg, "{} => {next} ({reason})", l.state);
+    l.state = next;
 }
 
 fn name_of(ev: &SipEvent) -> &'static str {
@@ -884,5 +966,5 @@ fn name_of(ev: &SipEvent) -> &'static str {
 }
 
 fn unexpected(call: CallId, leg: LegId, event: &'static str, state: CallState) -> CallCtlError {
-    CallCtlError::Unexpected { call, leg, event, state: format!("{state:?}") }
+    CallCtlError::Unexpected { call, leg, event, state: state.to_string() }
 }

@@ -19,9 +19,7 @@
 
 use super::*;
 use crate::config::from_toml_str;
-use crate::engine::{
-    AgentId, AgentState, CallId, EngineError, Event, Input, Outcome, OverflowReason, RejectCause, Skip, Time,
-};
+use crate::engine::{AgentId, AgentState, CallId, Event, Input, Outcome, OverflowReason, RejectCause, Skip, Time};
 use std::collections::BTreeMap;
 
 /// One-way delay between acd and any phone.
@@ -108,6 +106,9 @@ struct Net {
     events: Vec<Event>,
     /// Things the core did that SIP does not allow.
     violations: Vec<String>,
+    /// Outgoing legs whose media the core released early
+    /// ([`Command::ReleaseMedia`], kept out of `log`: the story is SIP's).
+    released: Vec<(Time, LegId)>,
 }
 
 /// Seconds on the virtual clock.
@@ -133,6 +134,7 @@ impl Net {
             commands: Vec::new(),
             events: Vec::new(),
             violations: Vec::new(),
+            released: Vec::new(),
         };
         let agents: Vec<AgentId> = net.core.engine().agent_ids().collect();
         for agent in agents {
@@ -299,8 +301,17 @@ impl Net {
     /// Puts a command on the wire (or to media) and checks it fits SIP.
     fn send(&mut self, cmd: Command) {
         let line = self.render(&cmd);
-        self.log.push((self.now, line.clone()));
         self.commands.push((self.now, cmd.clone()));
+        if let Command::ReleaseMedia { call, leg } = &cmd {
+            match self.remotes.get(leg) {
+                Some(r) if r.call == *call && !self.released.iter().any(|(_, l)| l == leg) => {
+                    self.released.push((self.now, *leg))
+                }
+                _ => self.violation(format!("{line}: no outgoing leg of this call with media")),
+            }
+            return;
+        }
+        self.log.push((self.now, line.clone()));
         match &cmd {
             Command::AnswerCaller { call, leg }
             | Command::RejectCaller { call, leg, .. }
@@ -394,6 +405,7 @@ impl Net {
                     self.violation(format!("{line}: not two live legs of the call"));
                 }
             }
+            Command::ReleaseMedia { .. } => unreachable!("handled above"),
         }
     }
 
@@ -480,6 +492,9 @@ impl Net {
             Command::Announce { call, position, estimated_wait_secs, .. } => {
                 format!("c{}: announce {position} ({estimated_wait_secs} s)", call.0)
             }
+            Command::ReleaseMedia { call, leg } => {
+                format!("c{}: release media of {}", call.0, self.leg_name(*call, *leg))
+            }
         }
     }
 
@@ -553,7 +568,7 @@ impl Net {
             "calls and legs left in call control; commands were:\n{}",
             self.transcript()
         );
-        self.core.errors().to_vec()
+        self.core.errors().recent().cloned().collect()
     }
 
     /// [`Net::finish`], with no error recorded.
@@ -784,12 +799,9 @@ fn answer_at_the_very_instant_of_the_ring_timeout_loses_to_the_timeout_and_is_by
     net.run_until(20.0);
     assert_eq!(net.said(), ["c1: stop hold", "c1: bridge ben"]);
     net.caller_hangs_up(c1);
-    let anna = net.agent("anna");
-    assert_eq!(
-        net.finish(),
-        [CallCtlError::Engine(EngineError::NoSuchOffer { call: c1, agent: anna })],
-        "the race is counted, once"
-    );
+    net.finish_clean();
+    assert_eq!(net.core.races().get(Race::OfferWithdrawn), 1, "the race is counted, once");
+    assert_eq!(net.core.races().total(), 1, "and nothing else");
 }
 
 #[test]
@@ -836,7 +848,11 @@ fn unreachable_phone_is_cancelled_at_the_ring_timeout_and_its_late_failure_chang
     assert_eq!(net.said(), ["c1: cancel anna", "c1: invite ben"]);
     net.run_until(40.0);
     assert_eq!(net.said(), ["c1: stop hold", "c1: bridge ben"], "the failure at 32 s does nothing");
-    assert_eq!(net.misses(), [("anna".to_string(), RejectCause::NoAnswer)], "counted once, as no answer");
+    assert_eq!(
+        net.misses(),
+        [("anna".to_string(), RejectCause::Unreachable)],
+        "counted once, as unreachable: the phone never answered at all"
+    );
     net.caller_hangs_up(c1);
     net.finish_clean();
 }
@@ -1389,4 +1405,186 @@ fn media_lost_on_a_ringing_agent_leg_changes_nothing() {
     assert!(net.said().is_empty());
     net.caller_hangs_up(c1);
     net.finish_clean();
+}
+
+// ----- 13: issue 12: ghost calls, races and bugs, the state log ---------------------
+
+/// Everything `f` logs at debug and above, as text.
+fn logged<T>(f: impl FnOnce() -> T) -> (T, String) {
+    #[derive(Clone, Default)]
+    struct Buf(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+    impl std::io::Write for Buf {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Buf {
+        type Writer = Buf;
+        fn make_writer(&'a self) -> Buf {
+            self.clone()
+        }
+    }
+    let buf = Buf::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::DEBUG)
+        .with_ansi(false)
+        .with_writer(buf.clone())
+        .finish();
+    let r = tracing::subscriber::with_default(subscriber, f);
+    let text = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+    (r, text)
+}
+
+#[test]
+fn ghost_call_whose_agent_invite_got_no_response_frees_its_slot_and_media_at_once() {
+    let mut net = Net::new(&format!(
+        "[sip]\nmax_calls = 1\n{}{}{}",
+        queue("support", "linear", &["anna"], ""),
+        agents(&["anna"]),
+        number("100", "support", "")
+    ));
+    net.phone("anna", Phone::Unreachable(32_000)); // no response until Timer B
+    let c1 = net.call("100", CALLER);
+    assert_eq!(net.said(), ["c1: answer", "c1: hold default", "c1: invite anna"]);
+    let anna_leg = *net.remotes.keys().next().unwrap();
+    net.run_until(5.0);
+    net.caller_hangs_up(c1);
+    assert_eq!(net.said(), ["c1: cancel anna"]);
+    assert_eq!(net.core.call_count(), 0, "the call is gone at once, not at Timer B");
+    assert_eq!(net.core.orphan_count(), 1, "only anna's INVITE transaction lingers");
+    assert_eq!(net.core.leg_call(anna_leg), None, "its media is no call's");
+    assert_eq!(net.released, [(t(5.0), anna_leg)], "its media is released at once");
+    assert_eq!(net.outcome(c1), Some(Outcome::Abandoned));
+    // The one slot is free: a new caller is taken right away.
+    let c2 = net.try_call(IncomingCall { dialled: "100".into(), caller: "+358402".into(), ..Default::default() });
+    assert!(c2.is_ok(), "admission counts no ghost: {c2:?}");
+    net.caller_hangs_up(c2.unwrap());
+    net.run_until(37.1);
+    assert_eq!(net.core.orphan_count(), 0, "Timer B (32 s) ended the orphan");
+    assert!(net.said().iter().all(|l| !l.starts_with("c1:")), "nothing more for c1");
+    net.finish_clean();
+    assert_eq!(net.core.races().total(), 0, "Timer B on a cancelled INVITE is its normal end");
+}
+
+#[test]
+fn late_200_to_an_orphaned_invite_is_acked_and_byed() {
+    let mut net = two_agents("");
+    // anna picks up at 0.025 s, before acd's CANCEL (sent at 0.01 s) reaches
+    // her at 0.03 s; her 180 and 200 reach acd at 0.04 and 0.045 s.
+    net.phone("anna", Phone::AnswersAfter(5));
+    let c1 = net.call("100", CALLER);
+    net.said();
+    net.run_until(0.01);
+    net.caller_hangs_up(c1);
+    assert_eq!(net.said(), ["c1: cancel anna"], "no response yet: the leg is orphaned");
+    assert_eq!(net.core.call_count(), 0);
+    net.run_until(0.044);
+    assert!(net.said().is_empty(), "her 180 changes nothing");
+    net.run_until(0.045);
+    assert_eq!(net.said(), ["c1: bye anna"], "the stack ACKed her 200; acd BYEs it");
+    assert_eq!((net.core.call_count(), net.core.leg_count()), (0, 0));
+    assert!(matches!(net.agent_state("anna"), AgentState::Available { .. }), "anna is not on the call");
+    net.finish_clean();
+    assert_eq!(net.core.races().get(Race::AnswerAfterCancel), 1);
+}
+
+#[test]
+fn ring_timeout_with_no_response_at_all_is_unreachable_but_a_ringing_phone_is_no_answer() {
+    for (script, cause) in
+        [(Phone::Unreachable(60_000), RejectCause::Unreachable), (Phone::Rings, RejectCause::NoAnswer)]
+    {
+        let mut net = two_agents("ring_timeout_secs = 15");
+        net.phone("anna", script);
+        net.phone("ben", Phone::AnswersAfter(1000));
+        let c1 = net.call("100", CALLER);
+        net.run_until(15.0);
+        assert_eq!(net.misses(), [("anna".to_string(), cause)], "{script:?}");
+        net.run_until(20.0);
+        net.caller_hangs_up(c1);
+        net.finish_clean();
+    }
+}
+
+#[test]
+fn cancel_crossing_a_200_is_a_counted_race_not_an_error() {
+    let (net, log) = logged(|| {
+        let mut net = two_agents("ring_timeout_secs = 15");
+        net.phone("anna", Phone::AnswersAfter(14_990)); // her 200 crosses our CANCEL
+        net.phone("ben", Phone::AnswersAfter(1000));
+        let c1 = net.call("100", CALLER);
+        net.run_until(20.0);
+        net.caller_hangs_up(c1);
+        net.finish_clean();
+        net
+    });
+    assert_eq!(net.core.races().get(Race::AnswerAfterCancel), 1);
+    assert_eq!(net.core.races().total(), 1);
+    assert!(net.core.errors().is_empty());
+    assert!(log.contains("race: 2xx crossed the CANCEL"), "logged at debug:\n{log}");
+    assert!(!log.contains("ERROR"), "not logged as an error:\n{log}");
+}
+
+#[test]
+fn bye_for_a_leg_already_ended_is_a_race() {
+    let mut net = two_agents("");
+    net.phone("anna", Phone::AnswersAfter(1000));
+    let c1 = net.call("100", CALLER);
+    net.run_until(10.0);
+    net.caller_hangs_up(c1);
+    // anna hung up too; her BYE crossed ours.
+    let anna_leg = *net.remotes.keys().next().unwrap();
+    net.core.handle_sip(net.now, SipEvent::RemoteBye { leg: anna_leg });
+    net.drain();
+    assert_eq!(net.core.races().get(Race::LegAlreadyEnded), 1);
+    net.finish_clean();
+}
+
+#[test]
+fn bugs_are_logged_at_error_and_kept_bounded() {
+    let mut net = two_agents("");
+    let c1 = net.call("100", CALLER);
+    let caller = net.caller_leg(c1);
+    let (_, log) = logged(|| net.core.handle_sip(net.now, SipEvent::Answered { leg: caller }));
+    assert!(log.contains("ERROR") && log.contains("call control bug"), "{log}");
+    for _ in 1..10_000 {
+        // A caller leg cannot have a provisional response: a bug each time.
+        net.core.handle_sip(net.now, SipEvent::Progress { leg: caller, status: 180 });
+    }
+    net.drain();
+    let errors = net.core.errors();
+    assert_eq!(errors.total(), 10_000);
+    assert_eq!(errors.of_kind("unexpected-event"), 10_000);
+    assert_eq!(errors.recent().len(), RECENT_ERRORS, "only the last {RECENT_ERRORS} are kept");
+    assert!(errors.recent().all(|e| matches!(e, CallCtlError::Unexpected { event: "Progress", .. })));
+    assert_eq!(net.core.races().total(), 0, "bugs are not races");
+    net.caller_hangs_up(c1);
+    assert_eq!(net.finish().len(), RECENT_ERRORS);
+}
+
+#[test]
+fn every_call_and_leg_transition_is_logged() {
+    let (_, log) = logged(|| {
+        let mut net = two_agents("");
+        net.phone("anna", Phone::AnswersAfter(1000));
+        let c1 = net.call("100", CALLER);
+        net.run_until(10.0);
+        net.caller_hangs_up(c1);
+        net.finish_clean();
+    });
+    for line in [
+        "Arriving => Queued (answered, waiting)",
+        "=> Inviting (ring)",
+        "Inviting => Alerting (180)",
+        "Alerting => Answered (2xx)",
+        "Queued => Bridged(agent 0, leg 2) (agent answered)",
+        "Bridged(agent 0, leg 2) => Ended (caller hung up)",
+        "Answered => Gone (caller hung up)",
+    ] {
+        assert!(log.contains(line), "no \"{line}\" in:\n{log}");
+    }
+    assert!(log.contains("DEBUG"), "at debug, like the engine's agent transitions");
 }

@@ -165,6 +165,8 @@ struct Agent {
     misses: u32,
     after_call: Option<AfterCall>,
     idle_since: Time,
+    /// While Ringing: the phone said it rings (`Input::OfferRinging`).
+    alerting: bool,
 }
 
 /// An agent's standing for routing, one byte per agent in a dense array so
@@ -314,6 +316,9 @@ pub struct Engine {
     seq: u64,
     actions: VecDeque<Action>,
     events: VecDeque<Event>,
+    /// Set by [`Engine::expect_ring_progress`]: a ring timeout without
+    /// `OfferRinging` is `Unreachable`.
+    ring_progress: bool,
 }
 
 impl Engine {
@@ -338,9 +343,19 @@ impl Engine {
             seq: 0,
             actions: VecDeque::new(),
             events: VecDeque::new(),
+            ring_progress: false,
         };
         e.apply_config(config);
         e
+    }
+
+    /// The user reports [`Input::OfferRinging`] for every offer whose phone
+    /// sent a provisional response (call control does). From then on a ring
+    /// timeout on an offer that never got one is [`RejectCause::Unreachable`]
+    /// (the phone is not there), not [`RejectCause::NoAnswer`]. Without this,
+    /// every ring timeout is `NoAnswer`.
+    pub fn expect_ring_progress(&mut self) {
+        self.ring_progress = true;
     }
 
     // ----- the driving contract -------------------------------------------
@@ -473,6 +488,11 @@ impl Engine {
             Input::OfferRejected { call, agent, cause } => {
                 self.check_offer(call, agent)?;
                 self.ring_missed(call, agent, cause, false);
+                Ok(())
+            }
+            Input::OfferRinging { call, agent } => {
+                self.check_offer(call, agent)?;
+                self.agents[agent.0 as usize].alerting = true;
                 Ok(())
             }
             Input::AgentLogin { agent } => self.agent_login(agent),
@@ -1013,7 +1033,14 @@ impl Engine {
         match kind {
             TimerKind::RingTimeout { call, agent } => {
                 if self.check_offer(call, agent).is_ok() {
-                    self.ring_missed(call, agent, RejectCause::NoAnswer, true);
+                    // A phone that never said it rings did not ring out:
+                    // it is not there (dead phone, stale registration).
+                    let cause = if self.ring_progress && !self.agents[agent.0 as usize].alerting {
+                        RejectCause::Unreachable
+                    } else {
+                        RejectCause::NoAnswer
+                    };
+                    self.ring_missed(call, agent, cause, true);
                 }
             }
             TimerKind::WrapUpEnd(a) => {
@@ -1356,6 +1383,7 @@ impl Engine {
         let agents: Vec<AgentId> = chosen.iter().map(|&m| queue.members[m].agent).collect();
         debug!(call = c.0, queue = %queue.cfg.name, agents = ?agents, "Waiting => Offering");
         for &a in &agents {
+            self.agents[a.0 as usize].alerting = false;
             self.set_state(a, AgentState::Ringing { call: c, since: now }, "offered");
             self.timers.set(TimerKind::RingTimeout { call: c, agent: a }, now + timeout);
             self.actions.push_back(Action::Ring { call: c, agent: a, timeout });
@@ -1563,6 +1591,7 @@ impl Engine {
                     misses: 0,
                     after_call: None,
                     idle_since: now,
+                    alerting: false,
                 });
                 self.tags.push(Tag::LoggedOut);
                 self.agent_ids.insert(ac.id.clone(), a);

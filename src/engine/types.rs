@@ -53,7 +53,8 @@ pub struct NewCall {
 /// Why an offer to an agent ended without an answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum RejectCause {
-    /// Rang for the whole ring timeout.
+    /// Rang for the whole ring timeout (the phone said it was ringing, or
+    /// the engine is not told: see [`Engine::expect_ring_progress`](crate::engine::Engine::expect_ring_progress)).
     NoAnswer,
     /// 486 Busy Here.
     Busy,
@@ -61,7 +62,8 @@ pub enum RejectCause {
     Unavailable,
     /// 603 Decline.
     Declined,
-    /// 408 Request Timeout or no response at all.
+    /// 408 Request Timeout, 5xx, no response at all (transport error, Timer B),
+    /// or a ring timeout on a phone that never said it was ringing.
     Unreachable,
 }
 
@@ -110,6 +112,13 @@ pub enum Input {
         call: CallId,
         agent: AgentId,
         cause: RejectCause,
+    },
+    /// The agent's phone answered the offer's INVITE with a provisional
+    /// response (180/183): it is ringing. Only counted after
+    /// [`Engine::expect_ring_progress`](crate::engine::Engine::expect_ring_progress).
+    OfferRinging {
+        call: CallId,
+        agent: AgentId,
     },
     /// A bridged call ended (either side hung up). On a call not yet bridged
     /// it is an abandon.

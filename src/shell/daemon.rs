@@ -259,7 +259,8 @@ impl Daemon {
             engine_calls: self.core.engine().call_count(),
             stack: self.stack.counts(),
             registered_contacts: self.front.registrar().len(),
-            errors: self.core.errors().len(),
+            errors: self.core.errors().total() as usize,
+            races: self.core.races().total(),
             reloads: self.reloads.0,
             failed_reloads: self.reloads.1,
             media_legs: plane.leg_count(),
@@ -384,7 +385,8 @@ impl Daemon {
     }
 
     /// Done draining: every call has ended, or they were hung up and their
-    /// BYEs have had their moment.
+    /// BYEs have had their moment. Orphan legs (cancelled INVITEs waiting for
+    /// their final response) are no calls and are not waited for.
     fn drained(&self, _now: Instant) -> bool {
         match self.drain {
             Drain::Running => false,
@@ -712,6 +714,7 @@ impl Daemon {
             }
             Command::Invite { call, leg, target, caller } => self.invite_leg(t, call, leg, target, &caller),
             Command::Cancel { leg, .. } => self.stack.cancel(leg),
+            Command::ReleaseMedia { leg, .. } => self.media.close(leg),
             Command::Bye { leg, .. } => {
                 self.drop_leg(leg);
                 self.stack.bye(leg);

@@ -24,8 +24,10 @@ pub struct Snapshot {
     /// running transactions.
     pub stack: StackCounts,
     pub registered_contacts: usize,
-    /// Call-control errors so far (races absorbed or bugs).
+    /// Call-control bugs so far (events that cannot happen).
     pub errors: usize,
+    /// Races with peers call control absorbed (a CANCEL crossing a 200, ...).
+    pub races: u64,
     /// Reloads applied, and refused (bad file).
     pub reloads: usize,
     pub failed_reloads: usize,

@@ -82,7 +82,8 @@ impl Ops {
         }
     }
 
-    /// Once a second: the engine's gauges and the front door's counters.
+    /// Once a second: the engine's gauges, the front door's counters and
+    /// call control's races and bugs.
     pub fn refresh(&mut self, now: Time, core: &Core, front: &FrontCounters) {
         self.metrics.refresh(now, core.engine());
         metrics::counter!("acd_auth_failures_total").absolute(front.auth_failures);
@@ -94,6 +95,10 @@ impl Ops {
         }
         let lag = front.shortages.get(&Shortage::LoopLag).copied().unwrap_or(0);
         metrics::counter!("acd_overload_refusals_total").absolute(lag);
+        for (race, n) in core.races().by_kind() {
+            metrics::counter!("acd_call_races_total", "kind" => race.name()).absolute(n);
+        }
+        metrics::counter!("acd_call_bugs_total").absolute(core.errors().total());
     }
 
     pub fn reopen_event_log(&mut self) {
@@ -127,6 +132,14 @@ fn describe() {
         "Lockouts started after sip.auth_max_failures failures from one address or for one user"
     );
     metrics::describe_counter!("acd_auth_locked_refusals_total", "Requests answered 403 during a lockout");
+    metrics::describe_counter!(
+        "acd_call_races_total",
+        "Races with peers call control absorbed, by kind (a CANCEL crossing a 200, a BYE for a leg already ended, ...): normal on a real network"
+    );
+    metrics::describe_counter!(
+        "acd_call_bugs_total",
+        "Call-control invariant violations (events that cannot happen in the call's state), each logged at error"
+    );
     metrics::describe_counter!("acd_unacked_answers_total", "Callers' 200 OKs never ACKed: released at Timer H");
     metrics::describe_counter!(
         "acd_session_timer_expiries_total",
