@@ -714,7 +714,7 @@ impl Daemon {
             }
             Command::Invite { call, leg, target, caller } => self.invite_leg(t, call, leg, target, &caller),
             Command::Cancel { leg, .. } => self.stack.cancel(leg),
-            Command::ReleaseMedia { leg, .. } => self.media.close(leg),
+            Command::ReleaseMedia { leg, .. } => self.drop_leg(leg),
             Command::Bye { leg, .. } => {
                 self.drop_leg(leg);
                 self.stack.bye(leg);
