@@ -108,6 +108,11 @@ impl Config {
     pub fn agent(&self, id: &str) -> Option<&AgentConfig> {
         self.agents.iter().find(|a| a.id == id)
     }
+
+    /// The names of the queues agent `id` is a member of, in config order.
+    pub fn queues_of(&self, id: &str) -> Vec<&str> {
+        self.queues.iter().filter(|q| q.members.iter().any(|m| m.agent == id)).map(|q| q.name.as_str()).collect()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -93,12 +93,7 @@ pub fn summary(config: &Config) -> Vec<String> {
     }
     for a in &config.agents {
         let skills: Vec<String> = a.skills.iter().map(|(s, l)| format!("{s}={l}")).collect();
-        let queues: Vec<&str> = config
-            .queues
-            .iter()
-            .filter(|q| q.members.iter().any(|m| m.agent == a.id))
-            .map(|q| q.name.as_str())
-            .collect();
+        let queues = config.queues_of(&a.id);
         lines.push(format!(
             "agent {:<10} {:<22} skills [{}] queues [{}]",
             a.id,

@@ -61,12 +61,7 @@ pub fn agents(core: &Core, registrar: &Registrar) -> Value {
                 crate::engine::AgentState::Paused { reason, .. } => Some(reason.clone()),
                 _ => None,
             };
-            let queues: Vec<&str> = config
-                .queues
-                .iter()
-                .filter(|q| q.members.iter().any(|m| m.agent == a.id))
-                .map(|q| q.name.as_str())
-                .collect();
+            let queues = config.queues_of(&a.id);
             Some(json!({
                 "id": a.id,
                 "name": a.display_name,
