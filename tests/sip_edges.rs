@@ -304,6 +304,27 @@ fn tcp_content_length_overflow_closes_the_connection_and_the_daemon_carries_on()
     assert_eq!(status(&resp), Some(200), "{resp}");
 }
 
+/// Unpatched rsipstack bound the TCP port only when its serve task first
+/// ran, after start-up had returned: CI saw the first `connect` of the test
+/// above refused. Each daemon here is connected to the moment `spawn`
+/// returns, and must answer OPTIONS over that connection.
+#[test]
+fn tcp_accepts_a_connection_as_soon_as_start_up_returns() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    for round in 0..20 {
+        let port = free_port();
+        let d = DaemonHandle::spawn(config(port, &queue_q(r#"members = [{ agent = "anna" }]"#))).expect("daemon");
+        let acd = SocketAddr::from(([127, 0, 0, 1], port));
+        let mut s = TcpStream::connect(acd).unwrap_or_else(|e| panic!("round {round}: connect right after start-up: {e}"));
+        s.write_all(tcp_options(acd, &s, "0", "").as_bytes()).unwrap();
+        s.set_read_timeout(Some(ANSWER)).unwrap();
+        let mut buf = [0u8; 4096];
+        let n = s.read(&mut buf).expect("a response over TCP");
+        assert_eq!(status(&String::from_utf8_lossy(&buf[..n])), Some(200), "round {round}");
+        drop(d);
+    }
+}
+
 /// Passed before the patches too: acd's SDP negotiation.
 #[test]
 fn invite_whose_only_audio_is_rejected_gets_488() {

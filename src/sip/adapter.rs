@@ -255,13 +255,9 @@ impl SipStack {
             transport_layer.add_transport(conn.into());
         }
         for addr in &settings.listen_tcp {
-            // Bind once here so a port in use is reported before start-up
-            // ends (rsipstack binds again in its listener task).
-            std::net::TcpListener::bind(addr).map_err(|e| SipError::Listen {
-                addr: *addr,
-                transport: "tcp",
-                reason: e.to_string(),
-            })?;
+            // Binds and listens here (vendored patch 4), so a port in use is
+            // reported before start-up ends and a client connecting just
+            // after it is not refused.
             let conn = TcpListenerConnection::new(*addr, None).await.map_err(|e| SipError::Listen {
                 addr: *addr,
                 transport: "tcp",

@@ -12,6 +12,28 @@ use tracing::{debug, warn};
 pub struct TcpListenerConnectionInner {
     pub local_addr: SipAddr,
     pub external: Option<SipAddr>,
+    // acd patch: the socket bound and listening in `new`, taken by
+    // `serve_listener`. Unpatched, the bind happened in `serve_listener`,
+    // which runs when the endpoint's serve task first polls: a client that
+    // connected right after start-up returned was refused.
+    bound: std::sync::Mutex<Option<std::net::TcpListener>>,
+}
+
+// acd patch: bind and listen at once (see `TcpListenerConnectionInner::bound`).
+fn bind_listener(local: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    let domain = if local.is_ipv6() {
+        Domain::IPV6
+    } else {
+        Domain::IPV4
+    };
+    let socket = Socket::new(domain, Type::STREAM, Some(Protocol::TCP))?;
+    if let Err(e) = socket.set_reuse_address(true) {
+        warn!(error = %e, "failed to set SO_REUSEADDR on TCP listener");
+    }
+    socket.set_nonblocking(true)?;
+    socket.bind(&local.into())?;
+    socket.listen(128)?;
+    Ok(socket.into())
 }
 
 #[derive(Clone)]
@@ -30,6 +52,7 @@ impl TcpListenerConnection {
                 r#type: Some(crate::sip::transport::Transport::Tcp),
                 addr: addr.into(),
             }),
+            bound: std::sync::Mutex::new(Some(bind_listener(local_addr)?)),
         };
         Ok(TcpListenerConnection {
             inner: Arc::new(inner),
@@ -40,20 +63,14 @@ impl TcpListenerConnection {
         &self,
         transport_layer_inner: TransportLayerInnerRef,
     ) -> Result<()> {
-        let local = self.inner.local_addr.get_socketaddr()?;
-        let domain = if local.is_ipv6() {
-            Domain::IPV6
-        } else {
-            Domain::IPV4
+        // acd patch: use the socket bound in `new`; bind again only if it
+        // was already taken (a second serve).
+        let taken = self.inner.bound.lock().ok().and_then(|mut b| b.take());
+        let std_listener = match taken {
+            Some(l) => l,
+            None => bind_listener(self.inner.local_addr.get_socketaddr()?)?,
         };
-        let socket = Socket::new(domain, Type::STREAM, Some(Protocol::TCP))?;
-        if let Err(e) = socket.set_reuse_address(true) {
-            warn!(error = %e, "failed to set SO_REUSEADDR on TCP listener");
-        }
-        socket.set_nonblocking(true)?;
-        socket.bind(&local.into())?;
-        socket.listen(128)?;
-        let listener = TcpListener::from_std(socket.into())?;
+        let listener = TcpListener::from_std(std_listener)?;
         let listener_local_addr = self.get_addr().clone();
         crate::platform::spawn(async move {
             loop {
