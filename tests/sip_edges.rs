@@ -315,7 +315,8 @@ fn tcp_accepts_a_connection_as_soon_as_start_up_returns() {
         let port = free_port();
         let d = DaemonHandle::spawn(config(port, &queue_q(r#"members = [{ agent = "anna" }]"#))).expect("daemon");
         let acd = SocketAddr::from(([127, 0, 0, 1], port));
-        let mut s = TcpStream::connect(acd).unwrap_or_else(|e| panic!("round {round}: connect right after start-up: {e}"));
+        let mut s =
+            TcpStream::connect(acd).unwrap_or_else(|e| panic!("round {round}: connect right after start-up: {e}"));
         s.write_all(tcp_options(acd, &s, "0", "").as_bytes()).unwrap();
         s.set_read_timeout(Some(ANSWER)).unwrap();
         let mut buf = [0u8; 4096];
