@@ -59,10 +59,9 @@ impl Baresip {
 
     /// The WAV sndfile wrote of what baresip received (decoded).
     fn received_wav(&self) -> Option<std::path::PathBuf> {
-        std::fs::read_dir(&self.dir)
-            .ok()?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .find(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("dump-") && n.ends_with("-dec.wav")))
+        std::fs::read_dir(&self.dir).ok()?.filter_map(|e| e.ok().map(|e| e.path())).find(|p| {
+            p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("dump-") && n.ends_with("-dec.wav"))
+        })
     }
 }
 
@@ -142,7 +141,6 @@ fn baresip_registers_with_the_defaults_and_a_wrong_password_is_refused() {
     assert_drained(&d);
 }
 
-
 /// baresip (auto answer) as the agent: it answers acd's INVITE, the caller
 /// and baresip hear each other (tones checked by frequency on both sides),
 /// baresip holds the call longer than the media timeout and resumes it (its
@@ -160,8 +158,10 @@ fn baresip_answers_holds_resumes_and_hangs_up() {
     write_tone_wav(&source, 8000, &[600.0], 30.0);
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let port = free_port();
-    let text = config_text(port, &format!("{}\n[media]\ntimeout_secs = 5\n", queue_q(r#"members = [{ agent = "anna" }]"#)));
-    let d = acd::shell::DaemonHandle::spawn(acd::config::from_toml_str("baresip.toml", &text).unwrap()).expect("daemon");
+    let text =
+        config_text(port, &format!("{}\n[media]\ntimeout_secs = 5\n", queue_q(r#"members = [{ agent = "anna" }]"#)));
+    let d =
+        acd::shell::DaemonHandle::spawn(acd::config::from_toml_str("baresip.toml", &text).unwrap()).expect("daemon");
     let mut anna = baresip_with("anna", "anna-pw", port, Audio { source: Some(source), dump: true });
     let deadline = Instant::now() + Duration::from_secs(10);
     while d.snapshot().registered_contacts == 0 && Instant::now() < deadline {

@@ -125,6 +125,12 @@ impl Trunk {
     /// A call acd answers, then ACKed.
     fn answered(&self, call_id: &str, extra: &str) -> (Dialog, String) {
         let ok = self.call(call_id, extra).expect("a final response");
+        self.answered_from(call_id, &ok)
+    }
+
+    /// The dialog of acd's 200 `ok` to `call_id`, ACKed.
+    fn answered_from(&self, call_id: &str, ok: &str) -> (Dialog, String) {
+        let ok = ok.to_string();
         assert_eq!(status(&ok), Some(200), "{ok}");
         let contact = header(&ok, "Contact").unwrap().trim_start_matches('<').split('>').next().unwrap().to_string();
         let body = ok.split("\r\n\r\n").nth(1).unwrap_or("");
@@ -204,8 +210,15 @@ impl Trunk {
 /// so callers wait, with music, until something ends them.
 fn daemon(sip: &str, media: &str, pairs: u16) -> (u16, DaemonHandle) {
     let port = free_port();
+    let text = daemon_text(port, sip, media, pairs);
+    let config = acd::config::from_toml_str("front_door.toml", &text).unwrap_or_else(|e| panic!("{e}"));
+    (port, DaemonHandle::spawn(config).expect("daemon"))
+}
+
+/// The config of [`daemon`], `pairs` RTP port pairs free for it.
+fn daemon_text(port: u16, sip: &str, media: &str, pairs: u16) -> String {
     let base = free_rtp_range(pairs);
-    let text = format!(
+    format!(
         r#"
 [sip]
 listen_udp = ["127.0.0.1:{port}"]
@@ -242,9 +255,7 @@ number = "100"
 queue = "q"
 "#,
         max = base + 2 * pairs
-    );
-    let config = acd::config::from_toml_str("front_door.toml", &text).unwrap_or_else(|e| panic!("{e}"));
-    (port, DaemonHandle::spawn(config).expect("daemon"))
+    )
 }
 
 fn wait_for(d: &DaemonHandle, within: Duration, what: &str, ok: impl Fn(&acd::shell::Snapshot) -> bool) {
@@ -332,4 +343,226 @@ fn a_waiting_caller_whose_rtp_stops_is_ended_by_the_media_timeout() {
     trunk.bye(&mut quiet);
     wait_for(&d, Duration::from_secs(5), "no call left", |s| s.calls == 0 && s.rtp_ports_in_use == 0);
     d.shutdown();
+}
+
+/// A phone that registers as `user` from `ip` and then never answers
+/// anything (switched off, or its network gone): acd's INVITEs to it get no
+/// response at all.
+fn dead_phone(ip: &str, port: u16, user: &str, password: &str) -> UdpSocket {
+    let sock = UdpSocket::bind((ip, 0)).unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+    let me = sock.local_addr().unwrap();
+    let uri = format!("sip:127.0.0.1:{port}");
+    let register = |cseq: u32, auth: &str| {
+        format!(
+            "REGISTER {uri} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bK-reg-{cseq};rport\r\nMax-Forwards: 70\r\n\
+             From: <sip:{user}@127.0.0.1>;tag=dead\r\nTo: <sip:{user}@127.0.0.1>\r\nCall-ID: dead-{user}\r\n\
+             CSeq: {cseq} REGISTER\r\nContact: <sip:{user}@{me}>\r\nExpires: 600\r\n{auth}Content-Length: 0\r\n\r\n"
+        )
+    };
+    let answer = |text: String| -> String {
+        sock.send_to(text.as_bytes(), ("127.0.0.1", port)).unwrap();
+        let mut buf = vec![0u8; 65536];
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok((n, _)) = sock.recv_from(&mut buf) {
+                let m = String::from_utf8_lossy(&buf[..n]).to_string();
+                if status(&m).is_some_and(|s| s >= 200) {
+                    return m;
+                }
+            }
+        }
+        panic!("no answer to REGISTER");
+    };
+    let challenge = answer(register(1, ""));
+    assert_eq!(status(&challenge), Some(401), "{challenge}");
+    let ch = header(&challenge, "WWW-Authenticate").expect("a challenge");
+    let param =
+        |name: &str| ch.split(&format!("{name}=\"")).nth(1).and_then(|r| r.split('"').next()).map(str::to_string);
+    let (realm, nonce) = (param("realm").unwrap(), param("nonce").unwrap());
+    let qop = ch.contains("qop=");
+    let d = acd::sip::digest::DigestResponse {
+        username: user.into(),
+        realm: realm.clone(),
+        nonce: nonce.clone(),
+        uri: uri.clone(),
+        response: String::new(),
+        algorithm: acd::sip::digest::Algorithm::Md5,
+        cnonce: qop.then(|| "c0ffee".to_string()),
+        nc: qop.then_some(1),
+        qop: qop.then(|| "auth".to_string()),
+        opaque: param("opaque"),
+    };
+    let resp = acd::sip::digest::expected_response(&d, "REGISTER", password);
+    let mut auth = format!(
+        "Authorization: Digest username=\"{user}\", realm=\"{realm}\", nonce=\"{nonce}\", uri=\"{uri}\", response=\"{resp}\", algorithm=MD5"
+    );
+    if qop {
+        auth.push_str(", qop=auth, nc=00000001, cnonce=\"c0ffee\"");
+    }
+    if let Some(o) = &d.opaque {
+        auth.push_str(&format!(", opaque=\"{o}\""));
+    }
+    auth.push_str("\r\n");
+    let ok = answer(register(2, &auth));
+    assert_eq!(status(&ok), Some(200), "{ok}");
+    sock
+}
+
+/// The caller hangs up while acd's INVITE to the agent's (dead) phone has
+/// had no response at all. Before issue 12 the call kept its port pair and
+/// its `max_calls` slot until Timer B (32 s) while `/calls` was empty, so a
+/// few such calls made acd refuse every caller. Now the call, its media and
+/// its slot go at once (only the SIP transaction lingers), the next caller
+/// is answered, and SIGTERM does not wait the grace period for the
+/// lingering INVITE.
+#[test]
+fn a_caller_who_hangs_up_while_a_dead_phone_rings_is_released_at_once() {
+    let (port, d) = daemon("max_calls = 1\n\n[shutdown]\ngrace_secs = 30", "", 10);
+    let phone = dead_phone("127.0.0.11", port, "nobody", "nobody-pw");
+    wait_for(&d, Duration::from_secs(5), "the phone is registered", |s| s.registered_contacts == 1);
+    let trunk = Trunk::new("127.0.0.12", port);
+    let (mut ghost, _) = trunk.answered("ghost-1", "");
+    // acd rings the phone; the phone says nothing.
+    let mut buf = vec![0u8; 65536];
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        assert!(Instant::now() < deadline, "acd never rang the phone");
+        if let Ok((n, _)) = phone.recv_from(&mut buf) {
+            if buf[..n].starts_with(b"INVITE ") {
+                break;
+            }
+        }
+    }
+    wait_for(&d, Duration::from_secs(5), "caller and agent legs up", |s| s.calls == 1 && s.rtp_ports_in_use == 2);
+    trunk.bye(&mut ghost);
+    wait_for(&d, Duration::from_secs(2), "the ghost call released at once", |s| {
+        s.calls == 0 && s.media_legs == 0 && s.rtp_ports_in_use == 0
+    });
+    // Its max_calls slot is free: the next caller is answered, not 503.
+    let (mut next, ok) = trunk.answered("ghost-2", "");
+    assert_eq!(status(&ok), Some(200), "{ok}");
+    trunk.bye(&mut next);
+    wait_for(&d, Duration::from_secs(2), "the second call released at once", |s| {
+        s.calls == 0 && s.rtp_ports_in_use == 0
+    });
+    // Two INVITEs to the phone are still in their transactions (Timer B);
+    // SIGTERM must not wait 30 s for them.
+    let t0 = Instant::now();
+    d.shutdown();
+    let took = t0.elapsed();
+    assert!(took < Duration::from_secs(10), "shutdown waited {took:?} for ghost legs");
+}
+
+/// Admission counts RTP port pairs for both legs: with three pairs, two
+/// waiting callers hold two and leave one, which could answer a third
+/// caller but never ring an agent for it, so the third gets 503 with
+/// Retry-After (before issue 12 it was answered and then logged "cannot
+/// ring: no free RTP port" at every offer). The pair comes back with a
+/// hang-up and the next caller is answered.
+#[test]
+fn a_caller_is_answered_only_when_ports_are_free_for_the_agent_leg_too() {
+    let (port, d) = daemon("", "rtcp = false", 3);
+    let trunk = Trunk::new("127.0.0.13", port);
+    let (mut first, _) = trunk.answered("pairs-1", "");
+    let (second, _) = trunk.answered("pairs-2", "");
+    wait_for(&d, Duration::from_secs(5), "two callers waiting", |s| s.calls == 2 && s.rtp_ports_in_use == 2);
+    let third = trunk.call("pairs-3", "").expect("an answer");
+    assert_eq!(status(&third), Some(503), "{third}");
+    assert!(header(&third, "Retry-After").is_some(), "{third}");
+    assert!(header(&third, "Warning").is_some_and(|w| w.contains("RTP")), "{third}");
+    assert_eq!(d.snapshot().calls, 2);
+    trunk.bye(&mut first);
+    wait_for(&d, Duration::from_secs(5), "a pair back", |s| s.calls == 1 && s.rtp_ports_in_use == 1);
+    let (mut fourth, ok) = trunk.answered("pairs-4", "");
+    assert_eq!(status(&ok), Some(200), "{ok}");
+    let mut second = second;
+    trunk.bye(&mut second);
+    trunk.bye(&mut fourth);
+    wait_for(&d, Duration::from_secs(5), "no call left", |s| s.calls == 0 && s.rtp_ports_in_use == 0);
+    d.shutdown();
+}
+
+/// The binary under `ulimit -n 160` with `fd_headroom = 64`: waiting
+/// callers take RTP sockets until fewer than 64 descriptors are left, then
+/// new callers get 503 + Retry-After naming the descriptors (before issue 12
+/// the daemon ran into EMFILE and kept answering), every call it answered
+/// stays up, and once they hang up new callers are answered again.
+#[test]
+fn near_the_descriptor_limit_new_callers_get_503_and_the_daemon_carries_on() {
+    use std::io::BufRead;
+    let port = free_port();
+    let dir = std::env::temp_dir().join(format!("acd-fd-{}-{port}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("acd.toml");
+    std::fs::write(&path, daemon_text(port, "fd_headroom = 64", "threads = 1", 200)).unwrap();
+    let mut child = std::process::Command::new("sh")
+        .args(["-c", &format!("ulimit -n 160 && exec {} run --config {}", env!("CARGO_BIN_EXE_acd"), path.display())])
+        .stdout(std::process::Stdio::piped())
+        .env_remove("ACD_LOG")
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    loop {
+        let line = rx.recv_timeout(Duration::from_secs(10)).expect("the daemon starts");
+        if line.contains("acd running") {
+            break;
+        }
+    }
+    let trunk = Trunk::new("127.0.0.14", port);
+    let mut answered = Vec::new();
+    let refused = loop {
+        assert!(answered.len() < 100, "160 descriptors cannot hold 100 callers: no 503 came");
+        let id = format!("fd-{}", answered.len());
+        let r = trunk.call(&id, "").expect("an answer to every INVITE");
+        match status(&r) {
+            Some(200) => {
+                let (d, _) = trunk.answered_from(&id, &r);
+                answered.push(d);
+            }
+            Some(503) => break r,
+            s => panic!("unexpected answer {s:?}: {r}"),
+        }
+    };
+    assert!(answered.len() >= 5, "only {} callers answered before the 503", answered.len());
+    assert!(header(&refused, "Retry-After").is_some(), "{refused}");
+    assert!(header(&refused, "Warning").is_some_and(|w| w.contains("file descriptors")), "{refused}");
+    // The answered calls are still there: a re-INVITE-free probe is an
+    // UPDATE each must answer 200 (not 481).
+    for d in answered.iter_mut() {
+        let r = trunk.refresh(d, "1800");
+        assert_eq!(status(&r), Some(200), "{r}");
+    }
+    for d in answered.iter_mut() {
+        trunk.bye(d);
+    }
+    // The descriptors come back (sampled once a second): callers are
+    // answered again.
+    // (A new Call-ID per try: the same INVITE again would be a
+    // retransmission and get the same 503.)
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut tries = 0;
+    let (id, again) = loop {
+        tries += 1;
+        let id = format!("fd-again-{tries}");
+        let r = trunk.call(&id, "").expect("an answer");
+        if status(&r) == Some(200) || Instant::now() > deadline {
+            break (id, r);
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    assert_eq!(status(&again), Some(200), "{again}");
+    let (mut d, _) = trunk.answered_from(&id, &again);
+    trunk.bye(&mut d);
+    std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    let _ = child.wait();
+    std::fs::remove_dir_all(&dir).ok();
 }
