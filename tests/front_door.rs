@@ -425,20 +425,37 @@ fn a_caller_who_hangs_up_while_a_dead_phone_rings_is_released_at_once() {
     let (mut ghost, _) = trunk.answered("ghost-1", "");
     // acd rings the phone; the phone says nothing.
     let mut buf = vec![0u8; 65536];
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        assert!(Instant::now() < deadline, "acd never rang the phone");
-        if let Ok((n, _)) = phone.recv_from(&mut buf) {
-            if buf[..n].starts_with(b"INVITE ") {
-                break;
+    let phone_recv = |buf: &mut [u8], within: Duration, want: &str| -> Option<(String, SocketAddr)> {
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if let Ok((n, from)) = phone.recv_from(buf) {
+                let m = String::from_utf8_lossy(&buf[..n]).to_string();
+                if m.starts_with(want) {
+                    return Some((m, from));
+                }
             }
         }
-    }
+        None
+    };
+    let (invite, acd) = phone_recv(&mut buf, Duration::from_secs(5), "INVITE ").expect("acd rings the phone");
     wait_for(&d, Duration::from_secs(5), "caller and agent legs up", |s| s.calls == 1 && s.rtp_ports_in_use == 2);
     trunk.bye(&mut ghost);
     wait_for(&d, Duration::from_secs(2), "the ghost call released at once", |s| {
         s.calls == 0 && s.media_legs == 0 && s.rtp_ports_in_use == 0
     });
+    // No CANCEL before a provisional response (RFC 3261 §9.1); once the
+    // phone wakes up and sends 180, acd's CANCEL follows.
+    assert!(phone_recv(&mut buf, Duration::from_secs(1), "CANCEL ").is_none(), "CANCEL sent before any provisional");
+    let mut ringing = String::from("SIP/2.0 180 Ringing\r\n");
+    for name in ["Via", "From", "To", "Call-ID", "CSeq"] {
+        let v = header(&invite, name).unwrap();
+        let v = if name == "To" { format!("{v};tag=dead-phone") } else { v.to_string() };
+        ringing.push_str(&format!("{name}: {v}\r\n"));
+    }
+    ringing.push_str("Content-Length: 0\r\n\r\n");
+    phone.send_to(ringing.as_bytes(), acd).unwrap();
+    let (cancel, _) = phone_recv(&mut buf, Duration::from_secs(3), "CANCEL ").expect("acd CANCELs after the 180");
+    assert_eq!(header(&cancel, "Call-ID"), header(&invite, "Call-ID"), "{cancel}");
     // Its max_calls slot is free: the next caller is answered, not 503.
     let (mut next, ok) = trunk.answered("ghost-2", "");
     assert_eq!(status(&ok), Some(200), "{ok}");
