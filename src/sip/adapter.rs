@@ -179,6 +179,10 @@ pub struct StackCounts {
     pub dialogs: usize,
     pub pending_requests: usize,
     pub running_transactions: usize,
+    /// Finished transactions kept for retransmissions (32 s), and answered
+    /// INVITEs whose ACK route is still registered.
+    pub finished_transactions: usize,
+    pub waiting_acks: usize,
 }
 
 pub struct SipStack {
@@ -341,6 +345,8 @@ impl SipStack {
             dialogs: self.dialog_layer.len(),
             pending_requests: self.pending.len(),
             running_transactions: stats.running_transactions,
+            finished_transactions: stats.finished_transactions,
+            waiting_acks: stats.waiting_ack,
         }
     }
 

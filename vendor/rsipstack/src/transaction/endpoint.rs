@@ -324,9 +324,27 @@ impl EndpointInner {
                 if let TransactionTimer::TimerCleanup(key) = t {
                     trace!(%key, "TimerCleanup");
                     self.transactions.remove(&key);
-                    self.finished_transactions.remove(&key);
-                    self.waiting_ack.retain(|_, v| v != &key);
-                    self.waiting_ack_cseq.retain(|_, v| v != &key);
+                    // acd patch: forget this transaction's waiting-ACK
+                    // routes by their keys instead of scanning both maps.
+                    // The scan cost O(waiting ACKs) per cleanup, so a burst
+                    // of unACKed 2xx made cleanup quadratic: one core busy
+                    // for 40 s after an overload. Only a server INVITE adds
+                    // routes, from its final response, and its finished
+                    // entry is that response (`Transaction::cleanup`), so
+                    // the dialog id and CSeq give the exact entries.
+                    if let Some(Some(SipMessage::Response(resp))) = self.finished_transactions.remove(&key) {
+                        if let Ok(dialog_id) = DialogId::try_from((&resp, super::key::TransactionRole::Server)) {
+                            if let Ok(seq) = resp.cseq_header().and_then(|c| c.seq()) {
+                                let route = (dialog_id.clone(), seq);
+                                if self.waiting_ack_cseq.get(&route).as_ref() == Some(&key) {
+                                    self.waiting_ack_cseq.remove(&route);
+                                }
+                            }
+                            if self.waiting_ack.get(&dialog_id).as_ref() == Some(&key) {
+                                self.waiting_ack.remove(&dialog_id);
+                            }
+                        }
+                    }
                     continue;
                 }
 
