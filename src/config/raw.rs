@@ -122,6 +122,7 @@ pub struct RawSip {
     pub max_unacked_invites_per_source: Option<u32>,
     pub overload_queue_delay_ms: Option<u32>,
     pub fd_headroom: Option<u32>,
+    pub io_thread: Option<bool>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]

@@ -94,6 +94,11 @@ pub struct SipSettings {
     /// File descriptors kept free below RLIMIT_NOFILE (default 256): new
     /// calls get 503 before acd runs out of sockets for RTP, TCP and files.
     pub fd_headroom: u32,
+    /// Run rsipstack's transport and transaction layer (socket reads, SIP
+    /// parsing, transaction matching, retransmission timers) on a thread of
+    /// its own, so the second core takes that work off the daemon loop
+    /// (default true). Needs a restart.
+    pub io_thread: bool,
 }
 
 /// Numbers an agent dials from a registered phone to change state.
@@ -198,6 +203,7 @@ impl Default for SipSettings {
             max_unacked_invites_per_source: 100,
             overload_queue_delay_ms: 100,
             fd_headroom: 256,
+            io_thread: true,
         }
     }
 }
@@ -360,6 +366,7 @@ pub(super) fn sip_settings(cx: &Ctx, raw: Option<&RawSip>) -> Result<SipSettings
         max_unacked_invites_per_source,
         overload_queue_delay_ms,
         fd_headroom,
+        io_thread: r.io_thread.unwrap_or(d.io_thread),
     })
 }
 

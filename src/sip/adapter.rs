@@ -159,6 +159,8 @@ pub enum SipError {
     Listen { addr: SocketAddr, transport: &'static str, reason: String },
     #[error("SIP stack: {0}")]
     Stack(String),
+    #[error("cannot start the SIP thread: {0}")]
+    Thread(String),
 }
 
 enum LegHandle {
@@ -243,66 +245,126 @@ const UDP_RECV_BUFFER: usize = 8 << 20;
 /// The host part of every Call-ID acd makes (see `SipStack::start`).
 pub const CALL_ID_SUFFIX: &str = "acd.invalid";
 
+/// The listeners bound and the endpoint built, not yet serving. Must run on
+/// the runtime that will serve it: tokio sockets belong to the reactor they
+/// were made on.
+async fn build_endpoint(
+    settings: &SipSettings,
+    cancel: CancellationToken,
+) -> Result<rsipstack::transaction::Endpoint, SipError> {
+    let transport_layer = TransportLayer::new(cancel.clone());
+    for addr in &settings.listen_udp {
+        let listen_err = |e: std::io::Error| SipError::Listen { addr: *addr, transport: "udp", reason: e.to_string() };
+        let socket = udp_socket(*addr).map_err(listen_err)?;
+        let conn = UdpConnection::from_socket(Arc::new(socket), None, Some(cancel.child_token()))
+            .await
+            .map_err(|e| SipError::Listen { addr: *addr, transport: "udp", reason: e.to_string() })?;
+        transport_layer.add_transport(conn.into());
+    }
+    for addr in &settings.listen_tcp {
+        // Binds and listens here (vendored patch 4), so a port in use is
+        // reported before start-up ends and a client connecting just
+        // after it is not refused.
+        let conn = TcpListenerConnection::new(*addr, None).await.map_err(|e| SipError::Listen {
+            addr: *addr,
+            transport: "tcp",
+            reason: e.to_string(),
+        })?;
+        transport_layer.add_transport(conn.into());
+    }
+    let user_agent = format!("acd/{}", env!("CARGO_PKG_VERSION"));
+    Ok(EndpointBuilder::new()
+        .with_cancel_token(cancel)
+        .with_transport_layer(transport_layer)
+        .with_user_agent(&user_agent)
+        // Call-IDs acd makes end in `@acd.invalid`, not rsipstack's
+        // `@restsend.com`: the UUID makes them unique, and a reserved
+        // name (RFC 6761) says who made them without putting a listen
+        // address (often 0.0.0.0 or a private one) on every trunk.
+        .with_option(rsipstack::transaction::endpoint::EndpointOption {
+            callid_suffix: Some(CALL_ID_SUFFIX.into()),
+            ..Default::default()
+        })
+        .with_allows(vec![
+            RMethod::Invite,
+            RMethod::Ack,
+            RMethod::Cancel,
+            RMethod::Bye,
+            RMethod::Options,
+            RMethod::Register,
+        ])
+        .build())
+}
+
+/// `sip.io_thread`: the endpoint is built and served on a thread of its own
+/// (`acd-sip`, a current-thread runtime), so socket reads, parsing,
+/// transaction matching and retransmission timers use the second core.
+/// What comes back is what the adapter needs on the daemon's runtime: the
+/// endpoint's shared state (transactions are then driven by the adapter's
+/// tasks there) and the queue of new server transactions. The thread ends
+/// when `cancel` stops the endpoint.
+async fn launch_on_io_thread(
+    settings: SipSettings,
+    cancel: CancellationToken,
+) -> Result<(rsipstack::transaction::endpoint::EndpointInnerRef, rsipstack::transaction::TransactionReceiver), SipError>
+{
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("acd-sip".into())
+        .spawn(move || {
+            let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                Ok(rt) => rt,
+                Err(e) => {
+                    let _ = tx.send(Err(SipError::Thread(e.to_string())));
+                    return;
+                }
+            };
+            rt.block_on(async move {
+                let endpoint = match build_endpoint(&settings, cancel).await {
+                    Ok(endpoint) => endpoint,
+                    Err(e) => {
+                        let _ = tx.send(Err(e));
+                        return;
+                    }
+                };
+                match endpoint.incoming_transactions() {
+                    Ok(incoming) => {
+                        if tx.send(Ok((endpoint.inner.clone(), incoming))).is_ok() {
+                            endpoint.serve().await;
+                        }
+                    }
+                    Err(e) => {
+                        let _ = tx.send(Err(SipError::Stack(e.to_string())));
+                    }
+                }
+            });
+        })
+        .map_err(|e| SipError::Thread(e.to_string()))?;
+    rx.await.map_err(|_| SipError::Thread("it ended during start-up".into()))?
+}
+
 impl SipStack {
     /// Binds the listeners and starts the endpoint. Returns the stack and the
     /// receiver of everything that arrives.
     pub async fn start(settings: &SipSettings) -> Result<(SipStack, mpsc::Receiver<Raw>), SipError> {
         let cancel = CancellationToken::new();
-        let transport_layer = TransportLayer::new(cancel.clone());
-        for addr in &settings.listen_udp {
-            let listen_err =
-                |e: std::io::Error| SipError::Listen { addr: *addr, transport: "udp", reason: e.to_string() };
-            let socket = udp_socket(*addr).map_err(listen_err)?;
-            let conn = UdpConnection::from_socket(Arc::new(socket), None, Some(cancel.child_token()))
-                .await
-                .map_err(|e| SipError::Listen { addr: *addr, transport: "udp", reason: e.to_string() })?;
-            transport_layer.add_transport(conn.into());
-        }
-        for addr in &settings.listen_tcp {
-            // Binds and listens here (vendored patch 4), so a port in use is
-            // reported before start-up ends and a client connecting just
-            // after it is not refused.
-            let conn = TcpListenerConnection::new(*addr, None).await.map_err(|e| SipError::Listen {
-                addr: *addr,
-                transport: "tcp",
-                reason: e.to_string(),
-            })?;
-            transport_layer.add_transport(conn.into());
-        }
-        let user_agent = format!("acd/{}", env!("CARGO_PKG_VERSION"));
-        let endpoint = EndpointBuilder::new()
-            .with_cancel_token(cancel.clone())
-            .with_transport_layer(transport_layer)
-            .with_user_agent(&user_agent)
-            // Call-IDs acd makes end in `@acd.invalid`, not rsipstack's
-            // `@restsend.com`: the UUID makes them unique, and a reserved
-            // name (RFC 6761) says who made them without putting a listen
-            // address (often 0.0.0.0 or a private one) on every trunk.
-            .with_option(rsipstack::transaction::endpoint::EndpointOption {
-                callid_suffix: Some(CALL_ID_SUFFIX.into()),
-                ..Default::default()
-            })
-            .with_allows(vec![
-                RMethod::Invite,
-                RMethod::Ack,
-                RMethod::Cancel,
-                RMethod::Bye,
-                RMethod::Options,
-                RMethod::Register,
-            ])
-            .build();
+        let (endpoint_inner, incoming) = if settings.io_thread {
+            launch_on_io_thread(settings.clone(), cancel.clone()).await?
+        } else {
+            let endpoint = build_endpoint(settings, cancel.clone()).await?;
+            let incoming = endpoint.incoming_transactions().map_err(|e| SipError::Stack(e.to_string()))?;
+            let inner = endpoint.inner.clone();
+            tokio::spawn(async move {
+                endpoint.serve().await;
+            });
+            (inner, incoming)
+        };
         let first =
             settings.listen_udp.first().or(settings.listen_tcp.first()).copied().expect("validated: a listener");
         let contact: rsipstack::sip::Uri = rsipstack::sip::Uri::try_from(format!("sip:acd@{first}").as_str())
             .map_err(|e| SipError::Stack(e.to_string()))?;
-        let incoming = endpoint.incoming_transactions().map_err(|e| SipError::Stack(e.to_string()))?;
-        let endpoint_inner = endpoint.inner.clone();
-        let dialog_layer = Arc::new(DialogLayer::new(endpoint.inner.clone()));
+        let dialog_layer = Arc::new(DialogLayer::new(endpoint_inner.clone()));
         let (state_tx, state_rx) = dialog_layer.new_dialog_state_channel();
-
-        tokio::spawn(async move {
-            endpoint.serve().await;
-        });
         let (raw_tx, raw_rx) = mpsc::channel::<Raw>(INBOUND_CAPACITY);
         spawn_incoming(incoming, raw_tx.clone(), settings.retry_after_secs);
         spawn_states(state_rx, raw_tx.clone());

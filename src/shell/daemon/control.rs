@@ -124,6 +124,7 @@ impl Daemon {
                 new.sip.listen_udp != old.sip.listen_udp || new.sip.listen_tcp != old.sip.listen_tcp,
                 "sip.listen_udp / sip.listen_tcp",
             ),
+            (new.sip.io_thread != old.sip.io_thread, "sip.io_thread"),
             (new.ops.metrics_listen != old.ops.metrics_listen, "metrics.listen"),
             (
                 new.ops.admin_listen != old.ops.admin_listen || new.ops.admin_token != old.ops.admin_token,
