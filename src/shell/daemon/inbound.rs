@@ -12,6 +12,9 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
+/// Extra headers of a reply, as (name, value).
+type Headers = Vec<(String, String)>;
+
 impl Daemon {
     pub fn on_raw(&mut self, now: Instant, raw: Raw) {
         let t = self.time(now);
@@ -25,13 +28,14 @@ impl Daemon {
                     Err((status, extra)) => reply.reject(status, extra),
                 }
             }
-            Some(Inbound::RefreshDone { leg, status, headers }) => {
-                if self.sessions.own_refresh_done(t, leg, status, &headers) {
-                    info!(%leg, ?status, "session refresh failed: ending the call");
-                    metrics::counter!("acd_session_timer_expiries_total").increment(1);
-                    self.end_caller(t, leg);
-                }
+            Some(Inbound::RefreshDone { leg, status, headers })
+                if self.sessions.own_refresh_done(t, leg, status, &headers) =>
+            {
+                info!(%leg, ?status, "session refresh failed: ending the call");
+                metrics::counter!("acd_session_timer_expiries_total").increment(1);
+                self.end_caller(t, leg);
             }
+            Some(Inbound::RefreshDone { .. }) => {}
             Some(Inbound::Answered { leg, sdp }) => {
                 self.media.answered(leg, &sdp);
                 self.leg_event(t, SipEvent::Answered { leg });
@@ -70,7 +74,7 @@ impl Daemon {
         update: bool,
         sdp: &[u8],
         headers: &[(String, String)],
-    ) -> Result<(Vec<u8>, Vec<(String, String)>), (u16, Vec<(String, String)>)> {
+    ) -> Result<(Vec<u8>, Headers), (u16, Headers)> {
         let answer = if update && sdp.is_empty() {
             Vec::new()
         } else {
