@@ -56,6 +56,8 @@ pub struct Daemon {
     /// Reloads applied, refused.
     reloads: (usize, usize),
     fds: FdBudget,
+    /// When freed heap goes back to the OS after a peak.
+    trim: super::ops::TrimPolicy,
 }
 
 /// SIGTERM's sequence.
@@ -224,6 +226,7 @@ impl Daemon {
             drain: Drain::Running,
             reloads: (0, 0),
             fds: FdBudget::new(),
+            trim: Default::default(),
         };
         d.fds.sample(0);
         d.flush(start);
@@ -350,6 +353,11 @@ impl Daemon {
                 Timer::MediaSweep => {
                     let core = &self.core;
                     self.media.sweep(|leg| core.leg_call(leg).is_some());
+                    if self.trim.check(now, self.core.call_count()) {
+                        let t0 = Instant::now();
+                        super::ops::trim_heap();
+                        tracing::debug!(took = ?t0.elapsed(), "heap trimmed");
+                    }
                     self.timers.set(Timer::MediaSweep, now + Duration::from_secs(5));
                 }
                 Timer::KeepAlive => {

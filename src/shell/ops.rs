@@ -10,7 +10,7 @@ use crate::ops::eventlog::{event_json, EventLog};
 use crate::ops::metrics::{install_exporter, Metrics};
 use crate::sip::front::{FrontCounters, Shortage};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::broadcast;
 use tracing::{debug, info, warn};
 
@@ -179,5 +179,85 @@ impl FdBudget {
         let opened = ports_in_use.saturating_sub(self.ports_at_sample) * sockets_per_leg;
         let closed = self.ports_at_sample.saturating_sub(ports_in_use) * sockets_per_leg;
         self.limit.saturating_sub((self.sampled + opened).saturating_sub(closed))
+    }
+}
+
+/// When to hand freed heap back to the OS. glibc keeps what a load peak
+/// freed (RSS stayed at 500 MB after a flood); `malloc_trim` returns it but
+/// walks every arena, so it runs only after the live calls fell to half a
+/// peak of at least `MIN_PEAK`, and then on every check for a minute: the
+/// SIP stack frees finished transactions 32 s after their calls ended.
+#[derive(Debug, Default)]
+pub struct TrimPolicy {
+    peak: usize,
+    until: Option<Instant>,
+}
+
+impl TrimPolicy {
+    const MIN_PEAK: usize = 64;
+    const WINDOW: Duration = Duration::from_secs(60);
+
+    /// Called every few seconds with the calls in progress: whether to trim.
+    pub fn check(&mut self, now: impl Into<Instant>, calls: usize) -> bool {
+        let now = now.into();
+        self.peak = self.peak.max(calls);
+        if self.peak >= Self::MIN_PEAK && calls * 2 <= self.peak {
+            self.until = Some(now + Self::WINDOW);
+            self.peak = calls;
+        }
+        match self.until {
+            Some(until) if now <= until => true,
+            Some(_) => {
+                self.until = None;
+                false
+            }
+            None => false,
+        }
+    }
+}
+
+/// Returns freed heap to the OS (glibc only; other allocators decay on
+/// their own). How much it released shows in RSS, not here.
+#[allow(unsafe_code)]
+pub fn trim_heap() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only walks and releases the allocator's own free
+    // memory; it has no preconditions.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+#[cfg(test)]
+mod trim_tests {
+    use super::*;
+
+    #[test]
+    fn trims_for_a_minute_after_calls_fall_to_half_a_peak_and_not_in_calm() {
+        let t0 = Instant::now();
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        let mut p = TrimPolicy::default();
+        // Small numbers never trim.
+        assert!(!p.check(at(0), 10));
+        assert!(!p.check(at(5), 2));
+        // A peak of 1,000, still up: no trim.
+        assert!(!p.check(at(10), 1000));
+        assert!(!p.check(at(15), 900));
+        // Down to half: trim now and on every check for 60 s.
+        assert!(p.check(at(20), 500));
+        assert!(p.check(at(50), 300));
+        assert!(p.check(at(80), 300));
+        assert!(!p.check(at(81), 300));
+        // Falling further (to half of 300) opens another minute.
+        assert!(p.check(at(90), 150));
+        assert!(p.check(at(150), 150));
+        assert!(!p.check(at(151), 100));
+        // From 150 to nothing: one more minute, then calm.
+        assert!(p.check(at(200), 0));
+        assert!(!p.check(at(261), 0));
+        assert!(!p.check(at(300), 0));
+        // A new peak and fall starts it again.
+        assert!(!p.check(at(210), 200));
+        assert!(p.check(at(215), 40));
     }
 }
