@@ -471,3 +471,132 @@ impl Media {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const REMOTE: &str = "127.0.0.1:40000";
+
+    fn media() -> Media {
+        let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        Media::new(vec![sock], Arc::new(Live::default()), 47.5).unwrap()
+    }
+
+    /// An RTP frame from acd: its own audio, or the other side's relayed.
+    fn frame(seq: u16, relayed_tag: Option<u32>) -> Vec<u8> {
+        let mut p = vec![0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
+        p[2..4].copy_from_slice(&seq.to_be_bytes());
+        p.extend((0..FRAME).map(|i| if i % 2 == 0 { 0x10 } else { 0x90 }));
+        if let Some(tag) = relayed_tag {
+            p[12..16].copy_from_slice(MAGIC);
+            p[16..20].copy_from_slice(&tag.to_be_bytes());
+            p[20] = Side::Agent as u8;
+        }
+        p
+    }
+
+    /// Feeds stream 0 (a caller, tag 7) `n` consecutive frames, the k-th at
+    /// `at(k)` after `t0`.
+    fn play(m: &mut Media, t0: Instant, n: u16, relayed: bool, at: impl Fn(u16) -> Duration) {
+        for k in 0..n {
+            m.receive(&frame(1000 + k, relayed.then_some(7)), REMOTE.parse().unwrap(), t0 + at(k));
+        }
+    }
+
+    fn start(m: &mut Media, t0: Instant) {
+        let remote = REMOTE.parse().unwrap();
+        m.command(Cmd::Start { id: 0, tag: 7, side: Side::Caller, remote, send: false }, &mut 1, t0);
+    }
+
+    fn every(ms: f64) -> impl Fn(u16) -> Duration {
+        move |k| Duration::from_secs_f64(k as f64 * ms / 1000.0)
+    }
+
+    #[test]
+    fn thirty_four_frames_a_second_is_slow_and_fifty_is_not() {
+        assert!(matches!(judge(171, Duration::from_secs(5), 47.5), Rate::Judged { per_sec, slow: true } if (per_sec - 34.0).abs() < 1e-9));
+        assert!(matches!(judge(251, Duration::from_secs(5), 47.5), Rate::Judged { per_sec, slow: false } if (per_sec - 50.0).abs() < 1e-9));
+        // 47 a second over 10 s is below 47.5 by more than the slack.
+        assert!(matches!(judge(471, Duration::from_secs(10), 47.5), Rate::Judged { slow: true, .. }));
+        // Full rate with the last frame 40 ms late (ends jitter, not rate).
+        assert!(matches!(judge(51, Duration::from_millis(1040), 47.5), Rate::Judged { slow: false, .. }));
+        // Under a second, or a single frame: not judged.
+        assert_eq!(judge(20, Duration::from_millis(990), 47.5), Rate::TooShort);
+        assert_eq!(judge(1, Duration::ZERO, 47.5), Rate::TooShort);
+        // 0 turns the check off.
+        assert!(matches!(judge(10, Duration::from_secs(5), 0.0), Rate::Judged { slow: false, .. }));
+    }
+
+    #[test]
+    fn even_music_at_34_frames_a_second_loses_nothing_but_is_slow() {
+        // What acd did to 10,000 waiting callers: every frame in sequence,
+        // perfectly even, 29.4 ms apart. No gap, so nothing is "lost".
+        let mut m = media();
+        let t0 = Instant::now();
+        start(&mut m, t0);
+        play(&mut m, t0, 171, false, every(1000.0 / 34.0));
+        let t = m.finish(t0 + Duration::from_secs(5));
+        assert_eq!(t.lost, 0);
+        assert_eq!(t.acd_audio, 171);
+        assert_eq!(t.slow_streams, 1);
+        assert_eq!((t.music_rate.count(), t.music_rate.below), (1, 1));
+        assert!((t.music_rate.quantile(0.5) - 34.0).abs() < 0.01, "{}", t.music_rate.quantile(0.5));
+        assert_eq!(t.relayed_rate.count(), 0);
+        assert!((t.expected - 250.0).abs() < 1e-6, "{}", t.expected);
+    }
+
+    #[test]
+    fn jittery_music_at_fifty_frames_a_second_is_not_slow() {
+        // Frames in bursts: each up to 35 ms late against its slot, in order.
+        let mut m = media();
+        let t0 = Instant::now();
+        start(&mut m, t0);
+        play(&mut m, t0, 251, false, |k| Duration::from_millis(k as u64 * 20 + (k as u64 * 7) % 36));
+        let t = m.finish(t0 + Duration::from_secs(5));
+        assert_eq!((t.lost, t.slow_streams), (0, 0));
+        let p50 = t.music_rate.quantile(0.5);
+        assert!((49.0..=51.0).contains(&p50), "{p50}");
+    }
+
+    #[test]
+    fn music_then_relayed_audio_are_judged_apart() {
+        // 0.4 s of music while an agent rings (too short to judge), then
+        // 3 s of the agent's audio at full rate: one stream, not slow.
+        let mut m = media();
+        let t0 = Instant::now();
+        start(&mut m, t0);
+        play(&mut m, t0, 20, false, every(20.0));
+        let t1 = Duration::from_millis(400);
+        for k in 0..151u16 {
+            m.receive(&frame(1020 + k, Some(7)), REMOTE.parse().unwrap(), t0 + t1 + every(20.0)(k));
+        }
+        let t = m.finish(t0 + Duration::from_millis(3420));
+        assert_eq!((t.lost, t.crosstalk, t.relayed), (0, 0, 151));
+        assert_eq!((t.music_rate.short, t.music_rate.count()), (1, 0));
+        assert_eq!((t.relayed_rate.count(), t.relayed_rate.below, t.slow_streams), (1, 0, 0));
+        assert!((t.relayed_rate.quantile(0.5) - 50.0).abs() < 0.01);
+
+        // The same with relayed audio at 34/s: slow.
+        let mut m = media();
+        start(&mut m, t0);
+        play(&mut m, t0, 20, false, every(20.0));
+        for k in 0..103u16 {
+            m.receive(&frame(1020 + k, Some(7)), REMOTE.parse().unwrap(), t0 + t1 + every(1000.0 / 34.0)(k));
+        }
+        let t = m.finish(t0 + Duration::from_millis(3420));
+        assert_eq!((t.lost, t.relayed_rate.below, t.slow_streams), (0, 1, 1));
+    }
+
+    #[test]
+    fn a_slow_stream_shows_in_the_live_counters() {
+        let mut m = media();
+        let live = m.live.clone();
+        let t0 = Instant::now();
+        start(&mut m, t0);
+        play(&mut m, t0, 69, false, every(1000.0 / 34.0));
+        assert!(m.is_slow(&m.streams[&0]));
+        m.stop(0, t0 + Duration::from_secs(2));
+        assert_eq!(live.slow.load(Ordering::Relaxed), 1);
+    }
+}
