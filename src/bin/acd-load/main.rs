@@ -1295,7 +1295,7 @@ impl Load {
         let slow_now = self.live.slow_now.load(Ordering::Relaxed);
         if !self.a.quiet {
             println!(
-                "[{:>5.1}s] calls {} answered {} by agent {} failed {} | up {} waiting {} | setup p99 {:.1} ms queue p99 {:.1} ms | retx {} | rtp tx {} rx {} lost {} crossed {} slow {}+{}{acd}",
+                "[{:>5.1}s] calls {} answered {} by agent {} failed {} | up {} waiting {} | setup p99 {:.1} ms queue p99 {:.1} ms | retx {} | rtp tx {} rx {} lost {} crossed {} slow {} (+{} playing){acd}",
                 elapsed.as_secs_f64(),
                 self.c.attempted,
                 self.c.answered,
@@ -1375,8 +1375,12 @@ impl Load {
         );
         let min = media.min_frame_rate;
         for (kind, r) in [("music", &media.music_rate), ("relayed", &media.relayed_rate)] {
+            if r.count() == 0 {
+                println!("  {kind:<10} frames/s: no stream judged ({} under 1 s)", r.short);
+                continue;
+            }
             println!(
-                "  {kind:<10} frames/s p1 {:.1}  p50 {:.1}  below {min} {} of {} streams ({:.1} %)  under 1 s {}",
+                "  {kind:<10} frames/s p1 {:.1}  p50 {:.1}  slow (< {min}/s) {} of {} streams ({:.1} %)  not judged (under 1 s) {}",
                 r.quantile(0.01),
                 r.quantile(0.5),
                 r.below,

@@ -285,9 +285,7 @@ impl Media {
     }
 
     fn is_slow(&self, s: &Stream) -> bool {
-        [s.own, s.relayed]
-            .iter()
-            .any(|r| matches!(r.judge(self.min_rate), Some(Rate::Judged { slow: true, .. })))
+        [s.own, s.relayed].iter().any(|r| matches!(r.judge(self.min_rate), Some(Rate::Judged { slow: true, .. })))
     }
 
     fn command(&mut self, c: Cmd, rng: &mut u32, now: Instant) {
@@ -515,8 +513,12 @@ mod tests {
 
     #[test]
     fn thirty_four_frames_a_second_is_slow_and_fifty_is_not() {
-        assert!(matches!(judge(171, Duration::from_secs(5), 47.5), Rate::Judged { per_sec, slow: true } if (per_sec - 34.0).abs() < 1e-9));
-        assert!(matches!(judge(251, Duration::from_secs(5), 47.5), Rate::Judged { per_sec, slow: false } if (per_sec - 50.0).abs() < 1e-9));
+        assert!(
+            matches!(judge(171, Duration::from_secs(5), 47.5), Rate::Judged { per_sec, slow: true } if (per_sec - 34.0).abs() < 1e-9)
+        );
+        assert!(
+            matches!(judge(251, Duration::from_secs(5), 47.5), Rate::Judged { per_sec, slow: false } if (per_sec - 50.0).abs() < 1e-9)
+        );
         // 47 a second over 10 s is below 47.5 by more than the slack.
         assert!(matches!(judge(471, Duration::from_secs(10), 47.5), Rate::Judged { slow: true, .. }));
         // Full rate with the last frame 40 ms late (ends jitter, not rate).
