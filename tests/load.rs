@@ -6,7 +6,9 @@
 //!   and RTP flows both ways with nothing lost or crossed between calls.
 //! - Busy and unanswered offers roll over to other agents, and the tool sees
 //!   acd's CANCEL for each unanswered one.
-//! - Callers nobody answers hear acd's music (not silence) until they hang up.
+//! - Callers nobody answers hear acd's music (not silence) until they hang up,
+//!   at the full 50 frames a second on every stream (a stream that plays
+//!   slowly loses no sequence number, so it is counted apart).
 //! - A non-loopback target is refused; an unanswered INVITE is retransmitted.
 
 mod common;
@@ -99,6 +101,13 @@ fn calls_are_answered_by_registered_agents_with_audio_both_ways() {
     assert_eq!(n(&r, "rtp.crosstalk"), 0.0, "{r}");
     // Waiting through the ring delay, callers heard acd's music.
     assert!(n(&r, "rtp.acd_audio") > 30.0 * 5.0, "{r}");
+    // 200 ms of music is too short to judge; the ~1.3 s of relayed audio on
+    // both sides of each call is judged, at full rate.
+    assert_eq!(n(&r, "frame_rate.slow_streams"), 0.0, "{r}");
+    assert_eq!(n(&r, "frame_rate.music.judged"), 0.0, "{r}");
+    assert_eq!(n(&r, "frame_rate.music.short"), 30.0, "{r}");
+    assert!(n(&r, "frame_rate.relayed.judged") >= 55.0, "{r}");
+    assert!(n(&r, "frame_rate.relayed.p1") > 47.5 && n(&r, "frame_rate.relayed.p50") < 52.0, "{r}");
     assert_drained(&d);
     d.shutdown();
 }
@@ -152,6 +161,16 @@ fn waiting_callers_hear_music_until_they_hang_up() {
     assert!(n(&r, "rtp.acd_silent") < audio * 0.05, "{r}");
     assert_eq!(n(&r, "rtp.lost"), 0.0);
     assert!(n(&r, "pacing_ms.count") > 1000.0, "{r}");
+    // Every caller's music stream, judged over its ~3 s, is at 50 frames/s
+    // (not slowed down), and the frames add up to 50/s of the streams' lives.
+    assert_eq!(n(&r, "frame_rate.music.judged"), 20.0, "{r}");
+    assert_eq!(n(&r, "frame_rate.music.slow"), 0.0, "{r}");
+    assert_eq!(n(&r, "frame_rate.slow_streams"), 0.0, "{r}");
+    assert_eq!(n(&r, "frame_rate.relayed.judged"), 0.0, "{r}");
+    let (p1, p50) = (n(&r, "frame_rate.music.p1"), n(&r, "frame_rate.music.p50"));
+    assert!(p1 > 47.5 && (48.5..=51.5).contains(&p50), "{r}");
+    let share = n(&r, "frame_rate.received") / n(&r, "frame_rate.expected");
+    assert!((0.9..=1.02).contains(&share), "received / expected {share}: {r}");
     assert_drained(&d);
     d.shutdown();
 }
@@ -164,6 +183,8 @@ fn a_non_loopback_target_is_refused() {
     assert!(err.contains("not a loopback address") && err.contains("--allow-remote"), "{err}");
     let out = tool().args(["--busy", "0.8", "--no-answer", "0.5"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2), "shares above 1 are refused");
+    let out = tool().args(["--min-frame-rate", "60"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "a threshold above 50 frames/s is refused");
 }
 
 #[test]
@@ -181,4 +202,99 @@ fn an_unanswered_invite_is_retransmitted_and_reported_unfinished() {
     sink.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
     let (len, _) = sink.recv_from(&mut buf).unwrap();
     assert!(buf[..len].starts_with(b"INVITE sip:100@"), "{}", String::from_utf8_lossy(&buf[..len]));
+}
+
+/// A stand-in for acd that answers one call and plays its music at
+/// `frames_per_sec`, until the caller's BYE.
+fn slow_music_peer(sip: UdpSocket, frames_per_sec: f64) -> std::thread::JoinHandle<u64> {
+    std::thread::spawn(move || {
+        let rtp = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let rtp_port = rtp.local_addr().unwrap().port();
+        let mut buf = [0u8; 4096];
+        sip.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let (len, from) = sip.recv_from(&mut buf).expect("an INVITE");
+        let invite = String::from_utf8_lossy(&buf[..len]).to_string();
+        assert!(invite.starts_with("INVITE "), "{invite}");
+        let port: u16 = invite
+            .lines()
+            .find_map(|l| l.strip_prefix("m=audio "))
+            .and_then(|m| m.split_whitespace().next())
+            .and_then(|p| p.parse().ok())
+            .expect("an audio port in the INVITE's SDP");
+        let sdp = format!(
+            "v=0\r\no=peer 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+             m=audio {rtp_port} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\na=ptime:20\r\n"
+        );
+        let me = sip.local_addr().unwrap();
+        let ok = reply(&invite, &format!("Contact: <sip:acd@{me}>\r\n"), &sdp);
+        sip.send_to(ok.as_bytes(), from).unwrap();
+        // Music, evenly spaced and in sequence (nothing lost), but slow.
+        sip.set_nonblocking(true).unwrap();
+        let gap = Duration::from_secs_f64(1.0 / frames_per_sec);
+        let mut pkt = [0u8; 172];
+        pkt[0] = 0x80;
+        for (i, b) in pkt[12..].iter_mut().enumerate() {
+            *b = if i % 2 == 0 { 0x10 } else { 0x90 };
+        }
+        let mut sent = 0u64;
+        for seq in 0u16..1000 {
+            pkt[2..4].copy_from_slice(&seq.to_be_bytes());
+            pkt[4..8].copy_from_slice(&(seq as u32 * 160).to_be_bytes());
+            rtp.send_to(&pkt, ("127.0.0.1", port)).unwrap();
+            sent += 1;
+            std::thread::sleep(gap);
+            if let Ok((len, from)) = sip.recv_from(&mut buf) {
+                let req = String::from_utf8_lossy(&buf[..len]).to_string();
+                if req.starts_with("BYE ") {
+                    sip.send_to(reply(&req, "", "").as_bytes(), from).unwrap();
+                    break;
+                }
+            }
+        }
+        sent
+    })
+}
+
+/// A 200 OK to `req`, echoing its Via, From, To (with a tag), Call-ID, CSeq.
+fn reply(req: &str, extra: &str, sdp: &str) -> String {
+    let mut s = String::from("SIP/2.0 200 OK\r\n");
+    for line in req.lines() {
+        let name = line.split(':').next().unwrap_or("").to_ascii_lowercase();
+        match name.as_str() {
+            "via" | "from" | "call-id" | "cseq" => s.push_str(&format!("{line}\r\n")),
+            "to" if line.contains("tag=") => s.push_str(&format!("{line}\r\n")),
+            "to" => s.push_str(&format!("{line};tag=peer\r\n")),
+            _ => {}
+        }
+    }
+    s.push_str(extra);
+    if sdp.is_empty() {
+        s.push_str("Content-Length: 0\r\n\r\n");
+    } else {
+        s.push_str(&format!("Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}", sdp.len()));
+    }
+    s
+}
+
+#[test]
+fn music_at_34_frames_a_second_is_a_slow_stream_and_fails_the_run() {
+    // Nothing is lost (every sequence number arrives), so only the frame
+    // rate tells that the music plays at two thirds of its speed.
+    let sip = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = sip.local_addr().unwrap().port();
+    let peer = slow_music_peer(sip, 34.0);
+    let (code, r) = run(port, &["--agents", "0", "--calls", "1", "--duration", "2.5", "--time-limit", "10"]);
+    let sent = peer.join().unwrap();
+    assert!(sent > 50, "{sent}");
+    assert_eq!(n(&r, "answered"), 1.0, "{r}");
+    assert_eq!(n(&r, "failed"), 0.0, "{r}");
+    assert_eq!(n(&r, "rtp.lost"), 0.0, "{r}");
+    assert_eq!(n(&r, "frame_rate.music.judged"), 1.0, "{r}");
+    assert_eq!(n(&r, "frame_rate.music.slow"), 1.0, "{r}");
+    assert_eq!(n(&r, "frame_rate.slow_streams"), 1.0, "{r}");
+    // The peer sleeps 1/34 s between frames, so it cannot send faster.
+    assert!(n(&r, "frame_rate.music.p50") <= 34.5, "{r}");
+    assert!(n(&r, "frame_rate.received") < n(&r, "frame_rate.expected") * 0.8, "{r}");
+    assert_eq!(r["clean"], Value::Bool(false), "{r}");
+    assert_eq!(code, 1, "a slow stream fails the run: {r}");
 }

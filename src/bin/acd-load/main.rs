@@ -145,6 +145,11 @@ struct RunArgs {
     /// Callers send RTP while they wait in the queue, not only once bridged.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     rtp_while_waiting: bool,
+    /// A stream whose frames arrive slower than this many a second (50 is
+    /// full rate at 20 ms ptime) is slow, and a slow stream fails the run;
+    /// 0 turns the check off.
+    #[arg(long, default_value_t = 47.5)]
+    min_frame_rate: f64,
     /// Write the final report as JSON here.
     #[arg(long)]
     json: Option<std::path::PathBuf>,
@@ -197,6 +202,9 @@ fn check_args(a: &RunArgs) -> Result<(), String> {
     }
     if a.busy + a.no_answer > 1.0 {
         return Err("--busy + --no-answer cannot pass 1".into());
+    }
+    if !(a.min_frame_rate >= 0.0 && a.min_frame_rate <= rtp::FRAME_RATE) {
+        return Err(format!("--min-frame-rate is frames a second between 0 and 50, not {}", a.min_frame_rate));
     }
     if a.time_limit <= 0.0 || a.duration < 0.0 {
         return Err("--time-limit must be above 0 and --duration not below 0".into());
@@ -391,7 +399,7 @@ impl Load {
             socks.push(s);
         }
         let live = Arc::new(Live::default());
-        let media = rtp::Media::new(socks, live.clone()).map_err(|e| e.to_string())?;
+        let media = rtp::Media::new(socks, live.clone(), a.min_frame_rate).map_err(|e| e.to_string())?;
         let (tx, rx) = mpsc::channel();
         let rtp_thread =
             std::thread::Builder::new().name("rtp".into()).spawn(move || media.run(rx)).map_err(|e| e.to_string())?;
@@ -457,7 +465,7 @@ impl Load {
     }
 
     /// Returns whether the run was clean (every call answered by acd, none
-    /// failed, no RTP lost or crossed).
+    /// failed, no RTP lost, crossed or slow).
     fn run(mut self) -> Result<bool, String> {
         let limit = self.start + Duration::from_secs_f64(self.a.time_limit);
         let mut events = Events::with_capacity(512);
@@ -1283,9 +1291,11 @@ impl Load {
         let recv = self.live.received.load(Ordering::Relaxed);
         let lost = self.live.lost.load(Ordering::Relaxed);
         let cross = self.live.crosstalk.load(Ordering::Relaxed);
+        let slow = self.live.slow.load(Ordering::Relaxed);
+        let slow_now = self.live.slow_now.load(Ordering::Relaxed);
         if !self.a.quiet {
             println!(
-                "[{:>5.1}s] calls {} answered {} by agent {} failed {} | up {} waiting {} | setup p99 {:.1} ms queue p99 {:.1} ms | retx {} | rtp tx {} rx {} lost {} crossed {}{acd}",
+                "[{:>5.1}s] calls {} answered {} by agent {} failed {} | up {} waiting {} | setup p99 {:.1} ms queue p99 {:.1} ms | retx {} | rtp tx {} rx {} lost {} crossed {} slow {} (+{} playing){acd}",
                 elapsed.as_secs_f64(),
                 self.c.attempted,
                 self.c.answered,
@@ -1300,12 +1310,14 @@ impl Load {
                 recv,
                 lost,
                 cross,
+                slow,
+                slow_now,
             );
         }
         self.series.push(json!({
             "t": elapsed.as_secs_f64(), "attempted": self.c.attempted, "answered": self.c.answered,
             "agent_answered": self.c.agent_answered, "failed": self.failed_total(), "up": up, "waiting": waiting,
-            "rtp_sent": sent, "rtp_received": recv, "acd_cpu": acd_cpu, "acd_rss": acd_rss,
+            "rtp_sent": sent, "rtp_received": recv, "rtp_slow": slow, "rtp_slow_now": slow_now, "acd_cpu": acd_cpu, "acd_rss": acd_rss,
         }));
     }
 
@@ -1361,6 +1373,30 @@ impl Load {
             pacing.max_ms(),
             media.late_slots
         );
+        let min = media.min_frame_rate;
+        for (kind, r) in [("music", &media.music_rate), ("relayed", &media.relayed_rate)] {
+            if r.count() == 0 {
+                println!("  {kind:<10} frames/s: no stream judged ({} under 1 s)", r.short);
+                continue;
+            }
+            println!(
+                "  {kind:<10} frames/s p1 {:.1}  p50 {:.1}  slow (< {min}/s) {} of {} streams ({:.1} %)  not judged (under 1 s) {}",
+                r.quantile(0.01),
+                r.quantile(0.5),
+                r.below,
+                r.count(),
+                r.below_share() * 100.0,
+                r.short
+            );
+        }
+        let received: u64 = media.received;
+        println!(
+            "  frames     slow streams {}  received {} of {:.0} expected at 50/s over the streams' lives ({:.1} %)",
+            media.slow_streams,
+            received,
+            media.expected,
+            received as f64 * 100.0 / media.expected.max(1.0)
+        );
         if let Some(cpu) = acd_cpu {
             let rate = c.attempted as f64 / secs;
             println!(
@@ -1371,8 +1407,16 @@ impl Load {
             );
         }
         println!("  acd-load   cpu {:.2} s/s", self_cpu / secs);
-        let clean =
-            failed == 0 && c.unfinished == 0 && c.answered == c.attempted && media.lost == 0 && media.crosstalk == 0;
+        let clean = failed == 0
+            && c.unfinished == 0
+            && c.answered == c.attempted
+            && media.lost == 0
+            && media.crosstalk == 0
+            && media.slow_streams == 0;
+        let rates = |r: &stats::Rates| {
+            json!({"judged": r.count(), "p1": r.quantile(0.01), "p50": r.quantile(0.5), "min": r.quantile(0.0),
+                   "slow": r.below, "slow_share": r.below_share(), "short": r.short})
+        };
         if let Some(path) = &self.a.json {
             let v = json!({
                 "rate": self.a.rate, "calls": self.a.calls, "duration": self.a.duration, "agents": self.a.agents,
@@ -1389,6 +1433,9 @@ impl Load {
                 "rtp": {"streams": media.streams, "sent": media.sent, "received": media.received, "lost": media.lost,
                         "relayed": media.relayed, "crosstalk": media.crosstalk, "acd_audio": media.acd_audio,
                         "acd_silent": media.acd_silent, "stray": media.stray, "late_slots": media.late_slots},
+                "frame_rate": {"min_frame_rate": media.min_frame_rate, "slow_streams": media.slow_streams,
+                               "music": rates(&media.music_rate), "relayed": rates(&media.relayed_rate),
+                               "received": media.received, "expected": media.expected},
                 "pacing_ms": {"p50": pacing.quantile_ms(0.5), "p99": pacing.quantile_ms(0.99), "max": pacing.max_ms(), "count": pacing.count()},
                 "acd_cpu": acd_cpu, "acd_rss_max": self.acd_rss_max, "self_cpu": self_cpu / secs,
                 "clean": clean,

@@ -1,5 +1,6 @@
 //! Latency histograms: 10 µs buckets up to 100 ms, then 1 ms buckets up to
-//! 120 s; exact enough for p50/p99 of setup and queue times.
+//! 120 s; exact enough for p50/p99 of setup and queue times. And the frame
+//! rates of RTP streams, one value per stream.
 
 use std::time::Duration;
 
@@ -55,6 +56,48 @@ impl Histogram {
     }
 }
 
+/// Frames a second of a set of streams (one value each), with the streams
+/// too short to judge and those below the threshold counted apart.
+#[derive(Clone, Default)]
+pub struct Rates {
+    rates: Vec<f64>,
+    /// Streams too short to judge.
+    pub short: u64,
+    /// Judged streams below the threshold.
+    pub below: u64,
+}
+
+impl Rates {
+    pub fn record(&mut self, per_sec: f64) {
+        self.rates.push(per_sec);
+    }
+
+    /// Streams judged.
+    pub fn count(&self) -> u64 {
+        self.rates.len() as u64
+    }
+
+    /// The nearest-rank quantile `q` (0 when empty).
+    pub fn quantile(&self, q: f64) -> f64 {
+        if self.rates.is_empty() {
+            return 0.0;
+        }
+        let mut v = self.rates.clone();
+        v.sort_by(f64::total_cmp);
+        let rank = ((v.len() as f64) * q).ceil().max(1.0) as usize;
+        v[rank.min(v.len()) - 1]
+    }
+
+    /// Share of the judged streams below the threshold (0 when none).
+    pub fn below_share(&self) -> f64 {
+        if self.rates.is_empty() {
+            0.0
+        } else {
+            self.below as f64 / self.rates.len() as f64
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -72,5 +115,21 @@ mod tests {
         assert!((h.quantile_ms(1.0) - 2500.0).abs() < 1.01);
         assert_eq!(h.count(), 101);
         assert_eq!(Histogram::default().quantile_ms(0.99), 0.0);
+    }
+
+    #[test]
+    fn rate_quantiles_are_nearest_rank() {
+        let mut r = Rates::default();
+        assert_eq!(r.quantile(0.01), 0.0);
+        for i in (1..=100).rev() {
+            r.record(i as f64);
+        }
+        r.below = 5;
+        assert_eq!(r.quantile(0.01), 1.0);
+        assert_eq!(r.quantile(0.5), 50.0);
+        assert_eq!(r.quantile(0.0), 1.0);
+        assert_eq!(r.quantile(1.0), 100.0);
+        assert_eq!(r.count(), 100);
+        assert!((r.below_share() - 0.05).abs() < 1e-12);
     }
 }
