@@ -591,3 +591,47 @@ fn near_the_descriptor_limit_new_callers_get_503_and_the_daemon_carries_on() {
     let _ = child.wait();
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// Another program holds the first 100 port pairs of acd's RTP range: a
+/// caller is still answered on a free pair further up (acd tried 16 ports
+/// and failed the leg before; a load run next to another one lost agents
+/// to it as "unreachable").
+#[test]
+fn a_block_of_rtp_ports_held_by_another_program_is_skipped() {
+    let port = free_port();
+    let text = daemon_text(port, "", "rtcp = false", 120);
+    let base: u16 = text.lines().find_map(|l| l.strip_prefix("rtp_port_min = ")).unwrap().trim().parse().unwrap();
+    let _held: Vec<UdpSocket> = (base..base + 200).filter_map(|p| UdpSocket::bind(("127.0.0.1", p)).ok()).collect();
+    let config = acd::config::from_toml_str("front_door.toml", &text).unwrap_or_else(|e| panic!("{e}"));
+    let d = DaemonHandle::spawn(config).expect("daemon");
+    let trunk = Trunk::new("127.0.0.15", port);
+    let (mut call, ok) = trunk.answered("held-block", "");
+    let m = ok.split("\r\n").find_map(|l| l.strip_prefix("m=audio ")).unwrap().split(' ').next().unwrap();
+    let rtp: u16 = m.parse().unwrap();
+    assert!(rtp >= base + 200, "acd answered with port {rtp}, inside the held block from {base}");
+    trunk.bye(&mut call);
+    wait_for(&d, Duration::from_secs(5), "no call left", |s| s.calls == 0 && s.rtp_ports_in_use == 0);
+    d.shutdown();
+}
+
+/// Every port of acd's range held by another program: the pool says pairs
+/// are free, but none binds. The caller gets 503 + Retry-After (before, a
+/// 200 with `m=audio 0`: a call nobody could hear), and nothing is left.
+#[test]
+fn a_caller_gets_503_when_no_port_of_the_range_can_be_bound() {
+    let port = free_port();
+    let text = daemon_text(port, "", "rtcp = false", 10);
+    let base: u16 = text.lines().find_map(|l| l.strip_prefix("rtp_port_min = ")).unwrap().trim().parse().unwrap();
+    let max: u16 = text.lines().find_map(|l| l.strip_prefix("rtp_port_max = ")).unwrap().trim().parse().unwrap();
+    let _held: Vec<UdpSocket> = (base..=max).filter_map(|p| UdpSocket::bind(("127.0.0.1", p)).ok()).collect();
+    let config = acd::config::from_toml_str("front_door.toml", &text).unwrap_or_else(|e| panic!("{e}"));
+    let d = DaemonHandle::spawn(config).expect("daemon");
+    let trunk = Trunk::new("127.0.0.16", port);
+    let r = trunk.call("no-bind", "").expect("an answer");
+    assert_eq!(status(&r), Some(503), "{r}");
+    assert!(header(&r, "Retry-After").is_some(), "{r}");
+    wait_for(&d, Duration::from_secs(5), "nothing left", |s| {
+        s.calls == 0 && s.legs == 0 && s.engine_calls == 0 && s.rtp_ports_in_use == 0
+    });
+    d.shutdown();
+}

@@ -191,11 +191,14 @@ impl Plane {
     ) -> Result<SocketAddr, MediaError> {
         let shard = (call % self.shards.len() as u64) as usize;
         let ip = self.settings.rtp_ip;
-        // A port another program holds goes to the back of the pool.
+        // A port another program holds goes to the back of the pool. Up to
+        // 512 tries (a failed bind costs a few µs): another program holding
+        // a block of the range (600 ports in one load run) must not fail
+        // the legs that land on it.
         let mut tried = Vec::new();
         let mut bound = None;
         let mut fatal = None;
-        for _ in 0..16 {
+        for _ in 0..512 {
             let Some(port) = self.pool.allocate() else { break };
             let rtp = std::net::UdpSocket::bind((ip, port));
             let rtcp = match (&rtp, self.settings.rtcp) {

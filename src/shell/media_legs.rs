@@ -99,8 +99,10 @@ impl MediaLegs {
         self.legs.entry(leg).or_default().offer = Some(offer);
     }
 
-    /// acd's SDP answer to a caller, with the leg's RTP ports opened.
-    pub fn answer_caller(&mut self, call: CallId, leg: LegId) -> Vec<u8> {
+    /// acd's SDP answer to a caller, with the leg's RTP ports opened; an
+    /// error when no port pair could be bound after all (admission counted
+    /// the pool, but other programs may hold ports in the range).
+    pub fn answer_caller(&mut self, call: CallId, leg: LegId) -> Result<Vec<u8>, MediaError> {
         let entry = self.legs.entry(leg).or_default();
         let offer = entry.offer.take().unwrap_or(CallerOffer { media: PCMU, remote: None, late: true });
         let n = offer.media;
@@ -109,13 +111,11 @@ impl MediaLegs {
                 entry.negotiated = Some(n);
                 entry.sdp_version = Some(leg.0);
                 let codecs: &[Codec] = if offer.late { &[Codec::Pcmu, Codec::Pcma] } else { &[n.codec] };
-                sdp::build(local, leg.0, codecs, n.dtmf_pt).into_bytes()
+                Ok(sdp::build(local, leg.0, codecs, n.dtmf_pt).into_bytes())
             }
             Err(e) => {
-                // Admission checked the ports before taking the call; only a
-                // bind race gets here.
-                warn!(%call, %leg, "answering without media: {e}");
-                sdp::build(SocketAddr::new(self.rtp_ip, 0), leg.0, &[n.codec], n.dtmf_pt).into_bytes()
+                warn!(%call, %leg, "cannot answer the caller: {e}");
+                Err(e)
             }
         }
     }

@@ -32,11 +32,22 @@ impl Daemon {
     pub(super) fn execute(&mut self, t: Time, cmd: Command) {
         debug!(?cmd, "command");
         match cmd {
-            Command::AnswerCaller { call, leg } => {
-                let sdp = self.media.answer_caller(call, leg);
-                let headers = self.sessions.answered(t, leg);
-                self.stack.answer_caller(leg, sdp, headers);
-            }
+            Command::AnswerCaller { call, leg } => match self.media.answer_caller(call, leg) {
+                Ok(sdp) => {
+                    let headers = self.sessions.answered(t, leg);
+                    self.stack.answer_caller(leg, sdp, headers);
+                }
+                Err(_) => {
+                    // A 200 with `m=audio 0` would be a call nobody can hear:
+                    // refuse it like any other shortage, and the core forgets
+                    // the caller as if it had left before the answer.
+                    metrics::counter!("acd_calls_refused_total", "status" => "503").increment(1);
+                    self.drop_leg(leg);
+                    let retry = self.core.config().sip.retry_after_secs;
+                    self.stack.reject_caller(leg, 503, Some(retry));
+                    self.leg_event(t, SipEvent::CallerCancelled { leg });
+                }
+            },
             Command::RejectCaller { leg, status, retry_after, .. } => {
                 self.drop_leg(leg);
                 self.stack.reject_caller(leg, status, retry_after);
