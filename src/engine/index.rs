@@ -1,7 +1,8 @@
 //! The available members of one queue, in the order its strategy tries them.
 //!
 //! A queue's index holds exactly the members whose agent is Available,
-//! registered and not removed (the routing tag `Available`), each filed
+//! registered and not removed (the routing tag `Available`), less those
+//! short of the queue's own skills when it has no relaxation, each filed
 //! under a [`Key`]: tier first, then the strategy's own order (idle since,
 //! calls answered, skill count, level on the queue's skills), then member
 //! index. The engine re-files a member on every change of its agent's

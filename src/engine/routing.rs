@@ -227,10 +227,20 @@ impl Engine {
         Key { tier: member.tier, first, idle, member: m as u32 }
     }
 
+    /// Whether member `m` belongs in the queue's index: available, and
+    /// able to meet the queue's own skills. Without relaxation a call never
+    /// needs less than those, so a member short of them could never be
+    /// offered a call of this queue; filing it would only make walks (and
+    /// `fewest-calls`, where it stays first, never answering) pass over it.
+    fn files(&self, queue: &Queue, m: usize) -> bool {
+        let agent = &self.agents[queue.members[m].agent.0 as usize];
+        agent.dispatchable()
+            && (!queue.relax.is_empty() || queue.required.iter().all(|r| agent.level(r.skill) >= r.min.max(1)))
+    }
+
     /// Re-files agent `a` in the index of every queue it serves, after any
     /// change of its routing state.
     pub(super) fn reindex(&mut self, a: AgentId) {
-        let dispatchable = self.agents[a.0 as usize].dispatchable();
         for i in 0..self.agents[a.0 as usize].queues.len() {
             let (q, m) = self.agents[a.0 as usize].queues[i];
             let queue = &self.queues[q.0 as usize];
@@ -239,7 +249,7 @@ impl Engine {
             if queue.members.get(m as usize).is_none_or(|x| x.agent != a) {
                 continue;
             }
-            let key = dispatchable.then(|| self.index_key(queue, m as usize));
+            let key = self.files(queue, m as usize).then(|| self.index_key(queue, m as usize));
             let index = &mut self.queues[q.0 as usize].index;
             match key {
                 Some(key) => index.insert(key),
@@ -257,7 +267,7 @@ impl Engine {
             for (m, member) in queue.members.iter().enumerate() {
                 let agent = &self.agents[member.agent.0 as usize];
                 let serves = agent.queues.contains(&(QueueId(q as u32), m as u32));
-                if serves && agent.dispatchable() {
+                if serves && self.files(queue, m) {
                     index.insert(self.index_key(queue, m));
                 }
             }
@@ -275,7 +285,7 @@ impl Engine {
             for (m, member) in queue.members.iter().enumerate() {
                 let agent = &self.agents[member.agent.0 as usize];
                 let serves = agent.queues.contains(&(QueueId(q as u32), m as u32));
-                let want = (serves && agent.dispatchable()).then(|| self.index_key(queue, m));
+                let want = (serves && self.files(queue, m)).then(|| self.index_key(queue, m));
                 if queue.index.key(m as u32) != want {
                     return Err(format!(
                         "queue {q} member {m} ({}, {}): filed {:?}, should be {want:?}",
