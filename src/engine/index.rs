@@ -77,6 +77,12 @@ impl MemberIndex {
     /// under another key.
     pub fn insert(&mut self, key: Key) {
         let m = key.member;
+        if self.keys.len() <= m as usize {
+            // Only a reload grows a queue, and it rebuilds the index; this
+            // keeps a stray re-file in between from panicking.
+            self.keys.resize(m as usize + 1, None);
+            self.pos.resize(m as usize + 1, 0);
+        }
         match self.key(m) {
             Some(old) if old == key => return,
             Some(old) if old.tier == key.tier => {
