@@ -53,7 +53,9 @@
 //! the higher effective priority goes first, then the cross-queue policy
 //! (oldest caller, or wait × queue weight). Only queues touched since the
 //! last pass ("dirty") are scanned, which keeps a decision independent of the
-//! number of idle queues.
+//! number of idle queues; inside a queue the walk over its index of
+//! available members (`index.rs`, `routing.rs`) stops at the first one who
+//! may take the call, which keeps it independent of the number of idle agents.
 
 mod index;
 mod order;
