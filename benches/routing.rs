@@ -25,6 +25,15 @@
 //!    the engine is deterministic, so the replay meets the same states and
 //!    every input stays valid. A plain loop prints inputs/s for the whole
 //!    recorded stream.
+//! 3. `idle/<strategy>` for every strategy: ONE decision with thousands of
+//!    idle agents — 10,000 agents in 10 queues of that strategy (~3,000
+//!    members each, every agent in 3 queues), 5,000 on a call and 5,000 idle,
+//!    nobody waiting. A decision is one `CallArrived` (mixed priorities, 20%
+//!    with a skill of their own) up to its `Ring`; answering it and ending
+//!    some other agent's call (so 5,000 stay idle, different ones each time)
+//!    are untimed. A plain loop prints p50/p99/max over 5,000 decisions per
+//!    strategy. `ring-all` rings every eligible idle member of the lowest
+//!    tier, so its figure grows with them by design.
 //!
 //! With `--test` (or when run by `cargo test --benches`, which passes no
 //! `--bench`), everything runs at a small scale and the plain loops are tiny.
@@ -482,6 +491,217 @@ fn bench_decisions(
     }
 }
 
+// ------------------------------------------------------- many idle agents
+
+/// The idle-agents fixture: 10,000 agents in 10 queues of one strategy
+/// (~3,000 members each, every agent in 3 queues), half of them on a call
+/// and half idle, nobody waiting.
+const IDLE_FULL: Scale = Scale { queues: 10, plain_decisions: 5_000, ..FULL };
+const IDLE_QUICK: Scale = Scale { queues: 5, queues_per_agent: 2, plain_decisions: 50, ..QUICK };
+
+/// Every strategy acd knows, for the idle-agents cases.
+const ALL_STRATEGIES: [&str; 9] = [
+    "random",
+    "weighted-random",
+    "priority",
+    "skills",
+    "longest-idle",
+    "round-robin",
+    "fewest-calls",
+    "linear",
+    "ring-all",
+];
+
+/// One decision with thousands of idle agents: a caller arrives (mixed
+/// priorities, 20% with a skill of their own) and the engine picks an idle
+/// agent for it. Untimed afterwards: the agent answers and some other
+/// agent's call ends, so the number of idle agents stays at half and the
+/// idle ones keep changing.
+struct IdleDecider {
+    engine: Engine,
+    queue_reqs: Vec<Vec<(usize, u8)>>,
+    queues: usize,
+    now: u64,
+    next_call: u64,
+    rng: ChaCha8Rng,
+    /// Bridged calls, to end one per decision.
+    bridged: Vec<CallId>,
+    rings: Vec<(CallId, AgentId)>,
+    /// Callers that found no agent (abandoned at once, untimed).
+    no_offer: u64,
+}
+
+impl IdleDecider {
+    fn new(scale: Scale, strategy: &'static str) -> IdleDecider {
+        let t0 = Instant::now();
+        let layout = build_config(scale, Workload::Decision(strategy));
+        let engine = Engine::new(&layout.config, Time::ZERO);
+        ids(&engine, scale);
+        let mut d = IdleDecider {
+            engine,
+            queue_reqs: layout.queue_reqs,
+            queues: scale.queues,
+            now: 0,
+            next_call: 1,
+            rng: ChaCha8Rng::seed_from_u64(43),
+            bridged: Vec::new(),
+            rings: Vec::new(),
+            no_offer: 0,
+        };
+        drain(&mut d.engine, &mut d.rings);
+        for a in 0..scale.agents {
+            d.input(Input::AgentRegistered { agent: AgentId(a as u32) });
+        }
+        // Half the agents on a call, the callers spread over the queues.
+        let mut q = 0;
+        while d.bridged.len() < scale.agents / 2 {
+            d.now += 1;
+            q = (q + 1) % scale.queues;
+            let call = d.arrive(q, false);
+            d.settle(call);
+        }
+        d.now += 20_000;
+        d.engine.handle_timeout(Time(d.now)).unwrap();
+        drain(&mut d.engine, &mut d.rings);
+        assert!(d.rings.is_empty());
+        assert_eq!(d.engine.call_count(), scale.agents / 2);
+        eprintln!(
+            "  setup idle {strategy}: {:.2?} ({} agents, {} on a call, {} queues)",
+            t0.elapsed(),
+            scale.agents,
+            d.bridged.len(),
+            scale.queues
+        );
+        d
+    }
+
+    fn input(&mut self, input: Input) {
+        self.engine.handle(Time(self.now), input).expect("valid input");
+        drain(&mut self.engine, &mut self.rings);
+    }
+
+    fn new_call(&mut self, q: usize, varied: bool) -> NewCall {
+        let id = CallId(self.next_call);
+        self.next_call += 1;
+        let mut priority = 0;
+        let mut skills = Vec::new();
+        if varied {
+            priority = if self.rng.random_bool(0.2) { self.rng.random_range(1..=5) } else { 0 };
+            if self.rng.random_bool(0.2) {
+                let reqs = &self.queue_reqs[q];
+                let (s, _) = reqs[self.rng.random_range(0..reqs.len())];
+                skills.push((format!("s{s}"), self.rng.random_range(4..=6u8)));
+            }
+        }
+        NewCall {
+            id,
+            queue: QueueId(q as u32),
+            caller: format!("+3585{:08}", id.0),
+            priority,
+            skills,
+            attributes: Vec::new(),
+        }
+    }
+
+    fn arrive(&mut self, q: usize, varied: bool) -> CallId {
+        let nc = self.new_call(q, varied);
+        let id = nc.id;
+        self.input(Input::CallArrived(nc));
+        id
+    }
+
+    /// The first agent rung answers (ring-all: the others are cancelled);
+    /// a caller nobody was rung for hangs up. Returns whether it was offered.
+    fn settle(&mut self, call: CallId) -> bool {
+        let ring = self.rings.iter().find(|(c, _)| *c == call).copied();
+        self.rings.clear();
+        match ring {
+            Some((call, agent)) => {
+                self.input(Input::OfferAnswered { call, agent });
+                self.rings.clear();
+                self.bridged.push(call);
+                true
+            }
+            None => {
+                self.input(Input::CallAbandoned { call });
+                false
+            }
+        }
+    }
+
+    fn decide(&mut self) -> Duration {
+        self.now += DECISION_STEP_MS;
+        self.engine.handle_timeout(Time(self.now)).unwrap();
+        drain(&mut self.engine, &mut self.rings);
+        let q = self.rng.random_range(0..self.queues);
+        let nc = self.new_call(q, true);
+        let call = nc.id;
+        let now = Time(self.now);
+        // Timed: the caller arrives; the engine rings an idle agent.
+        let t0 = Instant::now();
+        let r = self.engine.handle(now, Input::CallArrived(nc));
+        drain(&mut self.engine, &mut self.rings);
+        let dt = t0.elapsed();
+        r.expect("call arrives");
+        // Untimed: it is answered and another call ends (wrap-up 0).
+        if self.settle(call) {
+            let i = self.rng.random_range(0..self.bridged.len());
+            let ended = self.bridged.swap_remove(i);
+            self.input(Input::CallEnded { call: ended });
+            assert!(self.rings.is_empty(), "nobody is waiting");
+        } else {
+            self.no_offer += 1;
+        }
+        dt
+    }
+}
+
+fn bench_idle(
+    c: &mut Criterion,
+    scale: Scale,
+    quick: bool,
+    profiling: bool,
+    selected: &dyn Fn(&str) -> bool,
+    summary: &mut Vec<String>,
+) {
+    for strategy in ALL_STRATEGIES {
+        if !selected(&format!("idle/{strategy}")) {
+            continue;
+        }
+        let mut d = IdleDecider::new(scale, strategy);
+        {
+            let mut g = c.benchmark_group("idle");
+            g.sample_size(50).warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(3));
+            g.bench_function(strategy, |b| b.iter_custom(|iters| (0..iters).map(|_| d.decide()).sum()));
+            g.finish();
+        }
+        if profiling {
+            continue;
+        }
+        let n = scale.plain_decisions;
+        let no_offer_before = d.no_offer;
+        let mut ns: Vec<u64> = (0..n).map(|_| d.decide().as_nanos() as u64).collect();
+        ns.sort_unstable();
+        let mean = ns.iter().sum::<u64>() / n as u64;
+        let line = format!(
+            "idle {strategy}: p50 {} p99 {} max {} mean {} (n={n}, {} agents, {} idle, {} queues; \
+             caller found nobody in {} of them)",
+            us(pct(&ns, 0.50)),
+            us(pct(&ns, 0.99)),
+            us(*ns.last().unwrap()),
+            us(mean),
+            scale.agents,
+            scale.agents - d.bridged.len(),
+            scale.queues,
+            d.no_offer - no_offer_before,
+        );
+        let line = if quick { format!("{line} [quick mode: smoke test, not a measurement]") } else { line };
+        println!("{line}");
+        summary.push(line);
+        assert_eq!(d.engine.call_count(), d.bridged.len());
+    }
+}
+
 /// Agents left without a call because no waiting caller suited them (each
 /// such agent means one more bridged call is missing from the total).
 fn idle_agents(d: &Decider) -> usize {
@@ -883,12 +1103,17 @@ fn main() {
         for name in ["decision/random", "decision/priority", "decision/skills", "mixed/inputs"] {
             println!("{name}: benchmark");
         }
+        for strategy in ALL_STRATEGIES {
+            println!("idle/{strategy}: benchmark");
+        }
         return;
     }
     let scale = if quick { QUICK } else { FULL };
     let mut c = Criterion::default().configure_from_args();
     let mut summary = Vec::new();
     bench_decisions(&mut c, scale, quick, profiling, &selected, &mut summary);
+    let idle_scale = if quick { IDLE_QUICK } else { IDLE_FULL };
+    bench_idle(&mut c, idle_scale, quick, profiling, &selected, &mut summary);
     if selected("mixed/inputs") {
         bench_mixed(&mut c, scale, quick, profiling, &mut summary);
     }

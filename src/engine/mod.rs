@@ -53,9 +53,13 @@
 //! the higher effective priority goes first, then the cross-queue policy
 //! (oldest caller, or wait × queue weight). Only queues touched since the
 //! last pass ("dirty") are scanned, which keeps a decision independent of the
-//! number of idle queues.
+//! number of idle queues; inside a queue the walk over its index of
+//! available members (`index.rs`, `routing.rs`) stops at the first one who
+//! may take the call, which keeps it independent of the number of idle agents.
 
+mod index;
 mod order;
+mod routing;
 mod time;
 mod timer;
 mod types;
@@ -68,6 +72,7 @@ use crate::config::{
     AgentConfig, Config, CrossQueuePolicy, EngineSettings, OverflowTarget, QueueConfig, RemovedQueueCallers, Strategy,
     TieBreak, WhenNoAgents,
 };
+use index::MemberIndex;
 use order::{Entry, WaitingLine};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -231,6 +236,10 @@ struct Queue {
     relax: Vec<RelaxStep>,
     members: Vec<Member>,
     line: WaitingLine,
+    /// The members who are available now, in the strategy's order.
+    index: MemberIndex,
+    /// The highest member weight (`weighted-random` draws against it).
+    max_weight: u32,
     /// Round-robin: member index to try first next time.
     rr_next: usize,
     /// Removed by a reload: takes no new calls.
@@ -313,6 +322,12 @@ pub struct Engine {
     available: BTreeSet<AgentId>,
     /// Queues that may hold a servable (call, agent) pair.
     dirty: BTreeSet<QueueId>,
+    /// The highest level any agent was ever given in each skill (bounds the
+    /// `best-level` walk; never lowered, which only makes it walk further).
+    skill_max: Vec<u8>,
+    /// Reused by `dispatch` and `offer`, so a decision allocates no scratch.
+    dirty_buf: Vec<QueueId>,
+    chosen_buf: Vec<usize>,
     seq: u64,
     actions: VecDeque<Action>,
     events: VecDeque<Event>,
@@ -340,6 +355,9 @@ impl Engine {
             timers: Timers::default(),
             available: BTreeSet::new(),
             dirty: BTreeSet::new(),
+            skill_max: Vec::new(),
+            dirty_buf: Vec::new(),
+            chosen_buf: Vec::new(),
             seq: 0,
             actions: VecDeque::new(),
             events: VecDeque::new(),
@@ -933,10 +951,12 @@ impl Engine {
         self.events.push_back(Event::AgentStateChanged { agent: a, from, to, reason: reason.to_string() });
     }
 
-    /// Brings `tags`, `available` and `dirty` in line with agent `a` after a
-    /// change of state or registration; `was` is whether it was dispatchable
-    /// before. A newly dispatchable agent makes its queues worth a look.
+    /// Brings `tags`, `available`, the queues' indexes and `dirty` in line
+    /// with agent `a` after a change of state or registration; `was` is
+    /// whether it was dispatchable before. A newly dispatchable agent makes
+    /// its queues worth a look.
     fn sync_routing(&mut self, a: AgentId, was: bool) {
+        self.reindex(a);
         let agent = &self.agents[a.0 as usize];
         self.tags[a.0 as usize] = agent.tag();
         if agent.dispatchable() {
@@ -1094,306 +1114,6 @@ impl Engine {
         }
     }
 
-    // ----- routing -------------------------------------------------------------
-
-    /// Offers calls until no waiting call has an eligible agent.
-    fn dispatch(&mut self) {
-        loop {
-            if self.available.is_empty() {
-                // Nothing can be served until an agent becomes available,
-                // and that marks the agent's queues dirty again.
-                self.dirty.clear();
-                return;
-            }
-            // (cross-queue key, queue, call, eligible members)
-            type Best = ((i64, u64, u64), QueueId, CallId, Vec<usize>);
-            let mut best: Option<Best> = None;
-            let dirty: Vec<QueueId> = self.dirty.iter().copied().collect();
-            for q in dirty {
-                match self.find_candidate(q) {
-                    None => {
-                        self.dirty.remove(&q);
-                    }
-                    Some((c, eligible)) => {
-                        let key = self.cross_queue_key(q, c);
-                        if best.as_ref().is_none_or(|b| key < b.0) {
-                            best = Some((key, q, c, eligible));
-                        }
-                    }
-                }
-            }
-            let Some((_, q, c, eligible)) = best else {
-                return;
-            };
-            self.offer(q, c, eligible);
-        }
-    }
-
-    /// Smaller goes first: higher effective priority, then the policy, then
-    /// arrival order.
-    fn cross_queue_key(&self, q: QueueId, c: CallId) -> (i64, u64, u64) {
-        let call = &self.calls[&c];
-        let queue = &self.queues[q.0 as usize];
-        let eff = order::effective_priority(call.priority, call.entered, self.now, queue.cfg.aging_secs);
-        let age = self.now.since(call.arrived).as_millis() as u64;
-        let policy = match self.settings.cross_queue_policy {
-            CrossQueuePolicy::OldestCaller => u64::MAX - age,
-            CrossQueuePolicy::QueueWeight => u64::MAX - age.saturating_mul(queue.cfg.weight as u64),
-        };
-        (-eff, policy, call.seq)
-    }
-
-    /// The first call of `q` in service order that an eligible agent can take
-    /// now, with those agents (member indices, in member order).
-    ///
-    /// The hot path of routing. Callers without skills of their own whose
-    /// wait puts them at the same relaxation step and tier opening have the
-    /// same eligible agents (agent state and back-off do not depend on the
-    /// call), so once one such caller found nobody, the others are skipped
-    /// without checking agents again.
-    fn find_candidate(&self, q: QueueId) -> Option<(CallId, Vec<usize>)> {
-        let queue = &self.queues[q.0 as usize];
-        if queue.line.is_empty() {
-            return None;
-        }
-        let avail: Vec<usize> = if self.available.len() < queue.members.len() {
-            let mut v: Vec<usize> = self
-                .available
-                .iter()
-                .filter_map(|a| {
-                    let agent = &self.agents[a.0 as usize];
-                    agent.queues.iter().find(|(x, _)| *x == q).map(|(_, m)| *m as usize)
-                })
-                .collect();
-            v.sort_unstable();
-            v
-        } else {
-            (0..queue.members.len())
-                .filter(|&m| self.tags[queue.members[m].agent.0 as usize] == Tag::Available)
-                .collect()
-        };
-        if avail.is_empty() {
-            return None;
-        }
-        let mut buf = Vec::new();
-        let mut failed: Vec<(usize, usize)> = Vec::new();
-        for e in queue.line.iter(self.now, queue.cfg.aging_secs) {
-            let call = &self.calls[&e.call];
-            if call.state != CallState::Waiting {
-                continue;
-            }
-            let waited = self.now.since(e.entered).as_millis() as u64;
-            let stage = queue.stage(waited);
-            if call.own.is_empty() && failed.contains(&stage) {
-                continue;
-            }
-            let reqs = self.requirements(queue, call, waited, &mut buf);
-            let eligible: Vec<usize> =
-                avail.iter().copied().filter(|&m| self.check(queue, m, waited, reqs).is_ok()).collect();
-            if !eligible.is_empty() {
-                return Some((e.call, eligible));
-            }
-            if call.own.is_empty() {
-                failed.push(stage);
-            }
-        }
-        None
-    }
-
-    /// The call's skill requirements after waiting `waited` ms: the queue's
-    /// and the call's own (the higher level wins), with every relaxation step
-    /// due applied. Borrows the queue's list when nothing changes it.
-    fn requirements<'a>(&self, queue: &'a Queue, call: &Call, waited: u64, out: &'a mut Vec<Req>) -> &'a [Req] {
-        let steps = queue.stage(waited).0;
-        if call.own.is_empty() && steps == 0 {
-            return &queue.required;
-        }
-        out.clear();
-        out.extend_from_slice(&queue.required);
-        for r in &call.own {
-            let have = out.iter().find(|x| x.skill == r.skill).map_or(0, |x| x.min);
-            upsert(out, Req { skill: r.skill, min: r.min.max(have) });
-        }
-        for step in &queue.relax[..steps] {
-            for s in &step.set {
-                if let Some(x) = out.iter_mut().find(|x| x.skill == s.skill) {
-                    x.min = s.min;
-                }
-            }
-            out.retain(|x| !step.drop.contains(&x.skill));
-            for a in &step.add {
-                upsert(out, *a);
-            }
-        }
-        out
-    }
-
-    /// Whether member `m` of `queue` may be offered a call that has waited
-    /// `waited` ms and needs `reqs`. Allocation-free; [`Engine::explain`]
-    /// turns a refusal into words for the decision record.
-    fn check(&self, queue: &Queue, m: usize, waited: u64, reqs: &[Req]) -> Result<(), Why> {
-        let member = &queue.members[m];
-        let tag = self.tags[member.agent.0 as usize];
-        if tag != Tag::Available {
-            return Err(Why::Tag(tag));
-        }
-        let agent = &self.agents[member.agent.0 as usize];
-        if agent.backoff_until > self.now {
-            return Err(Why::BackOff(agent.backoff_until.0 - self.now.0));
-        }
-        let open = queue.tier_open_ms(member.tier);
-        if waited < open {
-            return Err(Why::TierClosed(member.tier, open - waited));
-        }
-        for r in reqs {
-            let has = agent.level(r.skill);
-            if has == 0 {
-                return Err(Why::SkillMissing(r.skill));
-            }
-            if has < r.min {
-                return Err(Why::SkillTooLow(r.skill, has, r.min));
-            }
-        }
-        Ok(())
-    }
-
-    fn explain(&self, a: AgentId, call: &Call, why: Why) -> Skip {
-        let skill = |s: SkillId| match s {
-            SkillId::UNDECLARED => call.undeclared_skill.clone().unwrap_or_else(|| Arc::from("")),
-            s => self.skills[s.0 as usize].clone(),
-        };
-        match why {
-            Why::Tag(Tag::Gone | Tag::LoggedOut) => Skip::LoggedOut,
-            Why::Tag(Tag::Paused) => match &self.agents[a.0 as usize].state {
-                AgentState::Paused { reason, .. } => Skip::Paused(reason.clone()),
-                _ => Skip::Paused(String::new()),
-            },
-            Why::Tag(Tag::WrapUp) => Skip::WrapUp,
-            Why::Tag(Tag::Ringing) => Skip::Ringing,
-            Why::Tag(Tag::OnCall) => Skip::OnCall,
-            Why::Tag(Tag::Unregistered) => Skip::Unregistered,
-            Why::Tag(Tag::Available) => Skip::NotChosen,
-            Why::BackOff(remaining_ms) => Skip::BackOff { remaining_ms },
-            Why::TierClosed(tier, opens_in_ms) => Skip::TierClosed { tier, opens_in_ms },
-            Why::SkillMissing(s) => Skip::SkillMissing { skill: skill(s) },
-            Why::SkillTooLow(s, has, needs) => Skip::SkillTooLow { skill: skill(s), has, needs },
-        }
-    }
-
-    /// Picks the agent(s) among `eligible` members by the queue's strategy,
-    /// from the lowest tier present.
-    fn choose(&mut self, q: QueueId, c: CallId, eligible: &[usize]) -> Vec<usize> {
-        let queue = &self.queues[q.0 as usize];
-        let min_tier = eligible.iter().map(|&m| queue.members[m].tier).min().unwrap_or(1);
-        let pool: Vec<usize> = eligible.iter().copied().filter(|&m| queue.members[m].tier == min_tier).collect();
-        let idle = |m: usize| self.agents[queue.members[m].agent.0 as usize].idle_since;
-        let pick = match queue.cfg.strategy {
-            Strategy::RingAll => return pool,
-            Strategy::Random => pool[self.rng.random_range(0..pool.len())],
-            Strategy::WeightedRandom => {
-                let total: u64 = pool.iter().map(|&m| queue.members[m].weight as u64).sum();
-                let mut x = self.rng.random_range(0..total);
-                let mut chosen = pool[pool.len() - 1];
-                for &m in &pool {
-                    let w = queue.members[m].weight as u64;
-                    if x < w {
-                        chosen = m;
-                        break;
-                    }
-                    x -= w;
-                }
-                chosen
-            }
-            Strategy::Linear => pool[0],
-            Strategy::RoundRobin => pool.iter().copied().find(|&m| m >= queue.rr_next).unwrap_or(pool[0]),
-            Strategy::FewestCalls => pool
-                .iter()
-                .copied()
-                .min_by_key(|&m| (queue.members[m].answered, idle(m), m))
-                .expect("pool is not empty"),
-            Strategy::LongestIdle => pool.iter().copied().min_by_key(|&m| (idle(m), m)).expect("pool is not empty"),
-            Strategy::Priority | Strategy::Skills => {
-                let mut buf = Vec::new();
-                let call = &self.calls[&c];
-                let reqs = self.requirements(queue, call, self.now.since(call.entered).as_millis() as u64, &mut buf);
-                let key = |m: usize| -> (u64, Time, usize) {
-                    let agent = &self.agents[queue.members[m].agent.0 as usize];
-                    let first = match queue.cfg.tie_break {
-                        TieBreak::LongestIdle => 0,
-                        TieBreak::FewestSkills => agent.skill_count as u64,
-                        TieBreak::BestLevel => u64::MAX - reqs.iter().map(|r| agent.level(r.skill) as u64).sum::<u64>(),
-                    };
-                    (first, agent.idle_since, m)
-                };
-                pool.iter().copied().min_by_key(|&m| key(m)).expect("pool is not empty")
-            }
-        };
-        if queue.cfg.strategy == Strategy::RoundRobin {
-            self.queues[q.0 as usize].rr_next = pick + 1;
-        }
-        vec![pick]
-    }
-
-    /// Rings the chosen agent(s) for `c` and records the decision.
-    fn offer(&mut self, q: QueueId, c: CallId, eligible: Vec<usize>) {
-        let now = self.now;
-        let chosen = self.choose(q, c, &eligible);
-        let queue = &self.queues[q.0 as usize];
-        let call = &self.calls[&c];
-        let min_tier = chosen.iter().map(|&m| queue.members[m].tier).min().unwrap_or(1);
-        let waited = now.since(call.entered).as_millis() as u64;
-        let mut buf = Vec::new();
-        let reqs = self.requirements(queue, call, waited, &mut buf);
-        // 0: not eligible, 1: eligible, 2: chosen (both lists are short or sorted).
-        let mut mark = vec![0u8; queue.members.len()];
-        for &m in &eligible {
-            mark[m] = 1;
-        }
-        for &m in &chosen {
-            mark[m] = 2;
-        }
-        // The record names every chosen member and, in member order, the
-        // others up to DECISION_DETAIL; a queue of thousands would otherwise
-        // cost thousands of explanations per offer (it was most of the CPU
-        // of an offer at 8,000 members).
-        let mut others = DECISION_DETAIL.saturating_sub(chosen.len());
-        let mut omitted = 0;
-        let mut candidates = Vec::with_capacity(queue.members.len().min(DECISION_DETAIL + chosen.len()));
-        for (m, member) in queue.members.iter().enumerate() {
-            if mark[m] != 2 {
-                if others == 0 {
-                    omitted += 1;
-                    continue;
-                }
-                others -= 1;
-            }
-            let skipped = match mark[m] {
-                2 => None,
-                1 if member.tier > min_tier => Some(Skip::LowerTierFirst { tier: member.tier }),
-                1 => Some(Skip::NotChosen),
-                _ => Some(match self.check(queue, m, waited, reqs) {
-                    Err(why) => self.explain(member.agent, call, why),
-                    Ok(()) => Skip::NotChosen,
-                }),
-            };
-            candidates.push(Candidate { agent: member.agent, skipped });
-        }
-        let decision = Decision { strategy: queue.cfg.strategy, candidates, omitted };
-        let timeout = Duration::from_secs(queue.cfg.ring_timeout_secs as u64);
-        let agents: Vec<AgentId> = chosen.iter().map(|&m| queue.members[m].agent).collect();
-        debug!(call = c.0, queue = %queue.cfg.name, agents = ?agents, "Waiting => Offering");
-        for &a in &agents {
-            self.agents[a.0 as usize].alerting = false;
-            self.set_state(a, AgentState::Ringing { call: c, since: now }, "offered");
-            self.timers.set(TimerKind::RingTimeout { call: c, agent: a }, now + timeout);
-            self.actions.push_back(Action::Ring { call: c, agent: a, timeout });
-        }
-        let call = self.calls.get_mut(&c).expect("offered call exists");
-        call.state = CallState::Offering;
-        call.ringing = agents;
-        self.events.push_back(Event::Offered { call: c, queue: q, decision });
-    }
-
     // ----- configuration ---------------------------------------------------------
 
     fn skill_id(&mut self, name: &str) -> SkillId {
@@ -1458,6 +1178,8 @@ impl Engine {
                         relax: Vec::new(),
                         members: Vec::new(),
                         line: WaitingLine::default(),
+                        index: MemberIndex::default(),
+                        max_weight: 1,
                         rr_next: 0,
                         closed: false,
                         avg_handle_ms: 0,
@@ -1479,7 +1201,7 @@ impl Engine {
                 })
                 .collect();
             let old_members = std::mem::take(&mut self.queues[q.0 as usize].members);
-            let members = qc
+            let members: Vec<Member> = qc
                 .members
                 .iter()
                 .map(|mc| {
@@ -1492,6 +1214,7 @@ impl Engine {
             queue.cfg = qc.clone();
             queue.required = required;
             queue.relax = relax;
+            queue.max_weight = members.iter().map(|m: &Member| m.weight).max().unwrap_or(1);
             queue.members = members;
             queue.closed = false;
         }
@@ -1543,6 +1266,7 @@ impl Engine {
                 self.agents[m.agent.0 as usize].queues.push((q, i as u32));
             }
         }
+        self.rebuild_indexes();
 
         self.events.push_back(Event::ConfigApplied { queues: config.queues.len(), agents: config.agents.len() });
     }
@@ -1555,6 +1279,10 @@ impl Engine {
                 levels.resize(id.0 as usize + 1, 0);
             }
             levels[id.0 as usize] = *level;
+            if self.skill_max.len() <= id.0 as usize {
+                self.skill_max.resize(id.0 as usize + 1, 0);
+            }
+            self.skill_max[id.0 as usize] = self.skill_max[id.0 as usize].max(*level);
         }
         let now = self.now;
         match self.agent_ids.get(&ac.id) {

@@ -4,6 +4,7 @@
 
 use super::*;
 use crate::config::from_toml_str;
+use std::fmt::Write as _;
 
 const SKILLS: &str = r#"
 [skills]
@@ -915,4 +916,151 @@ fn a_removed_queue_keeps_its_callers_when_configured_to() {
     h.reload(1, &cfg(""));
     assert_eq!(h.e.waiting(h.e.all_queue_ids().find(|q| h.e.queue_name(*q) == "old").unwrap()), vec![CallId(1)]);
     assert!(h.outcome(1).is_none(), "not overflowed, not dropped");
+}
+
+// ----- the index of available members ------------------------------------------
+
+/// A random config over `agents` (a0, a1, ...): three queues of random
+/// strategies, tiers, weights, skill rules and members.
+fn random_config(rng: &mut ChaCha8Rng, agents: usize) -> String {
+    const SKILL_NAMES: [&str; 4] = ["billing", "tech", "lang.fi", "lang.en"];
+    let strategies: Vec<&str> = Strategy::ALL.iter().map(|(n, _)| *n).collect();
+    let mut t = String::new();
+    for q in 0..3 {
+        let strategy = strategies[rng.random_range(0..strategies.len())];
+        let _ = writeln!(t, "[[queue]]\nname = \"q{q}\"\nstrategy = \"{strategy}\"");
+        let _ =
+            writeln!(t, "wrap_up_secs = {}\nring_timeout_secs = {}", rng.random_range(0..3), rng.random_range(1..4));
+        if matches!(strategy, "priority" | "skills") {
+            let tb = ["longest-idle", "fewest-skills", "best-level"][rng.random_range(0..3)];
+            let _ = writeln!(t, "tie_break = \"{tb}\"");
+        }
+        if rng.random_bool(0.5) {
+            let _ = writeln!(t, "tiers = [{{ tier = 2, open_after_secs = {} }}]", rng.random_range(0..6));
+        }
+        if rng.random_bool(0.5) {
+            let s = SKILL_NAMES[rng.random_range(0..4)];
+            let _ = writeln!(t, "required_skills = {{ {s} = {} }}", rng.random_range(1..5));
+            if rng.random_bool(0.5) {
+                let add = SKILL_NAMES[rng.random_range(0..4)];
+                let _ = writeln!(
+                    t,
+                    "relax = [{{ after_secs = {}, drop = [\"{s}\"], add = {{ {add} = 1 }} }}]",
+                    rng.random_range(1..8)
+                );
+            }
+        }
+        let mut members: Vec<String> = Vec::new();
+        for a in 0..agents {
+            if rng.random_bool(0.7) {
+                let (tier, weight) = (rng.random_range(1..4), rng.random_range(1..6));
+                members.push(format!("{{ agent = \"a{a}\", tier = {tier}, weight = {weight} }}"));
+            }
+        }
+        let _ = writeln!(t, "members = [{}]\n", members.join(", "));
+    }
+    for a in 0..agents {
+        let mut skills: Vec<String> = Vec::new();
+        for s in SKILL_NAMES {
+            if rng.random_bool(0.7) {
+                skills.push(format!("{s} = {}", rng.random_range(1..10)));
+            }
+        }
+        let _ = writeln!(t, "[[agent]]\nid = \"a{a}\"\nskills = {{ {} }}\n", skills.join(", "));
+    }
+    t
+}
+
+/// Random traffic, agent changes and reloads: after every step each queue's
+/// index holds exactly its available members under the keys a scan gives
+/// (and, in this debug build, every offer is checked against a full scan).
+#[test]
+fn member_index_stays_in_step_with_a_scan_of_the_members() {
+    let causes = [RejectCause::NoAnswer, RejectCause::Busy, RejectCause::Declined, RejectCause::Unreachable];
+    let (mut offers, mut reloads) = (0, 0);
+    for seed in 0..40 {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let mut h = H::new(&random_config(&mut rng, 8));
+        let mut now = 0;
+        let mut calls: Vec<CallId> = Vec::new();
+        for step in 0..300 {
+            now += rng.random_range(0..3);
+            let agent = AgentId(rng.random_range(0..8));
+            let call = calls.get(rng.random_range(0..calls.len().max(1))).copied();
+            let input = match rng.random_range(0..14) {
+                0..=2 => {
+                    let id = CallId(1000 * seed + step);
+                    calls.push(id);
+                    let skills =
+                        if rng.random_bool(0.2) { vec![("tech".to_string(), rng.random_range(1..8))] } else { vec![] };
+                    Input::CallArrived(NewCall {
+                        id,
+                        queue: QueueId(rng.random_range(0..3)),
+                        caller: "x".into(),
+                        priority: rng.random_range(0..3),
+                        skills,
+                        attributes: vec![],
+                    })
+                }
+                3 | 4 => match call.and_then(|c| h.e.call(c).map(|v| (c, v))) {
+                    Some((c, v)) if !v.ringing.is_empty() => {
+                        let a = v.ringing[rng.random_range(0..v.ringing.len())];
+                        if rng.random_bool(0.5) {
+                            Input::OfferAnswered { call: c, agent: a }
+                        } else {
+                            Input::OfferRejected { call: c, agent: a, cause: causes[rng.random_range(0..4)] }
+                        }
+                    }
+                    _ => Input::AgentReady { agent },
+                },
+                5 => Input::CallEnded { call: call.unwrap_or(CallId(0)) },
+                6 => Input::CallAbandoned { call: call.unwrap_or(CallId(0)) },
+                7 => Input::AgentLogin { agent },
+                8 => Input::AgentLogout { agent },
+                9 => Input::AgentPause { agent, reason: "lunch".into() },
+                10 => Input::AgentReady { agent },
+                11 => Input::AgentRegistered { agent },
+                12 => Input::AgentUnregistered { agent },
+                _ => {
+                    // Reloads change strategies, tiers and members, and
+                    // sometimes remove or bring back agents a6, a7.
+                    let n = rng.random_range(6..=8);
+                    let toml = random_config(&mut rng, n);
+                    let cfg = from_toml_str("new.toml", &format!("{SKILLS}\n{toml}")).expect("valid");
+                    Input::ConfigReplaced(Box::new(cfg))
+                }
+            };
+            // Inputs that do not fit the state are refused; that is fine here.
+            let _ = h.input(now, input);
+            if let Err(e) = h.e.verify_indexes() {
+                panic!("seed {seed} step {step}: {e}");
+            }
+            offers += h.events.iter().filter(|e| matches!(e, Event::Offered { .. })).count();
+            reloads += h.events.iter().filter(|e| matches!(e, Event::ConfigApplied { .. })).count();
+            h.clear();
+        }
+    }
+    assert!(offers > 1000 && reloads > 100, "too little exercised: {offers} offers, {reloads} reloads");
+}
+
+#[test]
+fn a_member_missing_from_the_index_is_noticed() {
+    let mut h = H::new(&format!("{}{}", queue("q", "linear", &["a", "b"], ""), agents(&["a", "b"])));
+    h.e.verify_indexes().unwrap();
+    h.e.queues[0].index.remove(1);
+    assert!(h.e.verify_indexes().unwrap_err().contains("member 1"));
+}
+
+/// A stale key (here: b filed as idle since later than a) makes the walk
+/// pick the wrong agent; the debug scan catches it at the offer.
+#[test]
+#[should_panic(expected = "a full scan picks")]
+fn an_index_out_of_step_is_caught_at_the_offer() {
+    let mut h = H::new(&format!("{}{}", queue("q", "longest-idle", &["a", "b"], ""), agents(&["a", "b"])));
+    let a = h.a("a");
+    h.input(10, Input::AgentLogout { agent: a }).unwrap();
+    h.input(10, Input::AgentLogin { agent: a }).unwrap();
+    let stale = index::Key { tier: 1, first: 0, idle: Time::from_secs(20), member: 1 };
+    h.e.queues[0].index.insert(stale);
+    h.call(11, 1, "q", 0);
 }
