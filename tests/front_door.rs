@@ -521,13 +521,27 @@ fn near_the_descriptor_limit_new_callers_get_503_and_the_daemon_carries_on() {
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("acd.toml");
     std::fs::write(&path, daemon_text(port, "fd_headroom = 64", "threads = 1", 200)).unwrap();
-    let mut child = std::process::Command::new("sh")
-        .args(["-c", &format!("ulimit -n 160 && exec {} run --config {}", env!("CARGO_BIN_EXE_acd"), path.display())])
-        .stdout(std::process::Stdio::piped())
-        .env_remove("ACD_LOG")
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
+    /// Kills the daemon however the test ends (a panic must not leave it
+    /// holding its ports).
+    struct Killed(std::process::Child);
+    impl Drop for Killed {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut child = Killed(
+        std::process::Command::new("sh")
+            .args([
+                "-c",
+                &format!("ulimit -n 160 && exec {} run --config {}", env!("CARGO_BIN_EXE_acd"), path.display()),
+            ])
+            .stdout(std::process::Stdio::piped())
+            .env_remove("ACD_LOG")
+            .spawn()
+            .unwrap(),
+    );
+    let stdout = child.0.stdout.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel::<String>();
     std::thread::spawn(move || {
         for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
@@ -587,8 +601,8 @@ fn near_the_descriptor_limit_new_callers_get_503_and_the_daemon_carries_on() {
     assert_eq!(status(&again), Some(200), "{again}");
     let (mut d, _) = trunk.answered_from(&id, &again);
     trunk.bye(&mut d);
-    std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
-    let _ = child.wait();
+    std::process::Command::new("kill").args(["-TERM", &child.0.id().to_string()]).status().unwrap();
+    let _ = child.0.wait();
     std::fs::remove_dir_all(&dir).ok();
 }
 
