@@ -26,13 +26,14 @@ use acd::media::plane::{Plane, PlaneSettings};
 use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
-fn cpu_secs() -> f64 {
-    // utime + stime (fields 14 and 15) in clock ticks of 1/100 s.
+/// The process's (user, system) CPU seconds so far.
+fn cpu_secs() -> (f64, f64) {
+    // utime and stime (fields 14 and 15) in clock ticks of 1/100 s.
     let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
     let after = stat.rsplit(')').next().unwrap_or_default();
     let f: Vec<&str> = after.split_whitespace().collect();
     let t = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-    (t(11) + t(12)) / 100.0
+    (t(11) / 100.0, t(12) / 100.0)
 }
 
 fn diff(a: &ShardStats, b: &ShardStats) -> ShardStats {
@@ -82,14 +83,16 @@ fn run(n: usize, secs: u64, music: &Clip, rtcp: bool) {
     let wall_a = Instant::now();
     std::thread::sleep(Duration::from_secs(secs));
     let b = plane.published();
-    let cpu = cpu_secs() - cpu_a;
+    let cpu_b = cpu_secs();
+    let (user, sys) = (cpu_b.0 - cpu_a.0, cpu_b.1 - cpu_a.1);
+    let cpu = user + sys;
     let wall = wall_a.elapsed().as_secs_f64();
     let d = diff(&a.stats, &b.stats);
     let span = (b.at_us - a.at_us) as f64 / 1e6;
     let pps = d.generated as f64 / span;
     println!(
         "hold_music listeners={n:>6} rtcp={rtcp} threads={threads} pps={pps:>9.0} (ideal {:>7}) lateness p50={:.1}ms p99={:.1}ms \
-         max={:.1}ms skipped_slots={} dropped={} cpu={:.2} s/s setup={:.2}s listeners_seen={}",
+         max={:.1}ms skipped_slots={} dropped={} cpu={:.2} s/s (sys {:.0} %) cpu_per_packet={:.2}us setup={:.2}s listeners_seen={}",
         n * 50,
         d.lateness_quantile_us(0.50) as f64 / 1000.0,
         d.lateness_quantile_us(0.99) as f64 / 1000.0,
@@ -97,6 +100,8 @@ fn run(n: usize, secs: u64, music: &Clip, rtcp: bool) {
         d.skipped_slots,
         d.dropped,
         cpu / wall,
+        100.0 * sys / cpu.max(1e-9),
+        cpu * 1e6 / d.generated.max(1) as f64,
         setup.as_secs_f64(),
         b.listeners,
     );
