@@ -281,12 +281,6 @@ impl Shard {
     pub fn stats(&self) -> &ShardStats {
         &self.stats
     }
-    /// Whether `key`'s packets are relayed (bridged), so the shell must
-    /// read every one of them; a waiting caller's are only for latching and
-    /// the media timeout.
-    pub fn relays(&self, key: Key) -> bool {
-        matches!(self.legs.get(&key).map(|l| &l.mode), Some(Mode::Bridged { .. }))
-    }
     /// Where a leg's RTP goes now (the SDP's address or the latched one).
     pub fn remote(&self, key: Key) -> Option<SocketAddr> {
         self.legs.get(&key).and_then(|l| l.remote)

@@ -11,19 +11,6 @@
 //! RTCP is terminated: each leg binds its RTCP port (RTP + 1) and reads and
 //! discards what arrives; acd sends no RTCP of its own. The media timeout is
 //! judged on RTP alone.
-//!
-//! Reading: a bridged leg's socket is drained on every readiness event (each
-//! packet is relayed). A waiting caller's packets serve only symmetric-RTP
-//! latching and the media timeout, so its socket gives one packet per event
-//! and is drained to `WouldBlock` at most once per [`DRAIN_EVERY_US`]: that
-//! saves the empty `recvfrom` that proves a socket drained, a third of the
-//! shard's syscalls with 10,000 talking callers (one send, one read and one
-//! empty read per frame before). Sockets are edge-triggered, so every new
-//! packet brings a new event; what queues up behind (packets that arrived
-//! together) is at most a second old when the drain reads it, and a full
-//! queue drops in the kernel, bounding a flood's cost per event. Before a
-//! bridge both legs are drained through the core (latching, no relay) so no
-//! stale audio reaches the agent.
 
 use super::audio::Clip;
 use super::core::{Key, LegSetup, MusicClass, Shard, ShardStats, Verdict};
@@ -43,10 +30,6 @@ use tokio::sync::mpsc::Sender as EventSender;
 use tracing::{debug, warn};
 
 const WAKER: Token = Token(usize::MAX);
-
-/// A waiting caller's RTP socket is read to `WouldBlock` at most this often
-/// (see the module doc); in between, one packet per readiness event.
-const DRAIN_EVERY_US: u64 = 1_000_000;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PlaneSettings {
@@ -362,8 +345,6 @@ struct Socks {
     key: Key,
     rtp: UdpSocket,
     rtcp: Option<UdpSocket>,
-    /// When the RTP socket was last read to `WouldBlock`.
-    drained_us: u64,
 }
 
 /// A shard's sockets: slab index `i` has tokens `2i` (RTP) and `2i + 1`.
@@ -426,7 +407,7 @@ fn shard_main(
         for ev in mio_events.iter() {
             if ev.token() == WAKER {
                 while let Ok(cmd) = rx.try_recv() {
-                    if !command(&mut shard, &mut slab, &poll, cmd, clock(), &mut buf) {
+                    if !command(&mut shard, &mut slab, &poll, cmd, clock()) {
                         return;
                     }
                 }
@@ -442,9 +423,16 @@ fn shard_main(
                 }
                 continue;
             }
-            let now = clock();
-            let drain = shard.relays(key) || now >= socks.drained_us + DRAIN_EVERY_US;
-            read_rtp(&mut shard, &mut slab, i, &mut buf, now, drain);
+            while let Some(Some(socks)) = slab.socks.get(i) {
+                let (n, from) = match socks.rtp.recv_from(&mut buf) {
+                    Ok(x) => x,
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                    Err(_) => continue, // ICMP errors surface here on Linux
+                };
+                if let Verdict::Forward { via, to, len } = shard.on_rtp(clock(), key, from, &mut buf, n) {
+                    slab.send(via, to, &buf[..len]);
+                }
+            }
         }
         // Due slots, but at most a few per turn: a shard that falls behind
         // still reads its sockets and commands (and skips slots, counted,
@@ -476,30 +464,8 @@ fn shard_main(
     }
 }
 
-/// Reads slab entry `i`'s RTP socket into the core: to `WouldBlock` if
-/// `drain`, else one packet (see the module doc), relaying what it says.
-fn read_rtp(shard: &mut Shard, slab: &mut Slab, i: usize, buf: &mut [u8], now: u64, drain: bool) {
-    while let Some(Some(socks)) = slab.socks.get_mut(i) {
-        let key = socks.key;
-        let (n, from) = match socks.rtp.recv_from(buf) {
-            Ok(x) => x,
-            Err(e) if e.kind() == ErrorKind::WouldBlock => {
-                socks.drained_us = now;
-                break;
-            }
-            Err(_) => continue, // ICMP errors surface here on Linux
-        };
-        if let Verdict::Forward { via, to, len } = shard.on_rtp(now, key, from, buf, n) {
-            slab.send(via, to, &buf[..len]);
-        }
-        if !drain {
-            break;
-        }
-    }
-}
-
 /// Applies one command; `false` to stop the thread.
-fn command(shard: &mut Shard, slab: &mut Slab, poll: &Poll, cmd: Cmd, now: u64, buf: &mut [u8]) -> bool {
+fn command(shard: &mut Shard, slab: &mut Slab, poll: &Poll, cmd: Cmd, now: u64) -> bool {
     match cmd {
         Cmd::Open { key, setup, rtp, rtcp } => {
             let mut rtp = UdpSocket::from_std(rtp);
@@ -515,7 +481,7 @@ fn command(shard: &mut Shard, slab: &mut Slab, poll: &Poll, cmd: Cmd, now: u64, 
             }) {
                 warn!(error = %e, "cannot poll an RTP socket");
             }
-            slab.socks[i] = Some(Socks { key, rtp, rtcp, drained_us: 0 });
+            slab.socks[i] = Some(Socks { key, rtp, rtcp });
             slab.by_key.insert(key, i);
             shard.open(key, setup);
         }
@@ -524,15 +490,7 @@ fn command(shard: &mut Shard, slab: &mut Slab, poll: &Poll, cmd: Cmd, now: u64, 
         Cmd::Held { key, held } => shard.set_held(key, held, now),
         Cmd::StopHold { key } => shard.stop_hold(key),
         Cmd::Announce { key, clip } => shard.announce(key, clip),
-        Cmd::Bridge { a, b } => {
-            // What queued while they waited is latched from, not relayed.
-            for key in [a, b] {
-                if let Some(&i) = slab.by_key.get(&key) {
-                    read_rtp(shard, slab, i, buf, now, true);
-                }
-            }
-            shard.bridge(a, b, now)
-        }
+        Cmd::Bridge { a, b } => shard.bridge(a, b, now),
         Cmd::Close { key } => {
             shard.close(key);
             if let Some(i) = slab.by_key.remove(&key) {
@@ -565,8 +523,9 @@ mod tests {
         p
     }
 
-    /// With one packet read per event, a waiting caller still latches, and
-    /// what queued while it waited is not relayed to the agent on the bridge.
+    /// A waiting caller latches from its first packets, and what it sent
+    /// while it waited is not relayed to the agent once bridged (a read
+    /// policy that leaves packets queued must keep both true).
     #[test]
     fn a_waiting_caller_latches_and_its_queued_packets_are_not_relayed_on_the_bridge() {
         let (tx, _rx) = tokio::sync::mpsc::channel(EVENT_CAPACITY);
