@@ -511,3 +511,60 @@ fn command(shard: &mut Shard, slab: &mut Slab, poll: &Poll, cmd: Cmd, now: u64) 
     }
     true
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::UdpSocket as StdUdp;
+
+    fn rtp(seq: u16, fill: u8) -> Vec<u8> {
+        let mut p = vec![0u8; 12 + 160];
+        p[0] = 0x80;
+        p[2..4].copy_from_slice(&seq.to_be_bytes());
+        p[8..12].copy_from_slice(&0x1234u32.to_be_bytes());
+        p[12..].fill(fill);
+        p
+    }
+
+    /// A waiting caller latches from its first packets, and what it sent
+    /// while it waited is not relayed to the agent once bridged (a read
+    /// policy that leaves packets queued must keep both true).
+    #[test]
+    fn a_waiting_caller_latches_and_its_queued_packets_are_not_relayed_on_the_bridge() {
+        let (tx, _rx) = tokio::sync::mpsc::channel(EVENT_CAPACITY);
+        let music = MusicClass { name: "default".into(), clip: Clip::from_pcm(&[1000i16; 1600]) };
+        let settings = PlaneSettings {
+            rtp_ip: "127.0.0.1".parse().unwrap(),
+            port_min: 43100,
+            port_max: 43200,
+            threads: 1,
+            media_timeout_secs: 0,
+            rtcp: false,
+        };
+        let mut plane = Plane::start(settings, vec![music], tx).unwrap();
+        let caller = StdUdp::bind("127.0.0.1:0").unwrap();
+        let agent = StdUdp::bind("127.0.0.1:0").unwrap();
+        caller.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        agent.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
+        // The SDP names an address nobody listens on: the caller's packets latch.
+        let a1 = plane.open(1, 7, Codec::Pcmu, None, Some("127.0.0.1:9".parse().unwrap())).unwrap();
+        plane.hold(1, "default");
+        std::thread::sleep(Duration::from_millis(50));
+        for seq in 1..=5 {
+            caller.send_to(&rtp(seq, seq as u8), a1).unwrap();
+        }
+        let mut buf = [0u8; 2048];
+        let (_, from) = caller.recv_from(&mut buf).expect("music after latching");
+        assert_eq!(from, a1);
+        let _a2 = plane.open(2, 7, Codec::Pcmu, None, Some(agent.local_addr().unwrap())).unwrap();
+        plane.stop_hold(1);
+        plane.bridge(1, 2);
+        std::thread::sleep(Duration::from_millis(100));
+        assert!(agent.recv_from(&mut buf).is_err(), "nothing queued before the bridge is relayed");
+        caller.send_to(&rtp(6, 6), a1).unwrap();
+        let (n, _) = agent.recv_from(&mut buf).expect("relayed after the bridge");
+        assert_eq!((n, buf[12]), (172, 6));
+        assert!(agent.recv_from(&mut buf).is_err(), "only the new packet");
+        plane.shutdown();
+    }
+}
