@@ -649,3 +649,17 @@ fn a_caller_gets_503_when_no_port_of_the_range_can_be_bound() {
     });
     d.shutdown();
 }
+
+/// `sip.io_thread = true` (off by default): the SIP stack on its own thread
+/// still answers, bridges nothing it should not, and releases the call.
+#[test]
+fn with_the_sip_io_thread_a_call_is_answered_and_released() {
+    let (port, d) = daemon("io_thread = true", "", 4);
+    let trunk = Trunk::new("127.0.0.17", port);
+    let (mut call, ok) = trunk.answered("io-thread", "");
+    assert_eq!(status(&ok), Some(200), "{ok}");
+    wait_for(&d, Duration::from_secs(5), "the call is up", |s| s.calls == 1);
+    trunk.bye(&mut call);
+    wait_for(&d, Duration::from_secs(5), "no call left", |s| s.calls == 0 && s.rtp_ports_in_use == 0);
+    d.shutdown();
+}
