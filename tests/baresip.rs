@@ -205,15 +205,3 @@ fn baresip_answers_holds_resumes_and_hangs_up() {
     drop(anna);
     std::fs::remove_dir_all(&dir).ok();
 }
-
-/// Records what `ua`'s call receives for `secs` (first 0.3 s skipped).
-fn record(ua: &mut Ua, call: i64, path: &std::path::Path, secs: f32) -> (Vec<f32>, u32) {
-    ua.send(&format!("record {call} {}", path.display()));
-    ua.expect("recording", Duration::from_secs(5));
-    std::thread::sleep(Duration::from_secs_f32(secs));
-    ua.send(&format!("stoprecord {call}"));
-    ua.expect("recorded", Duration::from_secs(5));
-    let (s, rate) = read_wav(path);
-    let skip = (rate as usize * 3 / 10).min(s.len());
-    (s[skip..].to_vec(), rate)
-}

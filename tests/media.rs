@@ -53,19 +53,6 @@ fn rtp_port(media_event: &Value) -> u16 {
     a.rsplit(':').next().unwrap().parse().unwrap()
 }
 
-/// Records `secs` of what `ua`'s call `call` receives; returns the samples
-/// (the first 300 ms dropped: jitter buffer start-up) and the rate.
-fn record(ua: &mut Ua, call: i64, path: &std::path::Path, secs: f32) -> (Vec<f32>, u32) {
-    ua.send(&format!("record {call} {}", path.display()));
-    ua.expect("recording", Duration::from_secs(5));
-    std::thread::sleep(Duration::from_secs_f32(secs));
-    ua.send(&format!("stoprecord {call}"));
-    ua.expect("recorded", Duration::from_secs(5));
-    let (s, rate) = read_wav(path);
-    let skip = (rate as usize * 3 / 10).min(s.len());
-    (s[skip..].to_vec(), rate)
-}
-
 #[test]
 fn a_waiting_caller_hears_the_queues_music() {
     let dir = scratch("music");

@@ -293,3 +293,16 @@ pub fn daemon_q(settings: &str) -> (std::sync::MutexGuard<'static, ()>, u16, Dae
     let d = DaemonHandle::spawn(config(port, &queue_q(settings))).expect("daemon");
     (guard, port, d)
 }
+
+/// Records `secs` of what `ua`'s call `call` receives; returns the samples
+/// (the first 300 ms dropped: jitter buffer start-up) and the rate.
+pub fn record(ua: &mut Ua, call: i64, path: &std::path::Path, secs: f32) -> (Vec<f32>, u32) {
+    ua.send(&format!("record {call} {}", path.display()));
+    ua.expect("recording", Duration::from_secs(5));
+    std::thread::sleep(Duration::from_secs_f32(secs));
+    ua.send(&format!("stoprecord {call}"));
+    ua.expect("recorded", Duration::from_secs(5));
+    let (s, rate) = audio::read_wav(path);
+    let skip = (rate as usize * 3 / 10).min(s.len());
+    (s[skip..].to_vec(), rate)
+}
