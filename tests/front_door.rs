@@ -615,7 +615,9 @@ fn a_block_of_rtp_ports_held_by_another_program_is_skipped() {
     let port = free_port();
     let text = daemon_text(port, "", "rtcp = false", 120);
     let base: u16 = text.lines().find_map(|l| l.strip_prefix("rtp_port_min = ")).unwrap().trim().parse().unwrap();
-    let _held: Vec<UdpSocket> = (base..base + 200).filter_map(|p| UdpSocket::bind(("127.0.0.1", p)).ok()).collect();
+    // (Not acd's SIP port, which free_port may have picked inside the block.)
+    let _held: Vec<UdpSocket> =
+        (base..base + 200).filter(|&p| p != port).filter_map(|p| UdpSocket::bind(("127.0.0.1", p)).ok()).collect();
     let config = acd::config::from_toml_str("front_door.toml", &text).unwrap_or_else(|e| panic!("{e}"));
     let d = DaemonHandle::spawn(config).expect("daemon");
     let trunk = Trunk::new("127.0.0.15", port);
@@ -637,7 +639,8 @@ fn a_caller_gets_503_when_no_port_of_the_range_can_be_bound() {
     let text = daemon_text(port, "", "rtcp = false", 10);
     let base: u16 = text.lines().find_map(|l| l.strip_prefix("rtp_port_min = ")).unwrap().trim().parse().unwrap();
     let max: u16 = text.lines().find_map(|l| l.strip_prefix("rtp_port_max = ")).unwrap().trim().parse().unwrap();
-    let _held: Vec<UdpSocket> = (base..=max).filter_map(|p| UdpSocket::bind(("127.0.0.1", p)).ok()).collect();
+    let _held: Vec<UdpSocket> =
+        (base..=max).filter(|&p| p != port).filter_map(|p| UdpSocket::bind(("127.0.0.1", p)).ok()).collect();
     let config = acd::config::from_toml_str("front_door.toml", &text).unwrap_or_else(|e| panic!("{e}"));
     let d = DaemonHandle::spawn(config).expect("daemon");
     let trunk = Trunk::new("127.0.0.16", port);
