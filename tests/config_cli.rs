@@ -15,6 +15,30 @@ fn example_text() -> String {
     std::fs::read_to_string(EXAMPLE).unwrap().replace("\"sounds/", &sounds)
 }
 
+
+/// The example config on a free SIP port with metrics and admin off, written
+/// to a scratch dir named `tag`: a test that runs the daemon must not take
+/// the example's fixed ports (a daemon may be running on them beside the
+/// tests).
+fn example_on_free_ports(tag: &str) -> std::path::PathBuf {
+    // A port free for both UDP and TCP (the daemon listens on both).
+    let port = loop {
+        let p = std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        if std::net::TcpListener::bind(("127.0.0.1", p)).is_ok() {
+            break p;
+        }
+    };
+    let dir = std::env::temp_dir().join(format!("acd-{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("acd.toml");
+    let text = example_text()
+        .replace("127.0.0.1:5060", &format!("127.0.0.1:{port}"))
+        .replace("listen = \"127.0.0.1:9464\"", "listen = \"\"")
+        .replace("listen = \"127.0.0.1:8080\"", "listen = \"\"");
+    std::fs::write(&path, &text).unwrap();
+    path
+}
+
 #[test]
 fn the_shipped_example_is_valid_and_builds_what_it_says() {
     let cfg = load(Path::new(EXAMPLE)).expect("config/acd.toml is valid");
@@ -208,8 +232,13 @@ fn environment_overrides_apply_and_are_validated() {
 fn the_daemon_starts_on_the_example_logs_what_it_built_and_stops_on_sigterm() {
     use std::io::{BufRead, BufReader};
     use std::process::Stdio;
-    let mut child =
-        acd().args(["run", "--config", EXAMPLE]).env("ACD_LOG", "info").stdout(Stdio::piped()).spawn().unwrap();
+    let path = example_on_free_ports("example-run");
+    let mut child = acd()
+        .args(["run", "--config", path.to_str().unwrap()])
+        .env("ACD_LOG", "info")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
     let stdout = child.stdout.take().unwrap();
     let mut lines = BufReader::new(stdout).lines();
     let mut seen = Vec::new();
@@ -239,21 +268,9 @@ fn the_daemon_starts_on_the_example_logs_what_it_built_and_stops_on_sigterm() {
 fn sighup_and_a_file_change_reload_the_running_daemon_and_a_bad_edit_changes_nothing() {
     use std::io::{BufRead, BufReader};
     use std::process::Stdio;
-    // A port free for both UDP and TCP (the daemon listens on both).
-    let port = loop {
-        let p = std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        if std::net::TcpListener::bind(("127.0.0.1", p)).is_ok() {
-            break p;
-        }
-    };
-    let dir = std::env::temp_dir().join(format!("acd-hup-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("acd.toml");
-    let text = example_text()
-        .replace("127.0.0.1:5060", &format!("127.0.0.1:{port}"))
-        .replace("listen = \"127.0.0.1:9464\"", "listen = \"\"")
-        .replace("listen = \"127.0.0.1:8080\"", "listen = \"\"");
-    std::fs::write(&path, &text).unwrap();
+    let path = example_on_free_ports("hup");
+    let dir = path.parent().unwrap().to_path_buf();
+    let text = std::fs::read_to_string(&path).unwrap();
     let mut child = acd()
         .args(["run", "--config", path.to_str().unwrap()])
         .env("ACD_LOG", "info")
