@@ -346,7 +346,7 @@ impl Daemon {
         while let Some(timer) = self.timers.pop_due(now) {
             match timer {
                 Timer::Refresh => {
-                    self.ops.refresh(t, &self.core, self.front.counters());
+                    self.ops.refresh(t, &self.core, self.front.counters(), &self.stack.counts());
                     self.fds.sample(self.media.plane().ports_in_use());
                     self.timers.set(Timer::Refresh, now + Duration::from_secs(1));
                 }

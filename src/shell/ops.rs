@@ -8,6 +8,7 @@ use crate::config::Config;
 use crate::engine::{Engine, Event, Time};
 use crate::ops::eventlog::{event_json, EventLog};
 use crate::ops::metrics::{install_exporter, Metrics};
+use crate::sip::adapter::StackCounts;
 use crate::sip::front::{FrontCounters, Shortage};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -84,8 +85,11 @@ impl Ops {
 
     /// Once a second: the engine's gauges, the front door's counters and
     /// call control's races and bugs.
-    pub fn refresh(&mut self, now: Time, core: &Core, front: &FrontCounters) {
+    pub fn refresh(&mut self, now: Time, core: &Core, front: &FrontCounters, stack: &StackCounts) {
         self.metrics.refresh(now, core.engine());
+        metrics::gauge!("acd_sip_transactions", "state" => "running").set(stack.running_transactions as f64);
+        metrics::gauge!("acd_sip_transactions", "state" => "finished").set(stack.finished_transactions as f64);
+        metrics::gauge!("acd_sip_dialogs").set(stack.dialogs as f64);
         metrics::counter!("acd_auth_failures_total").absolute(front.auth_failures);
         metrics::counter!("acd_auth_lockouts_total").absolute(front.auth_lockouts);
         metrics::counter!("acd_auth_locked_refusals_total").absolute(front.auth_locked_refusals);
@@ -111,6 +115,11 @@ impl Ops {
 }
 
 fn describe() {
+    metrics::describe_gauge!(
+        "acd_sip_transactions",
+        "SIP transactions in the stack: running, or finished and kept for retransmissions (64*T1 on UDP)"
+    );
+    metrics::describe_gauge!("acd_sip_dialogs", "SIP dialogs the stack holds (each call has one per leg)");
     metrics::describe_counter!(
         "acd_calls_refused_total",
         "INVITEs refused before reaching a queue, by SIP status (404 unknown number, 403 not a trunk or failed auth, 488 no usable audio, 483/420 RFC checks, 503 admission)"
