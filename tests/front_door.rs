@@ -666,3 +666,76 @@ fn with_the_sip_io_thread_a_call_is_answered_and_released() {
     wait_for(&d, Duration::from_secs(5), "no call left", |s| s.calls == 0 && s.rtp_ports_in_use == 0);
     d.shutdown();
 }
+
+/// An agent's phone whose 200 OK crosses acd's ACK (or loses it) sends the
+/// 200 again (RFC 3261 §13.3.1.4) and must be ACKed again, or it hangs up
+/// after 32 s. acd keeps the ACK for that among the stack's finished
+/// transactions (rsipstack patch 6), not the whole client transaction and
+/// a clone of its dialog for Timer M's 32 s as upstream does: before the
+/// patch `running_transactions` stayed 1 here until Timer M.
+#[test]
+fn an_agent_phone_that_sends_its_200_again_is_acked_again_and_nothing_runs_for_it() {
+    let (port, d) = daemon("", "", 10);
+    let phone = dead_phone("127.0.0.13", port, "nobody", "nobody-pw");
+    wait_for(&d, Duration::from_secs(5), "the phone is registered", |s| s.registered_contacts == 1);
+    let trunk = Trunk::new("127.0.0.14", port);
+    let (mut call, _) = trunk.answered("reack-1", "");
+    let mut buf = vec![0u8; 65536];
+    let mut phone_recv = |within: Duration, want: &str| -> Option<(String, SocketAddr)> {
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if let Ok((n, from)) = phone.recv_from(&mut buf) {
+                let m = String::from_utf8_lossy(&buf[..n]).to_string();
+                if m.starts_with(want) {
+                    return Some((m, from));
+                }
+            }
+        }
+        None
+    };
+    let (invite, acd) = phone_recv(Duration::from_secs(5), "INVITE ").expect("acd rings the phone");
+    let rtp = UdpSocket::bind("127.0.0.13:0").unwrap();
+    let sdp = format!(
+        "v=0\r\no=phone 1 1 IN IP4 127.0.0.13\r\ns=-\r\nc=IN IP4 127.0.0.13\r\nt=0 0\r\n\
+         m=audio {} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\na=sendrecv\r\n",
+        rtp.local_addr().unwrap().port()
+    );
+    let me = phone.local_addr().unwrap();
+    let mut ok = String::from("SIP/2.0 200 OK\r\n");
+    for name in ["Via", "From", "To", "Call-ID", "CSeq"] {
+        let v = header(&invite, name).unwrap();
+        let v = if name == "To" { format!("{v};tag=phone-1") } else { v.to_string() };
+        ok.push_str(&format!("{name}: {v}\r\n"));
+    }
+    ok.push_str(&format!(
+        "Contact: <sip:nobody@{me}>\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
+        sdp.len()
+    ));
+    let call_id = header(&invite, "Call-ID").unwrap().to_string();
+    let is_our_ack = |m: &str| header(m, "Call-ID") == Some(call_id.as_str()) && header(m, "CSeq") == Some("1 ACK");
+    phone.send_to(ok.as_bytes(), acd).unwrap();
+    let (ack, _) = phone_recv(Duration::from_secs(3), "ACK ").expect("acd ACKs the 200");
+    assert!(is_our_ack(&ack), "{ack}");
+    wait_for(&d, Duration::from_secs(3), "the bridge is up and no transaction runs", |s| {
+        s.calls == 1 && s.stack.running_transactions == 0
+    });
+    // The same 200 twice more, as a phone that missed the ACK sends it.
+    for wait in [Duration::from_millis(500), Duration::from_secs(2)] {
+        std::thread::sleep(wait);
+        phone.send_to(ok.as_bytes(), acd).unwrap();
+        let (again, _) = phone_recv(Duration::from_secs(3), "ACK ").expect("acd ACKs the retransmitted 200");
+        assert!(is_our_ack(&again), "{again}");
+        assert!(again.contains("tag=phone-1"), "{again}");
+    }
+    let s = d.snapshot();
+    assert_eq!((s.calls, s.stack.running_transactions), (1, 0), "{s:?}");
+    trunk.bye(&mut call);
+    let (bye, from) = phone_recv(Duration::from_secs(3), "BYE ").expect("acd hangs up the agent");
+    let mut bye_ok = String::from("SIP/2.0 200 OK\r\n");
+    for name in ["Via", "From", "To", "Call-ID", "CSeq"] {
+        bye_ok.push_str(&format!("{name}: {}\r\n", header(&bye, name).unwrap()));
+    }
+    bye_ok.push_str("Content-Length: 0\r\n\r\n");
+    phone.send_to(bye_ok.as_bytes(), from).unwrap();
+    wait_for(&d, Duration::from_secs(3), "the call is released", |s| s.calls == 0 && s.rtp_ports_in_use == 0);
+}

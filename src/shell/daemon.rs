@@ -353,7 +353,11 @@ impl Daemon {
                 Timer::MediaSweep => {
                     let core = &self.core;
                     self.media.sweep(|leg| core.leg_call(leg).is_some());
-                    if self.trim.check(now, self.core.call_count()) {
+                    // What holds heap: calls, and the stack's transactions
+                    // (finished ones stay 64*T1 after their calls ended).
+                    let stack = self.stack.counts();
+                    let held = self.core.call_count() + stack.running_transactions + stack.finished_transactions;
+                    if self.trim.check(now, held) {
                         let t0 = Instant::now();
                         super::ops::trim_heap();
                         tracing::debug!(took = ?t0.elapsed(), "heap trimmed");

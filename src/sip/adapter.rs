@@ -283,6 +283,10 @@ async fn build_endpoint(
         // address (often 0.0.0.0 or a private one) on every trunk.
         .with_option(rsipstack::transaction::endpoint::EndpointOption {
             callid_suffix: Some(CALL_ID_SUFFIX.into()),
+            // acd patch 6: an agent's answered INVITE ends with its ACK; the
+            // ACK is kept (compactly) to answer a retransmitted 2xx. Holding
+            // the transaction and its dialog 32 s cost ~10 KB per call.
+            drain_accepted_invites: false,
             ..Default::default()
         })
         .with_allows(vec![

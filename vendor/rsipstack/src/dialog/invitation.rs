@@ -815,6 +815,13 @@ impl DialogLayer {
                                 .insert(new_id.to_string(), Dialog::Invite(dialog_clone.clone()));
                         }
 
+                        // acd patch: unless the endpoint is told not to
+                        // (`EndpointOption::drain_accepted_invites`); then
+                        // `tx` drops here and its ACK goes to the
+                        // endpoint's finished transactions.
+                        if !tx.endpoint_inner.option.drain_accepted_invites {
+                            return r;
+                        }
                         // RFC 6026 §7.2: keep draining the Accepted transaction
                         // until Timer M ends it (re-ACKs retransmitted 2xx,
                         // observes forked 2xx, and detaches it from the

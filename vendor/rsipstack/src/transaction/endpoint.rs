@@ -56,6 +56,16 @@ pub struct EndpointOption {
     /// proxies (section 16) must not ACK a 2xx and must see retransmitted 2xx.
     /// `true` keeps the UA behavior the dialog layer relies on.
     pub auto_ack_2xx: bool,
+    /// acd patch: whether `DialogLayer::do_invite_async` keeps a confirmed
+    /// INVITE's client transaction (and a clone of its dialog) alive until
+    /// Timer M (64*T1) to re-ACK retransmitted 2xx and BYE forked ones
+    /// (default `true`, upstream's behaviour). With `false` the transaction
+    /// ends once its ACK is sent: the endpoint keeps that ACK among its
+    /// finished transactions for 64*T1 and sends it again for a
+    /// retransmitted 2xx, but a forked 2xx is no longer BYE'd. For a UA that
+    /// calls phones directly (no forking proxy) that is the same on the
+    /// wire for a fraction of the memory.
+    pub drain_accepted_invites: bool,
 }
 
 impl Default for EndpointOption {
@@ -70,6 +80,7 @@ impl Default for EndpointOption {
             callid_format: CallIdFormat::default(),
             history_info_enabled: false,
             auto_ack_2xx: true,
+            drain_accepted_invites: true,
         }
     }
 }
