@@ -739,3 +739,32 @@ fn an_agent_phone_that_sends_its_200_again_is_acked_again_and_nothing_runs_for_i
     phone.send_to(bye_ok.as_bytes(), from).unwrap();
     wait_for(&d, Duration::from_secs(3), "the call is released", |s| s.calls == 0 && s.rtp_ports_in_use == 0);
 }
+
+/// A trunk that missed acd's answers sends its INVITE and its BYE again
+/// (same branch) after the transactions ended: it gets the same 200s again
+/// from the stack's finished transactions (kept as wire bytes since
+/// rsipstack patch 7), byte for byte, and no second call is queued.
+#[test]
+fn a_trunk_that_sends_its_invite_and_bye_again_gets_the_same_answers_and_no_second_call() {
+    let (port, d) = daemon("", "", 10);
+    let trunk = Trunk::new("127.0.0.15", port);
+    let invite = trunk.invite_text("again-1", "");
+    let (mut call, ok) = trunk.answered("again-1", "");
+    wait_for(&d, Duration::from_secs(3), "the caller waits, nothing running", |s| {
+        s.calls == 1 && s.stack.running_transactions == 0
+    });
+    let is_final = |m: &str, cseq: &str| status(m).is_some_and(|s| s >= 200) && header(m, "CSeq") == Some(cseq);
+    trunk.send(&invite);
+    let again = trunk.recv(Duration::from_secs(3), |m| is_final(m, "1 INVITE")).expect("the 200 again");
+    assert_eq!(again, ok, "the retransmitted INVITE gets the same 200");
+    assert_eq!(d.snapshot().calls, 1, "no second call");
+    trunk.bye(&mut call);
+    let bye = trunk.in_dialog(&call, "BYE", call.cseq, "");
+    let bye_ok = trunk.recv(Duration::from_secs(3), |m| is_final(m, "2 BYE")).expect("the BYE answered");
+    assert_eq!(status(&bye_ok), Some(200), "{bye_ok}");
+    wait_for(&d, Duration::from_secs(3), "the call is released", |s| s.calls == 0 && s.rtp_ports_in_use == 0);
+    trunk.send(&bye);
+    let bye_again = trunk.recv(Duration::from_secs(3), |m| is_final(m, "2 BYE")).expect("the BYE's 200 again");
+    assert_eq!(bye_again, bye_ok);
+    assert!(d.snapshot().stack.finished_transactions >= 2, "{:?}", d.snapshot().stack);
+}
