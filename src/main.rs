@@ -5,15 +5,6 @@ use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-#[cfg(all(feature = "alloc-mimalloc", feature = "alloc-jemalloc"))]
-compile_error!("choose one of alloc-mimalloc and alloc-jemalloc");
-#[cfg(feature = "alloc-mimalloc")]
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-#[cfg(feature = "alloc-jemalloc")]
-#[global_allocator]
-static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
-
 /// Exit status for a bad config (EX_USAGE / EX_CONFIG family): scripts and
 /// systemd can tell "fix the file" from a crash.
 const EXIT_BAD_CONFIG: u8 = 64;
