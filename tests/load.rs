@@ -298,3 +298,26 @@ fn music_at_34_frames_a_second_is_a_slow_stream_and_fails_the_run() {
     assert_eq!(r["clean"], Value::Bool(false), "{r}");
     assert_eq!(code, 1, "a slow stream fails the run: {r}");
 }
+
+/// `gen-config --rate R --call-secs D` sizes the RTP range for the load it
+/// advertises (both legs of every call up at once, with room to spare), and
+/// acd accepts the config; without `--rate` it is the widest range.
+#[test]
+fn gen_config_sizes_the_rtp_range_for_the_rate_it_is_given() {
+    let range = |args: &[&str]| -> (u32, u32, String) {
+        let out = tool().arg("gen-config").args(args).output().expect("gen-config");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let text = String::from_utf8(out.stdout).unwrap();
+        let config = acd::config::from_toml_str("gen.toml", &text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        (config.media.rtp_port_min as u32, config.media.rtp_port_max as u32, text)
+    };
+    let (lo, hi, text) = range(&["--rate", "500", "--call-secs", "4"]);
+    // 500/s x (4 s + 1 s) = 2,500 calls, 5,000 legs: at least that many pairs.
+    assert!((hi - lo) / 2 >= 5_000, "{lo}-{hi}");
+    assert!((hi - lo) / 2 <= 8_000, "{lo}-{hi}: not sized, just wide");
+    assert!(text.contains("open-file limit"), "{text}");
+    let (lo2, hi2, _) = range(&["--rate", "2000", "--call-secs", "4"]);
+    assert!(hi2 - lo2 > hi - lo, "a higher rate gets a wider range");
+    assert!(hi2 <= 65_535);
+    assert_eq!(range(&[]).0..range(&[]).1, 20_000..60_000);
+}

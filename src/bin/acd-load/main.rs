@@ -90,6 +90,24 @@ struct GenArgs {
     /// Prometheus exposition address ("" = off).
     #[arg(long, default_value = "127.0.0.1:9464")]
     metrics: String,
+    /// Size the RTP range for this many calls per second (with
+    /// `--call-secs`); without it the range is the widest, 20000-60000.
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Seconds a call is up (wait + talk), for `--rate`.
+    #[arg(long, default_value_t = 5.0)]
+    call_secs: f64,
+}
+
+/// The RTP range for `rate` calls/s of `call_secs` s, both legs bridged:
+/// calls up at once = rate x (call_secs + 1 s of set-up and tear-down), two
+/// legs each, a quarter spare; never under 1,000 pairs, never past 65535.
+/// Returns (min, max, pairs).
+fn rtp_range_for(rate: f64, call_secs: f64) -> (u16, u16, u32) {
+    const MIN: u32 = 20_000;
+    let pairs = (rate * (call_secs + 1.0) * 2.0 * 1.25).ceil().max(1000.0) as u32;
+    let pairs = pairs.min((65_534 - MIN) / 2);
+    (MIN as u16, (MIN + 2 * pairs) as u16, pairs)
 }
 
 #[derive(Args, Clone)]
@@ -228,7 +246,20 @@ fn gen_config(g: &GenArgs) -> String {
     let _ = writeln!(s, "max_calls = {}\noptions_interval_secs = 0\n", g.max_calls);
     let _ = writeln!(s, "[[trunk]]\nname = \"load\"\nsources = [\"127.0.0.1\", \"::1\"]\ntrust_headers = true\n");
     let _ = writeln!(s, "[[number]]\nnumber = \"100\"\nqueue = \"load\"\n");
-    let _ = writeln!(s, "[media]\nrtp_port_min = 20000\nrtp_port_max = 60000\nrtcp = {}\ntimeout_secs = 30\n", g.rtcp);
+    let (lo, hi) = match g.rate {
+        Some(rate) => {
+            let (lo, hi, pairs) = rtp_range_for(rate, g.call_secs);
+            let fds = pairs * if g.rtcp { 2 } else { 1 };
+            let _ = writeln!(
+                s,
+                "# RTP sized for {rate} calls/s of {} s: {pairs} port pairs; the open-file limit must allow {fds} sockets.",
+                g.call_secs
+            );
+            (lo, hi)
+        }
+        None => (20_000, 60_000),
+    };
+    let _ = writeln!(s, "[media]\nrtp_port_min = {lo}\nrtp_port_max = {hi}\nrtcp = {}\ntimeout_secs = 30\n", g.rtcp);
     if let Some(m) = &g.music {
         let _ = writeln!(s, "[music.default]\nfile = {:?}\n", m.display().to_string());
     }
