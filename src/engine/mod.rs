@@ -60,6 +60,7 @@
 mod index;
 mod order;
 mod routing;
+pub mod schedule;
 mod time;
 mod timer;
 mod types;
