@@ -793,6 +793,7 @@ impl Sim {
             Input::MoveCall { call, queue } => format!("admin moves {call} to {queue}"),
             Input::WithdrawCall { call, status } => format!("admin withdraws {call} ({status})"),
             Input::Drain => "drain".to_string(),
+            Input::SetEmergency { schedule, state } => format!("admin sets {schedule}'s emergency switch to {state:?}"),
             Input::OfferRinging { call, agent } => format!("{}'s phone rings for {call}", self.agent_name(*agent)),
         }
     }
@@ -839,7 +840,11 @@ impl Sim {
             | Input::AgentRegistered { agent }
             | Input::AgentUnregistered { agent } => self.agent_ix.contains_key(agent),
             Input::ConfigReplaced(_) => true,
-            Input::MoveCall { .. } | Input::WithdrawCall { .. } | Input::Drain | Input::OfferRinging { .. } => {
+            Input::MoveCall { .. }
+            | Input::WithdrawCall { .. }
+            | Input::Drain
+            | Input::OfferRinging { .. }
+            | Input::SetEmergency { .. } => {
                 unreachable!("not generated")
             }
         }
@@ -995,6 +1000,7 @@ impl Sim {
             }
             Input::ConfigReplaced(_)
             | Input::MoveCall { .. }
+            | Input::SetEmergency { .. }
             | Input::WithdrawCall { .. }
             | Input::Drain
             | Input::OfferRinging { .. } => {

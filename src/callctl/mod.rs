@@ -400,6 +400,11 @@ impl Core {
         self.calls.get(&call).map(|c| c.caller.as_str())
     }
 
+    /// Engine time 0 is `unix_ms` on the wall clock (business hours).
+    pub fn set_wall_clock(&mut self, unix_ms: i64) {
+        self.engine.set_wall_clock(unix_ms);
+    }
+
     pub fn engine(&self) -> &Engine {
         &self.engine
     }

@@ -14,6 +14,7 @@
 //! repeats them in comments.
 
 mod media;
+mod schedule;
 mod ops;
 pub mod raw;
 mod sip;
@@ -75,6 +76,8 @@ pub struct Config {
     pub ops: OpsSettings,
     /// The RTP plane and its sounds (`[media]`, `[music.<class>]`).
     pub media: MediaSettings,
+    /// Business hours by name (`[schedule.<name>]`), sorted by name.
+    pub schedules: Vec<crate::engine::schedule::Schedule>,
 }
 
 /// Gives callers whose number matches a priority in every queue.
@@ -268,6 +271,15 @@ impl std::fmt::Display for OverflowTarget {
     }
 }
 
+/// Callers waiting when a queue's schedule closes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AtClose {
+    /// They stay and are served (default): they called while it was open.
+    Serve,
+    /// They go to the queue's `when_closed` target.
+    Send,
+}
+
 /// What a queue does with a new caller when none of its members is logged in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WhenNoAgents {
@@ -343,6 +355,12 @@ pub struct QueueConfig {
     pub relax: Vec<RelaxStep>,
     /// Music-on-hold class (default `default`).
     pub music: String,
+    /// Business hours (`[schedule.<name>]`); none = always open.
+    pub schedule: Option<String>,
+    /// Where a caller goes while the queue is closed (default `reject:480`).
+    pub when_closed: OverflowTarget,
+    /// What happens to callers already waiting when the queue closes.
+    pub at_close: AtClose,
     /// Seconds between position announcements (default 0 = none).
     pub announce_every_secs: u32,
     /// Answer threshold for the service level (default 20 s, the 80/20 norm).

@@ -46,6 +46,30 @@ pub struct RawConfig {
     /// `[music.<class>] file = "..."`.
     #[serde(default)]
     pub music: Option<BTreeMap<String, RawMusic>>,
+    /// `[schedule.<name>]`: business hours a queue can follow.
+    #[serde(default, rename = "schedule")]
+    pub schedules: Option<BTreeMap<String, RawSchedule>>,
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSchedule {
+    pub time_zone: Option<String>,
+    /// `"mon-fri 08:00-17:00"`, one line per span.
+    pub hours: Option<Vec<String>>,
+    /// Closed all day: `"2026-12-24"`.
+    pub holidays: Option<Vec<String>>,
+    #[serde(rename = "override")]
+    pub overrides: Option<Vec<RawOverride>>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawOverride {
+    pub date: String,
+    /// That day's spans (`"08:00-12:00"`); none (or `closed = true`) = closed.
+    pub hours: Option<Vec<String>>,
+    pub closed: Option<bool>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -206,6 +230,9 @@ pub struct RawQueue {
     pub music: Option<String>,
     pub announce_every_secs: Option<u32>,
     pub service_level_secs: Option<u32>,
+    pub schedule: Option<String>,
+    pub when_closed: Option<String>,
+    pub at_close: Option<String>,
     pub members: Option<Vec<RawMember>>,
 }
 

@@ -9,12 +9,12 @@ use super::raw::{RawAgent, RawConfig, RawQueue, Tree};
 use super::*;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-pub(super) struct Ctx<'a> {
+pub(crate) struct Ctx<'a> {
     file: &'a str,
 }
 
 impl Ctx<'_> {
-    pub(super) fn err(&self, key: impl Into<String>, reason: impl Into<String>) -> ConfigError {
+    pub(crate) fn err(&self, key: impl Into<String>, reason: impl Into<String>) -> ConfigError {
         ConfigError::Invalid { file: self.file.to_string(), key: key.into(), reason: reason.into() }
     }
 }
@@ -50,6 +50,7 @@ pub fn validate(file: &str, raw: RawConfig) -> Result<Config, ConfigError> {
         agents.push(agent(&cx, &key, a, &declared)?);
     }
 
+    let schedules = super::schedule::schedules(&cx, &raw)?;
     let defaults = raw.defaults.clone().unwrap_or_default();
     if defaults.name.is_some() {
         return Err(cx.err("defaults.name", "defaults apply to every queue and cannot have a name"));
@@ -72,10 +73,21 @@ pub fn validate(file: &str, raw: RawConfig) -> Result<Config, ConfigError> {
                 format!("duplicate queue \"{name}\" (also queue number {} in the file)", first + 1),
             ));
         }
-        queues.push(queue(&cx, &key, name, q, &defaults, &declared, &agent_ids)?);
+        queues.push(queue(&cx, &key, name, q, &defaults, &declared, &agent_ids, &schedules)?);
     }
 
     check_overflow_targets(&cx, &queues)?;
+    for q in &queues {
+        if let OverflowTarget::Queue(t) = &q.when_closed {
+            let key = format!("queue[{}].when_closed", q.name);
+            if t == &q.name {
+                return Err(cx.err(key, "a closed queue cannot send callers to itself"));
+            }
+            if !queues.iter().any(|x| &x.name == t) {
+                return Err(cx.err(key, format!("queue \"{t}\" does not exist")));
+            }
+        }
+    }
 
     let mut caller_rules = Vec::new();
     for (i, r) in raw.caller_rules.iter().enumerate() {
@@ -143,6 +155,7 @@ pub fn validate(file: &str, raw: RawConfig) -> Result<Config, ConfigError> {
         numbers,
         ops,
         media,
+        schedules,
     })
 }
 
@@ -308,6 +321,7 @@ fn queue(
     d: &RawQueue,
     declared: &BTreeSet<&str>,
     agents: &HashMap<&str, usize>,
+    schedules: &[crate::engine::schedule::Schedule],
 ) -> Result<QueueConfig, ConfigError> {
     // A field set on the queue wins; otherwise [defaults]; otherwise built in.
     // The key in a message is the queue's own when the queue set it.
@@ -450,6 +464,33 @@ fn queue(
         members.push(MemberConfig { agent: m.agent.clone(), tier, weight });
     }
 
+    let schedule = match pick!(schedule) {
+        Some((s, k)) => {
+            if !schedules.iter().any(|x| x.name == s) {
+                let known: Vec<&str> = schedules.iter().map(|x| x.name.as_str()).collect();
+                let known = if known.is_empty() { "none is defined".to_string() } else { format!("defined: {}", known.join(", ")) };
+                return Err(cx.err(k, format!("no [schedule.{s}] ({known})")));
+            }
+            Some(s)
+        }
+        None => None,
+    };
+    let when_closed = match pick!(when_closed) {
+        Some((s, k)) => parse_overflow(cx, &k, &s)?,
+        None => OverflowTarget::Reject(480),
+    };
+    let at_close = match pick!(at_close) {
+        Some((s, k)) => parse_choice(cx, &k, &s, "at_close choice", &[("serve", AtClose::Serve), ("send", AtClose::Send)])?,
+        None => AtClose::Serve,
+    };
+    if schedule.is_none() {
+        for (set, f) in [(pick!(when_closed).map(|x| x.1), "when_closed"), (pick!(at_close).map(|x| x.1), "at_close")] {
+            if let Some(k) = set.filter(|k| !k.starts_with("defaults.")) {
+                return Err(cx.err(k, format!("`{f}` needs a `schedule` on this queue (or in [defaults])")));
+            }
+        }
+    }
+
     Ok(QueueConfig {
         name,
         description: q.description.clone().unwrap_or_default(),
@@ -469,6 +510,9 @@ fn queue(
         music,
         announce_every_secs,
         service_level_secs,
+        schedule,
+        when_closed,
+        at_close,
         members,
     })
 }

@@ -57,6 +57,7 @@
 //! available members (`index.rs`, `routing.rs`) stops at the first one who
 //! may take the call, which keeps it independent of the number of idle agents.
 
+mod hours;
 mod index;
 mod order;
 mod routing;
@@ -335,6 +336,12 @@ pub struct Engine {
     /// Set by [`Engine::expect_ring_progress`]: a ring timeout without
     /// `OfferRinging` is `Unreachable`.
     ring_progress: bool,
+    /// Business hours by name, from the config (`hours.rs`).
+    schedules: HashMap<String, schedule::Schedule>,
+    /// Emergency switches by schedule name; kept across reloads.
+    emergency: std::collections::BTreeMap<String, schedule::Emergency>,
+    /// Unix time in ms at engine time 0, once the shell said it.
+    wall_offset_ms: Option<i64>,
 }
 
 impl Engine {
@@ -363,6 +370,9 @@ impl Engine {
             actions: VecDeque::new(),
             events: VecDeque::new(),
             ring_progress: false,
+            schedules: HashMap::default(),
+            emergency: std::collections::BTreeMap::new(),
+            wall_offset_ms: None,
         };
         e.apply_config(config);
         e
@@ -525,6 +535,7 @@ impl Engine {
                 Ok(())
             }
             Input::MoveCall { call, queue } => self.move_call(call, queue),
+            Input::SetEmergency { schedule, state } => self.set_emergency(&schedule, state),
             Input::WithdrawCall { call, status } => {
                 self.waiting_call(call)?;
                 debug!(call = call.0, status, "Queued => Withdrawn");
@@ -632,6 +643,10 @@ impl Engine {
     /// Puts a call (already in `self.calls`, in no line) into queue `q`, or
     /// sends it on when `q` is full or has nobody logged in.
     fn join_queue(&mut self, c: CallId, q: QueueId) {
+        if !self.queue_open(q) {
+            self.send_closed(c, q, 0);
+            return;
+        }
         let now = self.now;
         let queue = &self.queues[q.0 as usize];
         if queue.line.len() >= queue.cfg.max_waiting as usize {
@@ -720,6 +735,7 @@ impl Engine {
                 OverflowReason::QueueFull => self.reject(c, 503),
                 OverflowReason::NoAgents => self.reject(c, 480),
                 OverflowReason::MaxWait | OverflowReason::QueueRemoved | OverflowReason::Shutdown => {}
+                OverflowReason::Closed => self.reject(c, 480),
             }
             return;
         };
@@ -1088,6 +1104,7 @@ impl Engine {
                     self.overflow(c, OverflowReason::MaxWait);
                 }
             }
+            TimerKind::ScheduleEdge(q) => self.fire_schedule_edge(q),
             TimerKind::Announce(c) => {
                 if let Some(call) = self.calls.get(&c) {
                     let queue = &self.queues[call.queue.0 as usize];
@@ -1140,6 +1157,10 @@ impl Engine {
     fn apply_config(&mut self, config: &Config) {
         // The RNG is not reseeded: a reload must not replay earlier choices.
         self.settings = config.engine.clone();
+        self.schedules = config.schedules.iter().map(|s| (s.name.clone(), s.clone())).collect();
+        // A switch for a schedule the new file no longer has goes with it.
+        let schedules = &self.schedules;
+        self.emergency.retain(|name, _| schedules.contains_key(name));
         for (name, _) in &config.skills {
             self.skill_id(name);
         }
@@ -1268,6 +1289,7 @@ impl Engine {
             }
         }
         self.rebuild_indexes();
+        self.arm_schedule_edges();
 
         self.events.push_back(Event::ConfigApplied { queues: config.queues.len(), agents: config.agents.len() });
     }

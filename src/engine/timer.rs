@@ -6,7 +6,7 @@
 //! change that ends the reason for a timer cancels it.
 
 use super::time::Time;
-use super::{AgentId, CallId};
+use super::{AgentId, CallId, QueueId};
 use std::collections::{BTreeSet, HashMap};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -23,6 +23,8 @@ pub enum TimerKind {
     MaxWait(CallId),
     /// Time for the next position announcement.
     Announce(CallId),
+    /// The queue's schedule opens or closes it now.
+    ScheduleEdge(QueueId),
 }
 
 #[derive(Debug, Default)]

@@ -99,6 +99,12 @@ impl RejectCause {
 #[derive(Debug, Clone)]
 pub enum Input {
     CallArrived(NewCall),
+    /// The admin's emergency switch for a schedule: closed, open, or back
+    /// to its hours (`None`). Kept across reloads.
+    SetEmergency {
+        schedule: String,
+        state: Option<super::schedule::Emergency>,
+    },
     /// The caller hung up before being bridged (or, leniently, after: then
     /// it is handled as [`Input::CallEnded`]).
     CallAbandoned {
@@ -218,6 +224,8 @@ pub enum OverflowReason {
     NoAgents,
     QueueRemoved,
     Shutdown,
+    /// The queue's schedule has it closed (its `when_closed` target).
+    Closed,
 }
 
 /// How a call's time in acd ended; exactly one per call.
@@ -396,6 +404,8 @@ pub enum EngineError {
     AgentLoggedOut(AgentId),
     #[error("{0} is not waiting in a queue (ringing agents are fine; bridged calls cannot move)")]
     NotWaiting(CallId),
+    #[error("no schedule \"{0}\" in the config")]
+    UnknownSchedule(String),
     #[error("time went backwards: {now} is before {last}")]
     TimeWentBackwards { now: Time, last: Time },
 }

@@ -32,7 +32,7 @@
 //! | `ring_cancelled` | (call and agent only: withdrawn without fault of the agent) |
 //! | `answered` | `waited_ms` (since the call reached acd) |
 //! | `call_moved` | `to` (queue) |
-//! | `overflowed` | `to` (`queue:NAME`, a SIP URI or `reject:STATUS`), `reason`: `max-wait`, `queue-full`, `no-agents`, `queue-removed`, `shutdown` |
+//! | `overflowed` | `to` (`queue:NAME`, a SIP URI or `reject:STATUS`), `reason`: `max-wait`, `queue-full`, `no-agents`, `queue-removed`, `shutdown`, `closed` |
 //! | `call_finished` | `outcome`: `answered` (+ `agent`), `abandoned`, `overflowed` (+ `uri`), `rejected` (+ `status`); `waited_ms` (until answer, or until the end) |
 //! | `agent_state` | `from`, `to` (`logged-out`, `available`, `ringing`, `on-call`, `wrap-up`, `paused`), `reason` |
 //! | `config_applied` | `queues`, `agents` (counts) |
@@ -193,6 +193,7 @@ pub fn overflow_reason_name(reason: OverflowReason) -> &'static str {
         OverflowReason::NoAgents => "no-agents",
         OverflowReason::QueueRemoved => "queue-removed",
         OverflowReason::Shutdown => "shutdown",
+        OverflowReason::Closed => "closed",
     }
 }
 

@@ -130,12 +130,13 @@ const CAUSES: [RejectCause; 5] = [
     RejectCause::Unreachable,
 ];
 
-const OVERFLOW_REASONS: [OverflowReason; 5] = [
+const OVERFLOW_REASONS: [OverflowReason; 6] = [
     OverflowReason::MaxWait,
     OverflowReason::QueueFull,
     OverflowReason::NoAgents,
     OverflowReason::QueueRemoved,
     OverflowReason::Shutdown,
+    OverflowReason::Closed,
 ];
 
 /// The window is kept in about this many time slots, so its memory does not
@@ -144,13 +145,7 @@ const SLOTS: u64 = 300;
 
 /// The `reason` label of an overflow; the same names as the event log's.
 pub fn overflow_reason_name(r: OverflowReason) -> &'static str {
-    match r {
-        OverflowReason::MaxWait => "max-wait",
-        OverflowReason::QueueFull => "queue-full",
-        OverflowReason::NoAgents => "no-agents",
-        OverflowReason::QueueRemoved => "queue-removed",
-        OverflowReason::Shutdown => "shutdown",
-    }
+    crate::ops::eventlog::overflow_reason_name(r)
 }
 
 /// The `state` label of an agent: see [`AGENT_STATES`].

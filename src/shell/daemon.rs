@@ -229,6 +229,10 @@ impl Daemon {
             trim: Default::default(),
         };
         d.fds.sample(0);
+        // Engine time 0 is `start`; business hours need the wall clock.
+        let wall = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        let since_start = Instant::now().saturating_duration_since(start);
+        d.core.set_wall_clock(wall.as_millis() as i64 - since_start.as_millis() as i64);
         d.flush(start);
         Ok((d, raw, media_rx))
     }
