@@ -15,7 +15,6 @@ fn example_text() -> String {
     std::fs::read_to_string(EXAMPLE).unwrap().replace("\"sounds/", &sounds)
 }
 
-
 /// The example config on a free SIP port with metrics and admin off, written
 /// to a scratch dir named `tag`: a test that runs the daemon must not take
 /// the example's fixed ports (a daemon may be running on them beside the
@@ -406,4 +405,49 @@ fn media_mistakes_name_the_key_and_the_reason() {
         error_after(|t| t.replace("# rtp_address = \"192.0.2.10\"", "rtp_address = \"0.0.0.0\"")),
     );
     std::fs::remove_dir_all(&dir).ok();
+}
+
+/// Business hours: a wrong zone, day, time or date names its key; a queue
+/// naming a schedule that does not exist is refused; check-config prints
+/// the queue's hours with its next change in local time.
+#[test]
+fn business_hours_mistakes_name_the_key_and_check_config_prints_the_next_change() {
+    invalid(
+        "schedule.office.time_zone",
+        "unknown time zone \"Europe/Helsinky\"",
+        error_after(|t| t.replace("\"Europe/Helsinki\"", "\"Europe/Helsinky\"")),
+    );
+    invalid(
+        "schedule.office.hours[0]",
+        "\"mondays\" is not a day",
+        error_after(|t| t.replace("\"mon-fri 08:00-18:00\"", "\"mondays 08:00-18:00\"")),
+    );
+    invalid(
+        "schedule.office.hours[1]",
+        "the end must be after the start",
+        error_after(|t| t.replace("\"sat 10:00-14:00\"", "\"sat 14:00-10:00\"")),
+    );
+    invalid(
+        "schedule.office.holidays[1]",
+        "is not a date YYYY-MM-DD",
+        error_after(|t| t.replace("\"2026-12-25\"", "\"2026-12-32\"")),
+    );
+    invalid(
+        "queue[complaints].schedule",
+        "no [schedule.offices] (defined: office)",
+        error_after(|t| t.replace("schedule = \"office\"", "schedule = \"offices\"")),
+    );
+    invalid(
+        "queue[complaints].when_closed",
+        "queue \"nowhere\" does not exist",
+        error_after(|t| t.replace("when_closed = \"queue:support-en\"", "when_closed = \"queue:nowhere\"")),
+    );
+    let out = acd().args(["check-config", EXAMPLE]).output().unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    let line = text.lines().find(|l| l.contains("hours office")).unwrap_or_else(|| panic!("{text}"));
+    assert!(line.contains("(Europe/Helsinki)"), "{line}");
+    assert!(line.contains("opens ") || line.contains("closes "), "{line}");
+    assert!(line.contains("EET") || line.contains("EEST"), "local time: {line}");
+    assert!(line.contains("closed -> queue:support-en"), "{line}");
 }

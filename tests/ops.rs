@@ -380,3 +380,59 @@ fn the_metrics_endpoint_is_scraped_after_real_calls() {
     let finished = get("acd_sip_transactions{state=\"finished\"}").expect("finished transactions");
     assert!(finished >= 3.0, "{body}");
 }
+
+/// A fire drill: the admin closes queue q's schedule (always open by its
+/// hours) with the emergency switch; a real SIP caller (pjsua2) is then
+/// refused with the queue's `when_closed` status before being answered, a
+/// reload keeps the switch, and clearing it lets the next caller in.
+#[test]
+fn the_emergency_switch_closes_a_queue_for_real_callers_and_survives_a_reload() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let port = free_port();
+    let dir = temp_dir("hours");
+    let queues =
+        QUEUES.replace("name = \"q\"\n", "name = \"q\"\nschedule = \"always\"\nwhen_closed = \"reject:486\"\n");
+    let schedule = "[schedule.always]\ntime_zone = \"UTC\"\nhours = [\"mon-sun 00:00-24:00\"]\n";
+    let text = config_text_with(port, &ops_section(""), &format!("{schedule}{TWO_AGENTS}{queues}"));
+    let path = dir.join("acd.toml");
+    std::fs::write(&path, &text).unwrap();
+    let cfg = acd::config::from_toml_str(path.to_str().unwrap(), &text).unwrap();
+    let d = DaemonHandle::spawn_with_path(cfg, Some(path.clone())).expect("daemon");
+    let admin = d.admin_addr.expect("admin API bound");
+
+    let (status, body) = http(admin, "GET", "/schedules", Some(TOKEN), None);
+    assert_eq!(status, 200, "{body}");
+    let s = json(&body);
+    assert_eq!(s["schedules"][0]["name"], "always");
+    assert_eq!(s["schedules"][0]["queues"][0]["hours"]["open"], true, "{body}");
+    assert_eq!(http(admin, "POST", "/schedules/always/emergency", None, Some("{\"state\":\"closed\"}")).0, 401);
+    let (status, body) = http(admin, "POST", "/schedules/always/emergency", Some(TOKEN), Some("{\"state\":\"shut\"}"));
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(http(admin, "POST", "/schedules/nope/emergency", Some(TOKEN), Some("{\"state\":\"closed\"}")).0, 404);
+    let (status, body) =
+        http(admin, "POST", "/schedules/always/emergency", Some(TOKEN), Some("{\"state\":\"closed\"}"));
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(json(&body)["schedules"][0]["emergency"], "closed", "{body}");
+
+    let mut trunk = trunk();
+    trunk.send(&format!("call {}", uri("100", port)));
+    let ev = trunk.expect("disconnected", Duration::from_secs(5));
+    assert_eq!(ev["code"], 486, "{ev}");
+    let (_, body) = http(admin, "GET", "/queues", Some(TOKEN), None);
+    let q = json(&body)["queues"].as_array().unwrap().iter().find(|q| q["name"] == "q").cloned().unwrap();
+    assert_eq!(q["open"]["open"], false, "{q}");
+    assert_eq!(q["open"]["why"], "emergency", "{q}");
+
+    // A reload (SIGHUP's path) keeps the switch.
+    d.reload().expect("reload");
+    trunk.send(&format!("call {}", uri("100", port)));
+    let ev = trunk.expect("disconnected", Duration::from_secs(5));
+    assert_eq!(ev["code"], 486, "still closed after the reload: {ev}");
+
+    let (status, body) = http(admin, "POST", "/schedules/always/emergency", Some(TOKEN), Some("{\"state\":\"clear\"}"));
+    assert_eq!(status, 200, "{body}");
+    trunk.send(&format!("call {}", uri("100", port)));
+    trunk.expect("answered", Duration::from_secs(5));
+    trunk.send("hangup");
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -14,9 +14,9 @@
 //! repeats them in comments.
 
 mod media;
-mod schedule;
 mod ops;
 pub mod raw;
+mod schedule;
 mod sip;
 mod validate;
 

@@ -38,7 +38,9 @@ fn schedule(cx: &Ctx, name: &str, r: &RawSchedule) -> Result<Schedule, ConfigErr
     for (d, spans) in weekly.iter().enumerate() {
         if let Some(w) = spans.windows(2).find(|w| w[1].0 < w[0].1) {
             let day = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"][d];
-            return Err(cx.err(format!("{key}.hours"), format!("{day}: spans overlap ({:?} and {:?} minutes)", w[0], w[1])));
+            return Err(
+                cx.err(format!("{key}.hours"), format!("{day}: spans overlap ({:?} and {:?} minutes)", w[0], w[1]))
+            );
         }
     }
     let mut holidays = BTreeSet::new();

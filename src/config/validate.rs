@@ -73,7 +73,8 @@ pub fn validate(file: &str, raw: RawConfig) -> Result<Config, ConfigError> {
                 format!("duplicate queue \"{name}\" (also queue number {} in the file)", first + 1),
             ));
         }
-        queues.push(queue(&cx, &key, name, q, &defaults, &declared, &agent_ids, &schedules)?);
+        let known = Known { declared: &declared, agents: &agent_ids, schedules: &schedules };
+        queues.push(queue(&cx, &key, name, q, &defaults, &known)?);
     }
 
     check_overflow_targets(&cx, &queues)?;
@@ -313,16 +314,22 @@ fn req_list(v: Vec<(String, u8)>) -> Vec<SkillReq> {
     v.into_iter().map(|(skill, min_level)| SkillReq { skill, min_level }).collect()
 }
 
+/// What a queue may refer to: declared skills, agents, schedules.
+struct Known<'a> {
+    declared: &'a BTreeSet<&'a str>,
+    agents: &'a HashMap<&'a str, usize>,
+    schedules: &'a [crate::engine::schedule::Schedule],
+}
+
 fn queue(
     cx: &Ctx,
     key: &str,
     name: String,
     q: &RawQueue,
     d: &RawQueue,
-    declared: &BTreeSet<&str>,
-    agents: &HashMap<&str, usize>,
-    schedules: &[crate::engine::schedule::Schedule],
+    known: &Known,
 ) -> Result<QueueConfig, ConfigError> {
+    let Known { declared, agents, schedules } = known;
     // A field set on the queue wins; otherwise [defaults]; otherwise built in.
     // The key in a message is the queue's own when the queue set it.
     macro_rules! pick {
@@ -468,7 +475,11 @@ fn queue(
         Some((s, k)) => {
             if !schedules.iter().any(|x| x.name == s) {
                 let known: Vec<&str> = schedules.iter().map(|x| x.name.as_str()).collect();
-                let known = if known.is_empty() { "none is defined".to_string() } else { format!("defined: {}", known.join(", ")) };
+                let known = if known.is_empty() {
+                    "none is defined".to_string()
+                } else {
+                    format!("defined: {}", known.join(", "))
+                };
                 return Err(cx.err(k, format!("no [schedule.{s}] ({known})")));
             }
             Some(s)
@@ -480,7 +491,9 @@ fn queue(
         None => OverflowTarget::Reject(480),
     };
     let at_close = match pick!(at_close) {
-        Some((s, k)) => parse_choice(cx, &k, &s, "at_close choice", &[("serve", AtClose::Serve), ("send", AtClose::Send)])?,
+        Some((s, k)) => {
+            parse_choice(cx, &k, &s, "at_close choice", &[("serve", AtClose::Serve), ("send", AtClose::Send)])?
+        }
         None => AtClose::Serve,
     };
     if schedule.is_none() {

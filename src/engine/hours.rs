@@ -124,7 +124,12 @@ impl Engine {
     pub(super) fn send_closed(&mut self, c: CallId, q: QueueId, hops: u32) {
         let target = self.queues[q.0 as usize].cfg.when_closed.clone();
         self.calls.get_mut(&c).expect("closed-queue call exists").queue = q;
-        self.events.push_back(Event::Overflowed { call: c, from: q, to: target.to_string(), reason: OverflowReason::Closed });
+        self.events.push_back(Event::Overflowed {
+            call: c,
+            from: q,
+            to: target.to_string(),
+            reason: OverflowReason::Closed,
+        });
         debug!(call = c.0, queue = %self.queues[q.0 as usize].cfg.name, %target, "Queued => Closed");
         match target {
             OverflowTarget::Reject(status) => self.reject(c, status),
@@ -271,7 +276,12 @@ id = "nick"
         w.at(10 * H);
         assert!(!w.open());
         let (_, events) = w.take();
-        assert!(events.iter().any(|e| matches!(e, Event::Overflowed { call, reason: OverflowReason::Closed, .. } if call.0 == 3)), "{events:?}");
+        assert!(
+            events
+                .iter()
+                .any(|e| matches!(e, Event::Overflowed { call, reason: OverflowReason::Closed, .. } if call.0 == 3)),
+            "{events:?}"
+        );
         // nick is on call 1 still: call 3 waits in night until his call
         // and wrap-up (10 s by default) are over.
         w.input(10 * H + 1, Input::CallEnded { call: CallId(1) });
@@ -286,7 +296,10 @@ id = "nick"
         // Wednesday the 28th is a holiday: closed at 10:00 local (08:00Z).
         w.at(5 * DAY + 4 * H);
         assert!(!w.open());
-        assert_eq!(w.e.queue_hours(w.e.queue_id("front").unwrap()).unwrap().0.why, super::super::schedule::Why::Holiday);
+        assert_eq!(
+            w.e.queue_hours(w.e.queue_id("front").unwrap()).unwrap().0.why,
+            super::super::schedule::Why::Holiday
+        );
         // Thursday 10:00 open again.
         w.at(6 * DAY + 4 * H);
         assert!(w.open());

@@ -162,7 +162,10 @@ pub fn parse_span(s: &str) -> Result<Span, String> {
     let (a, b) = s.split_once('-').ok_or_else(|| format!("{s:?} is not HH:MM-HH:MM"))?;
     let m = |t: &str| -> Result<u16, String> {
         let (h, mm) = t.trim().split_once(':').ok_or_else(|| format!("{t:?} is not HH:MM"))?;
-        let (h, mm): (u16, u16) = (h.parse().map_err(|_| format!("{t:?} is not HH:MM"))?, mm.parse().map_err(|_| format!("{t:?} is not HH:MM"))?);
+        let (h, mm): (u16, u16) = (
+            h.parse().map_err(|_| format!("{t:?} is not HH:MM"))?,
+            mm.parse().map_err(|_| format!("{t:?} is not HH:MM"))?,
+        );
         if mm >= 60 || h > 24 || (h == 24 && mm != 0) {
             return Err(format!("{t:?} is not a time of day"));
         }
@@ -255,7 +258,7 @@ mod tests {
         assert_eq!(s.next_change(ts("2026-12-31T09:00:00Z"), None), Some(ts("2026-12-31T10:00:00Z")));
         // Emergency beats everything, and has no next change.
         assert_eq!(s.status(noon_24, Some(Emergency::Open)), Status { open: true, why: Why::Emergency });
-        assert_eq!(s.status(ts("2026-12-28T10:00:00Z"), Some(Emergency::Closed)).open, false);
+        assert!(!s.status(ts("2026-12-28T10:00:00Z"), Some(Emergency::Closed)).open);
         assert_eq!(s.next_change(noon_24, Some(Emergency::Open)), None);
     }
 

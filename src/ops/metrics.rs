@@ -95,6 +95,7 @@ pub const TALK: &str = "acd_talk_seconds";
 pub const WRAP_UP: &str = "acd_wrap_up_seconds";
 /// Gauge `{queue}`: service level over the window.
 pub const SERVICE_LEVEL: &str = "acd_queue_service_level_ratio";
+pub const QUEUE_OPEN: &str = "acd_queue_open";
 /// Gauge `{queue}`: average speed of answer over the window.
 pub const ASA: &str = "acd_queue_average_speed_of_answer_seconds";
 /// Gauge `{queue}`: abandon ratio over the window.
@@ -212,6 +213,11 @@ pub fn describe() {
         "Member agents of the queue by state (an agent in several queues counts in each)."
     );
     describe_gauge!(AGENTS, Unit::Count, "All agents by state, each agent once.");
+    describe_gauge!(
+        QUEUE_OPEN,
+        Unit::Count,
+        "1 while the queue's business hours (or emergency switch) have it open, else 0."
+    );
     describe_counter!(OFFERED, Unit::Count, "Calls that joined the queue (refusals at the door are not offered).");
     describe_counter!(ANSWERED, Unit::Count, "Calls answered by an agent of the queue.");
     describe_counter!(ABANDONED, Unit::Count, "Callers who hung up while waiting or ringing.");
@@ -737,6 +743,9 @@ impl Metrics {
             }
             qm.prune(now);
             set_queue_gauges(&qm.name, waiting, longest, &by_state, &qm.figures(now));
+            // Business hours: 1 open, 0 closed (always 1 without a schedule).
+            let open = engine.queue_id(&qm.name).is_none_or(|q| engine.queue_hours(q).is_none_or(|(s, _)| s.open));
+            gauge!(QUEUE_OPEN, "queue" => Arc::clone(&qm.name)).set(if open { 1.0 } else { 0.0 });
             // Counters exist from the start, so rate() sees their first call.
             let name = &qm.name;
             for c in [OFFERED, ANSWERED, ABANDONED] {

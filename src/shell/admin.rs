@@ -34,9 +34,24 @@ pub enum AdminRequest {
     Queues,
     Agents,
     Calls,
-    Agent { agent: String, action: AgentAction },
-    MoveCall { call: u64, queue: String },
-    WithdrawCall { call: u64, status: u16 },
+    Agent {
+        agent: String,
+        action: AgentAction,
+    },
+    MoveCall {
+        call: u64,
+        queue: String,
+    },
+    WithdrawCall {
+        call: u64,
+        status: u16,
+    },
+    Schedules,
+    /// `None` clears the switch.
+    Emergency {
+        schedule: String,
+        state: Option<crate::engine::schedule::Emergency>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -85,6 +100,8 @@ pub fn router(tx: AdminSender, event_feed: broadcast::Sender<Arc<str>>, token: O
         .route("/agents/{id}/pause", post(pause))
         .route("/calls/{id}/move", post(move_call))
         .route("/calls/{id}/withdraw", post(withdraw))
+        .route("/schedules", get(schedules))
+        .route("/schedules/{name}/emergency", post(emergency))
         .route("/events", get(events))
         .fallback(|| async { reply(AdminReply::error(404, "no such endpoint; see the README's admin API table")) })
         .with_state(ctx)
@@ -267,6 +284,50 @@ async fn withdraw(
         return reply(AdminReply::error(400, format!("status {status} is not a SIP error status (400..=699)")));
     }
     ask(&ctx, AdminRequest::WithdrawCall { call, status }).await
+}
+
+async fn schedules(State(ctx): State<Ctx>, headers: HeaderMap) -> Response {
+    if let Err(r) = authorized(&ctx, &headers) {
+        return r;
+    }
+    ask(&ctx, AdminRequest::Schedules).await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EmergencyBody {
+    /// `closed`, `open`, or `clear` (back to the schedule's hours).
+    state: String,
+}
+
+/// The emergency switch of a schedule (a fire drill closes every queue that
+/// follows it); kept across reloads, cleared with `{"state": "clear"}`.
+async fn emergency(
+    State(ctx): State<Ctx>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    bytes: axum::body::Bytes,
+) -> Response {
+    if let Err(r) = authorized(&ctx, &headers) {
+        return r;
+    }
+    let b: EmergencyBody = match body(&bytes) {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    use crate::engine::schedule::Emergency;
+    let state = match b.state.as_str() {
+        "closed" => Some(Emergency::Closed),
+        "open" => Some(Emergency::Open),
+        "clear" => None,
+        other => {
+            return reply(AdminReply::error(
+                400,
+                format!("state \"{other}\": expected \"closed\", \"open\" or \"clear\""),
+            ))
+        }
+    };
+    ask(&ctx, AdminRequest::Emergency { schedule: name, state }).await
 }
 
 async fn events(State(ctx): State<Ctx>, headers: HeaderMap) -> Response {

@@ -90,6 +90,11 @@ pub fn summary(config: &Config) -> Vec<String> {
             }
         }
         lines.push(line);
+        if let Some(name) = &q.schedule {
+            if let Some(s) = config.schedules.iter().find(|s| &s.name == name) {
+                lines.push(format!("  hours {}", hours_line(s, q, jiff::Timestamp::now())));
+            }
+        }
     }
     for a in &config.agents {
         let skills: Vec<String> = a.skills.iter().map(|(s, l)| format!("{s}={l}")).collect();
@@ -103,4 +108,31 @@ pub fn summary(config: &Config) -> Vec<String> {
         ));
     }
     lines
+}
+
+/// `check-config`'s line for a queue with business hours at `now`: open or
+/// closed (and why), the next change in the schedule's local time, and what
+/// closed means for callers.
+pub fn hours_line(
+    s: &crate::engine::schedule::Schedule,
+    q: &crate::config::QueueConfig,
+    now: jiff::Timestamp,
+) -> String {
+    let st = s.status(now, None);
+    let next = match s.next_change(now, None) {
+        Some(t) => format!("{} {}", if st.open { "closes" } else { "opens" }, s.local(t)),
+        None => "never changes".to_string(),
+    };
+    let at_close = match q.at_close {
+        crate::config::AtClose::Serve => "callers waiting at closing are served",
+        crate::config::AtClose::Send => "callers waiting at closing are sent on",
+    };
+    format!(
+        "{} ({}): {} now ({}), {next}; closed -> {}, {at_close}",
+        s.name,
+        s.zone_name,
+        if st.open { "open" } else { "closed" },
+        st.why.name(),
+        q.when_closed
+    )
 }

@@ -40,6 +40,7 @@ pub fn queues(core: &Core, metrics: &Metrics) -> Value {
                 "members": q.members.len(),
                 "agents": by_state,
                 "service_level_secs": q.service_level_secs,
+                "open": hours_json(engine, id),
                 "live": metrics.queue_figures(&q.name),
             }))
         })
@@ -97,4 +98,46 @@ pub fn calls(core: &Core, now: Time) -> Value {
         }
     }
     json!({ "calls": calls })
+}
+
+/// A queue's business hours now: `null` without a schedule.
+fn hours_json(engine: &crate::engine::Engine, q: crate::engine::QueueId) -> Value {
+    match engine.queue_hours(q) {
+        None => Value::Null,
+        Some((status, next)) => json!({
+            "open": status.open,
+            "why": status.why.name(),
+            "next_change": next.map(|t| t.to_string()),
+        }),
+    }
+}
+
+/// `/schedules`: each schedule, its emergency switch and the queues on it.
+pub fn schedules(core: &Core) -> Value {
+    let engine = core.engine();
+    let emergencies: std::collections::BTreeMap<&str, _> = engine.emergencies().collect();
+    let list: Vec<Value> = core
+        .config()
+        .schedules
+        .iter()
+        .map(|s| {
+            let queues: Vec<Value> = core
+                .config()
+                .queues
+                .iter()
+                .filter(|q| q.schedule.as_deref() == Some(s.name.as_str()))
+                .filter_map(|q| {
+                    let id = engine.queue_id(&q.name)?;
+                    Some(json!({ "queue": q.name, "hours": hours_json(engine, id) }))
+                })
+                .collect();
+            json!({
+                "name": s.name,
+                "time_zone": s.zone_name,
+                "emergency": emergencies.get(s.name.as_str()).map(|e| format!("{e:?}").to_lowercase()),
+                "queues": queues,
+            })
+        })
+        .collect();
+    json!({ "schedules": list })
 }

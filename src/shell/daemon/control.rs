@@ -94,6 +94,14 @@ impl Daemon {
                     Err(e) => AdminReply::error(409, e.to_string()),
                 }
             }
+            AdminRequest::Schedules => AdminReply::ok(views::schedules(&self.core)),
+            AdminRequest::Emergency { schedule, state } => {
+                match self.core.handle_engine(t, Input::SetEmergency { schedule: schedule.clone(), state }) {
+                    Ok(()) => AdminReply::ok(views::schedules(&self.core)),
+                    Err(e @ crate::engine::EngineError::UnknownSchedule(_)) => AdminReply::error(404, e.to_string()),
+                    Err(e) => AdminReply::error(409, e.to_string()),
+                }
+            }
             AdminRequest::WithdrawCall { call, status } => {
                 match self.core.handle_engine(t, Input::WithdrawCall { call: CallId(call), status }) {
                     Ok(()) => AdminReply::ok(json!({ "call": call, "withdrawn": true, "status": status })),
