@@ -1164,14 +1164,17 @@ impl Sim {
     }
 
     /// Where a caller joining `q` now goes: the queue itself, or on when it
-    /// is full or (unless it takes callers regardless) nobody is logged in.
+    /// is full or (unless it takes callers regardless) nobody is there.
     fn route_join(&self, q: usize) -> Dest {
         let qc = &self.cfg.queues[q];
         if self.line_len(q) >= qc.max_waiting as usize {
             return self.route_overflow(q, Why::Full);
         }
-        let staffed =
-            qc.members.iter().any(|m| self.agents.iter().any(|a| a.name == m.agent && a.state != AState::LoggedOut));
+        // A member is there when logged in with its phone registered (the
+        // default `empty_when = ["unregistered"]`).
+        let staffed = qc.members.iter().any(|m| {
+            self.agents.iter().any(|a| a.name == m.agent && a.state != AState::LoggedOut && a.registered)
+        });
         match qc.when_no_agents {
             config::WhenNoAgents::Join => Dest::Join(q),
             _ if staffed => Dest::Join(q),

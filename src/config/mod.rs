@@ -271,6 +271,22 @@ impl std::fmt::Display for OverflowTarget {
     }
 }
 
+/// Which member states make a queue "empty" (Asterisk's joinempty /
+/// leavewhenempty distinctions). A logged-out member always counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct EmptyWhen {
+    /// Logged in but its phone is not registered (default true).
+    pub unregistered: bool,
+    pub paused: bool,
+    pub wrap_up: bool,
+    /// On a call or ringing.
+    pub in_use: bool,
+}
+
+impl EmptyWhen {
+    pub const NAMES: [&'static str; 4] = ["unregistered", "paused", "wrap-up", "in-use"];
+}
+
 /// Callers waiting when a queue's schedule closes it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AtClose {
@@ -342,6 +358,12 @@ pub struct QueueConfig {
     pub overflow: Option<OverflowTarget>,
     /// Default `join`.
     pub when_no_agents: WhenNoAgents,
+    /// Member states that count as "nobody there" for `when_no_agents` and
+    /// `leave_when_empty`, besides logged out (default: unregistered).
+    pub empty_when: EmptyWhen,
+    /// Callers already waiting leave (by `when_no_agents`' overflow, else
+    /// 480) once the queue is empty by `empty_when` (default false).
+    pub leave_when_empty: bool,
     /// Weight for the `queue-weight` cross-queue policy (default 1).
     pub weight: u32,
     pub required_skills: Vec<SkillReq>,

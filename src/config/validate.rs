@@ -471,6 +471,29 @@ fn queue(
         members.push(MemberConfig { agent: m.agent.clone(), tier, weight });
     }
 
+    let empty_when = match pick!(empty_when) {
+        None => EmptyWhen { unregistered: true, ..Default::default() },
+        Some((list, k)) => {
+            let mut e = EmptyWhen::default();
+            for (i, name) in list.iter().enumerate() {
+                match name.as_str() {
+                    "unregistered" => e.unregistered = true,
+                    "paused" => e.paused = true,
+                    "wrap-up" => e.wrap_up = true,
+                    "in-use" => e.in_use = true,
+                    "logged-out" => {}
+                    other => {
+                        return Err(cx.err(
+                            format!("{k}[{i}]"),
+                            format!("unknown member state \"{other}\"; expected one of: {}", EmptyWhen::NAMES.join(", ")),
+                        ))
+                    }
+                }
+            }
+            e
+        }
+    };
+    let leave_when_empty = pick!(leave_when_empty).map(|(v, _)| v).unwrap_or(false);
     let schedule = match pick!(schedule) {
         Some((s, k)) => {
             if !schedules.iter().any(|x| x.name == s) {
@@ -515,6 +538,8 @@ fn queue(
         max_waiting,
         overflow,
         when_no_agents,
+        empty_when,
+        leave_when_empty,
         weight,
         required_skills,
         aging_secs,

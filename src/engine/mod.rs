@@ -57,6 +57,7 @@
 //! available members (`index.rs`, `routing.rs`) stops at the first one who
 //! may take the call, which keeps it independent of the number of idle agents.
 
+mod empty;
 mod hours;
 mod index;
 mod order;
@@ -342,6 +343,8 @@ pub struct Engine {
     emergency: std::collections::BTreeMap<String, schedule::Emergency>,
     /// Unix time in ms at engine time 0, once the shell said it.
     wall_offset_ms: Option<i64>,
+    /// Queues with `leave_when_empty` whose members changed (`empty.rs`).
+    maybe_empty: BTreeSet<QueueId>,
 }
 
 impl Engine {
@@ -373,6 +376,7 @@ impl Engine {
             schedules: HashMap::default(),
             emergency: std::collections::BTreeMap::new(),
             wall_offset_ms: None,
+            maybe_empty: BTreeSet::new(),
         };
         e.apply_config(config);
         e
@@ -393,6 +397,7 @@ impl Engine {
     pub fn handle(&mut self, now: Time, input: Input) -> Result<(), EngineError> {
         self.advance(now)?;
         let result = self.apply(input);
+        self.leave_empty_queues();
         self.dispatch();
         result
     }
@@ -400,6 +405,7 @@ impl Engine {
     /// Fires every timer due at or before `now`.
     pub fn handle_timeout(&mut self, now: Time) -> Result<(), EngineError> {
         self.advance(now)?;
+        self.leave_empty_queues();
         self.dispatch();
         Ok(())
     }
@@ -654,12 +660,7 @@ impl Engine {
             self.overflow(c, OverflowReason::QueueFull);
             return;
         }
-        if queue.cfg.when_no_agents != WhenNoAgents::Join
-            && !queue.members.iter().any(|m| {
-                let a = &self.agents[m.agent.0 as usize];
-                a.state != AgentState::LoggedOut && !a.removed
-            })
-        {
+        if queue.cfg.when_no_agents != WhenNoAgents::Join && self.queue_empty(q) {
             self.calls.get_mut(&c).expect("joining call exists").queue = q;
             match queue.cfg.when_no_agents {
                 WhenNoAgents::Overflow => self.overflow(c, OverflowReason::NoAgents),
@@ -973,6 +974,7 @@ impl Engine {
     /// whether it was dispatchable before. A newly dispatchable agent makes
     /// its queues worth a look.
     fn sync_routing(&mut self, a: AgentId, was: bool) {
+        self.note_member_change(a);
         self.reindex(a);
         let agent = &self.agents[a.0 as usize];
         self.tags[a.0 as usize] = agent.tag();
