@@ -62,6 +62,7 @@ mod order;
 mod routing;
 mod time;
 mod timer;
+mod transfer;
 mod types;
 
 pub use time::Time;
@@ -282,8 +283,12 @@ struct Call {
     undeclared_skill: Option<Arc<str>>,
     /// When the caller reached acd (cross-queue age, reported wait).
     arrived: Time,
-    /// When the caller joined the current queue (tiers, relaxation, aging, max wait).
+    /// When the caller joined the current queue (tiers, relaxation, aging);
+    /// a transfer keeps it, so the caller keeps its place.
     entered: Time,
+    /// When the caller joined the current queue, transfers included: max
+    /// wait counts from here.
+    joined: Time,
     /// Arrival order; renewed on joining another queue.
     seq: u64,
     state: CallState,
@@ -524,6 +529,7 @@ impl Engine {
                 Ok(())
             }
             Input::MoveCall { call, queue } => self.move_call(call, queue),
+            Input::TransferCall { call, queue } => self.transfer_call(call, queue),
             Input::WithdrawCall { call, status } => {
                 self.waiting_call(call)?;
                 debug!(call = call.0, status, "Queued => Withdrawn");
@@ -618,6 +624,7 @@ impl Engine {
                 undeclared_skill,
                 arrived: self.now,
                 entered: self.now,
+                joined: self.now,
                 seq: 0,
                 state: CallState::Waiting,
                 ringing: Vec::new(),
@@ -656,6 +663,7 @@ impl Engine {
         let call = self.calls.get_mut(&c).expect("joining call exists");
         call.queue = q;
         call.entered = now;
+        call.joined = now;
         call.seq = seq;
         call.state = CallState::Waiting;
         call.on_hold = true;
@@ -677,7 +685,7 @@ impl Engine {
         let queue = &self.queues[call.queue.0 as usize];
         let cfg = &queue.cfg;
         if cfg.max_wait_secs > 0 && cfg.overflow.is_some() {
-            self.timers.set(TimerKind::MaxWait(c), call.entered.plus_secs(cfg.max_wait_secs));
+            self.timers.set(TimerKind::MaxWait(c), call.joined.plus_secs(cfg.max_wait_secs));
         } else {
             self.timers.cancel(TimerKind::MaxWait(c));
         }
@@ -788,10 +796,7 @@ impl Engine {
         match call.state {
             CallState::Bridged { agent, since } => {
                 let q = call.queue;
-                let queue = &mut self.queues[q.0 as usize];
-                let handle = self.now.since(since).as_millis() as u64 + queue.cfg.wrap_up_secs as u64 * 1000;
-                queue.avg_handle_ms =
-                    if queue.avg_handle_ms == 0 { handle } else { (queue.avg_handle_ms * 7 + handle) / 8 };
+                self.count_handle_time(q, since);
                 self.finish(c, Outcome::Answered { agent });
                 self.agent_call_over(agent, q);
             }
@@ -801,6 +806,14 @@ impl Engine {
             }
         }
         Ok(())
+    }
+
+    /// Folds a finished talk (from `since`) plus the queue's wrap-up into
+    /// its moving average handle time (the estimated wait).
+    fn count_handle_time(&mut self, q: QueueId, since: Time) {
+        let queue = &mut self.queues[q.0 as usize];
+        let handle = self.now.since(since).as_millis() as u64 + queue.cfg.wrap_up_secs as u64 * 1000;
+        queue.avg_handle_ms = if queue.avg_handle_ms == 0 { handle } else { (queue.avg_handle_ms * 7 + handle) / 8 };
     }
 
     fn agent_call_over(&mut self, a: AgentId, q: QueueId) {

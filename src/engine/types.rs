@@ -152,6 +152,17 @@ pub enum Input {
         call: CallId,
         queue: QueueId,
     },
+    /// A blind transfer of a bridged call (the agent's REFER, or the admin
+    /// API) into `queue`: the agent's call is over (wrap-up as after any
+    /// call) and the caller joins `queue` keeping its priority and its place
+    /// by original arrival in its last queue (ahead of callers who joined
+    /// `queue` later); its max wait there counts from now. Refused, with
+    /// nothing changed, when `queue` is closed, full, or (unless it lets
+    /// callers join an empty queue) has nobody logged in.
+    TransferCall {
+        call: CallId,
+        queue: QueueId,
+    },
     /// Admin: take a waiting call out of its queue and end it with `status`.
     WithdrawCall {
         call: CallId,
@@ -323,6 +334,15 @@ pub enum Event {
         from: QueueId,
         to: QueueId,
     },
+    /// A bridged call was transferred by its agent (or an admin) to
+    /// another queue; `CallQueued` in `to` follows, then the agent's
+    /// `AgentStateChanged` into wrap-up.
+    Transferred {
+        call: CallId,
+        from: QueueId,
+        agent: AgentId,
+        to: QueueId,
+    },
     CallQueued {
         call: CallId,
         queue: QueueId,
@@ -396,6 +416,12 @@ pub enum EngineError {
     AgentLoggedOut(AgentId),
     #[error("{0} is not waiting in a queue (ringing agents are fine; bridged calls cannot move)")]
     NotWaiting(CallId),
+    #[error("{0} is not bridged to an agent")]
+    NotBridged(CallId),
+    #[error("queue \"{0}\" is full")]
+    QueueFull(String),
+    #[error("queue \"{0}\" has nobody logged in")]
+    NoAgents(String),
     #[error("time went backwards: {now} is before {last}")]
     TimeWentBackwards { now: Time, last: Time },
 }

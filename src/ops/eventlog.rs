@@ -54,6 +54,7 @@ pub fn event_name(event: &Event) -> &'static str {
     match event {
         Event::CallArrived { .. } => "call_arrived",
         Event::CallMoved { .. } => "call_moved",
+        Event::Transferred { .. } => "transferred",
         Event::CallQueued { .. } => "call_queued",
         Event::Offered { .. } => "offered",
         Event::RingNoAnswer { .. } => "ring_no_answer",
@@ -90,6 +91,13 @@ pub fn event_json(engine: &Engine, at_unix_ms: u64, event: &Event) -> Value {
             put("call", json!(call.0));
             put("queue", json!(engine.queue_name(*from)));
             put("to", json!(engine.queue_name(*to)));
+        }
+        Event::Transferred { call, from, agent, to } => {
+            put("call", json!(call.0));
+            put("queue", json!(engine.queue_name(*from)));
+            put("agent", json!(engine.agent_name(*agent)));
+            put("to", json!(engine.queue_name(*to)));
+            put("kind", json!("blind"));
         }
         Event::CallQueued { call, queue, priority, position } => {
             put("call", json!(call.0));
