@@ -15,7 +15,6 @@ fn example_text() -> String {
     std::fs::read_to_string(EXAMPLE).unwrap().replace("\"sounds/", &sounds)
 }
 
-
 /// The example config on a free SIP port with metrics and admin off, written
 /// to a scratch dir named `tag`: a test that runs the daemon must not take
 /// the example's fixed ports (a daemon may be running on them beside the

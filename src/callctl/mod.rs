@@ -26,6 +26,9 @@
 //!        Invite(transfer leg) → Transferring(leg) ── 2xx ──► TransferBridged(leg)
 //!                                    └── final failure: BYE the caller ──► Ended
 //!
+//!   Bridged ── agent's REFER to a queue's number (transfer.rs): ReferAccepted
+//!     (the agent leg ends) ──► Queued in that queue; refused: stays Bridged
+//!
 //!   any state ── caller CANCEL/BYE, media lost, engine Reject, hang_up_all ──► Ended
 //! ```
 //!
@@ -57,8 +60,10 @@ mod counters;
 mod state;
 #[cfg(test)]
 mod tests;
+mod transfer;
 
 pub use counters::{Errors, Race, RaceCounters, RECENT_ERRORS};
+pub use transfer::{parse_refer_to, ReferTo};
 
 use crate::config::{parse_skills_header, route_for, Config};
 use crate::engine::{Action, AgentId, CallId, Engine, EngineError, Event, Input, NewCall, QueueId, RejectCause, Time};
@@ -137,6 +142,10 @@ pub enum SipEvent {
     Failed { leg: LegId, status: Option<u16> },
     /// The far end of an answered outgoing leg sent BYE.
     RemoteBye { leg: LegId },
+    /// An in-dialog REFER on a leg (an agent's blind transfer), with its
+    /// Refer-To value; answered by [`Command::ReferAccepted`] or
+    /// [`Command::ReferRefused`], always.
+    Refer { leg: LegId, refer_to: String },
 }
 
 impl SipEvent {
@@ -148,7 +157,8 @@ impl SipEvent {
             | SipEvent::Progress { leg, .. }
             | SipEvent::Answered { leg }
             | SipEvent::Failed { leg, .. }
-            | SipEvent::RemoteBye { leg } => *leg,
+            | SipEvent::RemoteBye { leg }
+            | SipEvent::Refer { leg, .. } => *leg,
         }
     }
 }
@@ -215,6 +225,19 @@ pub enum Command {
         leg: LegId,
         position: u32,
         estimated_wait_secs: u32,
+    },
+    /// Take the REFER on `leg`: 202 Accepted, NOTIFY `SIP/2.0 100 Trying`,
+    /// NOTIFY `SIP/2.0 200 OK` (subscription terminated), then BYE the leg,
+    /// in that order. The leg is gone, as after [`Command::Bye`].
+    ReferAccepted {
+        call: CallId,
+        leg: LegId,
+    },
+    /// Refuse the REFER on `leg` with a final `status`; the leg goes on.
+    ReferRefused {
+        call: CallId,
+        leg: LegId,
+        status: u16,
     },
     /// Free the media (RTP ports) of an outgoing leg the call let go of
     /// before its final response; its INVITE transaction may live on.
@@ -677,8 +700,12 @@ impl Core {
                     self.end_call(Some(now), call_id, CallerEnd::Gone, "caller cancelled")
                 }
                 SipEvent::CallerHungUp { .. } => self.end_call(Some(now), call_id, CallerEnd::Gone, "caller hung up"),
+                SipEvent::Refer { .. } => self.refer_elsewhere(call_id, leg, state),
                 other => Err(unexpected(call_id, leg, name_of(&other), state)),
             };
+        }
+        if let SipEvent::Refer { refer_to, .. } = &ev {
+            return self.refer(now, call_id, leg, refer_to);
         }
         let idx = call.legs.iter().position(|l| l.leg == leg).expect("leg listed in its call");
         let out = call.legs[idx];
@@ -768,6 +795,8 @@ impl Core {
             SipEvent::Answered { .. } => (Some(Race::AnswerAfterCancel), "2xx crossed the CANCEL: BYE"),
             SipEvent::Failed { status: Some(487) | None, .. } => (None, "INVITE transaction over"),
             SipEvent::Failed { .. } => (Some(Race::FinalAfterCancel), "a final crossed the CANCEL"),
+            // Its dialog is over for acd: the adapter answers an unanswered REFER.
+            SipEvent::Refer { .. } => return Ok(()),
             SipEvent::RemoteBye { .. } | SipEvent::CallerCancelled { .. } | SipEvent::CallerHungUp { .. } => {
                 let o = &self.orphans[&leg];
                 return Err(CallCtlError::Unexpected {
@@ -962,6 +991,7 @@ fn name_of(ev: &SipEvent) -> &'static str {
         SipEvent::Answered { .. } => "Answered",
         SipEvent::Failed { .. } => "Failed",
         SipEvent::RemoteBye { .. } => "RemoteBye",
+        SipEvent::Refer { .. } => "Refer",
     }
 }
 

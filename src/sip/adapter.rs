@@ -213,6 +213,9 @@ pub struct SipStack {
     /// shell drains them with [`SipStack::poll_report`] after each turn.
     reports: std::collections::VecDeque<Raw>,
     raw_tx: mpsc::Sender<Raw>,
+    /// REFERs the core has not answered yet, by leg (one at a time: a newer
+    /// one replaces, and so refuses, the older).
+    refers: HashMap<LegId, rsipstack::dialog::dialog::TransactionHandle>,
 }
 
 /// Overload guard: the adapter's queue to the core. A full queue means the
@@ -385,6 +388,7 @@ impl SipStack {
             unacked_per_source: HashMap::new(),
             reports: Default::default(),
             raw_tx,
+            refers: HashMap::new(),
         };
         Ok((stack, raw_rx))
     }
@@ -612,9 +616,59 @@ impl SipStack {
         }
     }
 
+    /// Refuses the REFER pending on `leg` with a final `status`.
+    pub fn refuse_refer(&mut self, leg: LegId, status: u16) {
+        if let Some(handle) = self.refers.remove(&leg) {
+            tokio::spawn(async move { handle.reply(StatusCode::from(status)).await.ok() });
+        }
+    }
+
+    /// Takes the REFER pending on `leg` (RFC 3515): 202 Accepted, then in
+    /// its dialog NOTIFY `SIP/2.0 100 Trying` (subscription active) and
+    /// NOTIFY `SIP/2.0 200 OK` (terminated), then BYE, each after the one
+    /// before finished. The leg is forgotten here, as by [`SipStack::bye`].
+    pub fn accept_refer(&mut self, leg: LegId) {
+        let handle = self.refers.remove(&leg);
+        let Some(LegHandle::Caller(d) | LegHandle::Out { dialog: d, .. }) = self.legs.remove(&leg) else {
+            if let Some(h) = handle {
+                tokio::spawn(async move { h.reply(StatusCode::CallTransactionDoesNotExist).await.ok() });
+            }
+            return;
+        };
+        let id = d.id();
+        self.unlink(leg);
+        self.acked(leg);
+        let layer = self.dialog_layer.clone();
+        tokio::spawn(async move {
+            if let Some(h) = handle {
+                h.reply(StatusCode::Accepted).await.ok();
+            }
+            for (frag, state) in
+                [("SIP/2.0 100 Trying", "active;expires=60"), ("SIP/2.0 200 OK", "terminated;reason=noresource")]
+            {
+                let headers = vec![
+                    Header::Event("refer".into()),
+                    Header::SubscriptionState(state.into()),
+                    Header::ContentType("message/sipfrag;version=2.0".into()),
+                ];
+                if let Err(e) = d.notify(Some(headers), Some(format!("{frag}\r\n").into_bytes())).await {
+                    debug!(error = %e, "NOTIFY of a transfer");
+                }
+            }
+            // The phone may hang up itself on the final NOTIFY: then the
+            // dialog is over and this BYE is not sent.
+            if let Err(e) = d.bye().await {
+                debug!(error = %e, "BYE after a transfer");
+            }
+            layer.remove_dialog(&id);
+            layer.remove_dialog(&d.id());
+        });
+    }
+
     /// BYE an answered leg (caller or outgoing); the leg is forgotten here
     /// and its dialog removed from the layer once the BYE is done.
     pub fn bye(&mut self, leg: LegId) {
+        self.refers.remove(&leg);
         match self.legs.remove(&leg) {
             Some(LegHandle::Caller(d)) | Some(LegHandle::Out { dialog: d, .. }) => {
                 let id = d.id();
@@ -797,6 +851,19 @@ impl SipStack {
                 let update = req.method == RMethod::Update;
                 Some(Inbound::Reinvite { leg, update, sdp: req.body.clone(), headers, reply: Reinvite(handle) })
             }
+            DialogState::Refer(id, req, handle) => {
+                let leg = *self.dialogs.get(&id)?;
+                let refer_to = req.headers.iter().find_map(|h| match h {
+                    Header::ReferTo(v) => Some(v.value().to_string()),
+                    _ => None,
+                });
+                let Some(refer_to) = refer_to else {
+                    tokio::spawn(async move { handle.reply(StatusCode::BadRequest).await.ok() });
+                    return None;
+                };
+                self.refers.insert(leg, handle);
+                Some(Inbound::Leg(SipEvent::Refer { leg, refer_to }))
+            }
             DialogState::Terminated(id, reason) => {
                 let leg = self.dialogs.remove(&id);
                 if let Some(l) = leg {
@@ -810,6 +877,7 @@ impl SipStack {
                 // Every terminated dialog leaves the layer (rsipstack trap).
                 self.dialog_layer.remove_dialog(&id);
                 let leg = leg?;
+                self.refers.remove(&leg);
                 match self.legs.get(&leg) {
                     Some(LegHandle::Caller(_)) => {
                         self.legs.remove(&leg);

@@ -59,6 +59,11 @@ impl Daemon {
                 self.drop_leg(leg);
                 self.stack.bye(leg);
             }
+            Command::ReferAccepted { leg, .. } => {
+                self.drop_leg(leg);
+                self.stack.accept_refer(leg);
+            }
+            Command::ReferRefused { leg, status, .. } => self.stack.refuse_refer(leg, status),
             Command::Hold { leg, music, .. } => self.media.hold(leg, &music),
             Command::StopHold { leg, .. } => self.media.stop_hold(leg),
             Command::Bridge { caller, other, .. } => self.media.bridge(caller, other),

@@ -1,0 +1,159 @@
+//! Blind transfer from an agent's phone: an in-dialog REFER (RFC 3515) on the
+//! agent's leg of a bridged call.
+//!
+//! ```text
+//!   Bridged(agent, leg) ── REFER on leg, Refer-To = a queue's number
+//!        │  engine TransferCall accepted:
+//!        │    ReferAccepted (202, NOTIFY 100 Trying, NOTIFY 200 OK, BYE the agent leg)
+//!        ▼    the engine's StartHold: the caller hears the new queue's music
+//!     Queued (in the target queue, with its priority and its place)
+//!
+//!   refused (unknown target, not a queue, queue closed/full/unstaffed,
+//!   REFER with Replaces, REFER from the caller's side):
+//!        ReferRefused (4xx/5xx to the REFER); the call stays as it was
+//! ```
+//!
+//! What always holds: a REFER is answered exactly once, with 202 only when
+//! the engine took the transfer; a refused transfer changes nothing, so the
+//! caller stays bridged to the agent. Targets are only numbers of
+//! `[[number]]` that route to a queue: acd never relays a call to a URI a
+//! phone names.
+
+use super::{unexpected, CallCtlError, CallState, Command, Core, LegId, Next};
+use crate::config::route_for;
+use crate::engine::{CallId, EngineError, Input, Time};
+use tracing::debug;
+
+/// What a Refer-To header value names, as acd reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReferTo {
+    /// The URI's user part, percent-decoded, without user parameters.
+    pub user: String,
+    /// The URI carries a `Replaces` header (an attended transfer).
+    pub replaces: bool,
+}
+
+/// Reads a Refer-To value: `<sip:2000@acd;transport=udp?Replaces=...>`,
+/// `sip:2000@acd`, `tel:+3582000`. `None` when it names no user.
+pub fn parse_refer_to(value: &str) -> Option<ReferTo> {
+    let v = value.trim();
+    let uri = match (v.find('<'), v.rfind('>')) {
+        (Some(a), Some(b)) if a < b => &v[a + 1..b],
+        _ => v.split(';').next().unwrap_or(v),
+    };
+    let (uri, headers) = uri.split_once('?').unwrap_or((uri, ""));
+    let replaces = headers.split('&').any(|h| h.trim().to_ascii_lowercase().starts_with("replaces="));
+    let (scheme, rest) = uri.split_once(':')?;
+    let user = match scheme.to_ascii_lowercase().as_str() {
+        "sip" | "sips" => rest.split_once('@')?.0,
+        "tel" => rest,
+        _ => return None,
+    };
+    let user = user.split(';').next().unwrap_or(user);
+    let user = percent_decode(user)?;
+    (!user.is_empty()).then_some(ReferTo { user, replaces })
+}
+
+fn percent_decode(s: &str) -> Option<String> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let hex = s.get(i + 1..i + 3)?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// The status a refused transfer's REFER gets.
+fn refusal_status(e: &EngineError) -> u16 {
+    match e {
+        EngineError::QueueClosed(_) | EngineError::NoAgents(_) => 480,
+        EngineError::QueueFull(_) => 486,
+        EngineError::NotBridged(_) | EngineError::UnknownCall(_) => 481,
+        _ => 500,
+    }
+}
+
+impl Core {
+    /// A REFER on `leg` of a live call.
+    pub(super) fn refer(&mut self, now: Time, call_id: CallId, leg: LegId, refer_to: &str) -> Result<(), CallCtlError> {
+        let call = &self.calls[&call_id];
+        let refuse = |core: &mut Core, status: u16, why: &str| {
+            debug!(call = %call_id, %leg, status, "REFER refused: {why}");
+            core.commands.push_back(Command::ReferRefused { call: call_id, leg, status });
+            Ok(())
+        };
+        let agent_leg = matches!(call.state, CallState::Bridged { leg: l, .. } if l == leg);
+        if !agent_leg {
+            // The caller's side, or an agent leg not bridged (yet).
+            return refuse(self, 403, &format!("not the agent's leg of a bridged call ({})", call.state));
+        }
+        let Some(target) = parse_refer_to(refer_to) else {
+            return refuse(self, 400, &format!("Refer-To {refer_to:?} names no user"));
+        };
+        if target.replaces {
+            return refuse(self, 501, "attended transfer (Replaces) is not supported");
+        }
+        let Some(route) = route_for(&self.config.numbers, &target.user) else {
+            return refuse(self, 404, &format!("{:?} is not a number acd knows", target.user));
+        };
+        let Some(queue) = self.engine.queue_id(&route.queue) else {
+            return refuse(self, 480, &format!("queue {} is gone", route.queue));
+        };
+        let qname = route.queue.clone();
+        match self.engine.handle(now, Input::TransferCall { call: call_id, queue }) {
+            Ok(()) => {
+                self.take_leg(call_id, leg, "transferred by the agent");
+                self.commands.push_back(Command::ReferAccepted { call: call_id, leg });
+                self.set_state(call_id, Next::To(CallState::Queued), &format!("blind transfer to {qname}"));
+                Ok(())
+            }
+            Err(e) => {
+                let status = refusal_status(&e);
+                if status == 500 {
+                    self.bug(e.clone().into());
+                }
+                refuse(self, status, &e.to_string())
+            }
+        }
+    }
+
+    /// A REFER on a leg that cannot take one in this state.
+    pub(super) fn refer_elsewhere(
+        &mut self,
+        call_id: CallId,
+        leg: LegId,
+        state: CallState,
+    ) -> Result<(), CallCtlError> {
+        self.commands.push_back(Command::ReferRefused { call: call_id, leg, status: 403 });
+        debug!("{}", unexpected(call_id, leg, "Refer", state));
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refer_to_forms() {
+        let p = |s| parse_refer_to(s).map(|r| (r.user, r.replaces));
+        assert_eq!(p("<sip:2000@127.0.0.1:5060>"), Some(("2000".into(), false)));
+        assert_eq!(p("sip:2000@acd"), Some(("2000".into(), false)));
+        assert_eq!(p("\"Tech\" <sip:%2B3582000@acd;transport=udp>;x=1"), Some(("+3582000".into(), false)));
+        assert_eq!(p("<sip:2000;phone-context=acd@acd>"), Some(("2000".into(), false)));
+        assert_eq!(p("<tel:+3582000>"), Some(("+3582000".into(), false)));
+        assert_eq!(p("<sip:ben@acd?Replaces=abc%40h%3Bto-tag%3D1%3Bfrom-tag%3D2>"), Some(("ben".into(), true)));
+        assert_eq!(p("<sip:acd.example>"), None, "no user");
+        assert_eq!(p("<http://x@y>"), None);
+        assert_eq!(p("<sip:%zz@acd>"), None);
+        assert_eq!(p(""), None);
+    }
+}
