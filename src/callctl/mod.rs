@@ -254,6 +254,10 @@ struct Call {
     state: CallState,
     /// Outgoing legs in Inviting, Alerting or Answered.
     legs: Vec<OutLeg>,
+    /// The agent leg whose REFER acd refused last, and when: a phone that
+    /// hangs up on a failed transfer (baresip does) sends its caller back to
+    /// the queue rather than dropping it (`transfer.rs`).
+    refused_refer: Option<(LegId, Time)>,
 }
 
 /// A cancelled outgoing leg whose call let go of it: only its INVITE
@@ -504,7 +508,13 @@ impl Core {
         let leg = self.new_leg(call);
         self.calls.insert(
             call,
-            Call { caller_leg: leg, caller: inc.caller.clone(), state: CallState::Arriving, legs: Vec::new() },
+            Call {
+                caller_leg: leg,
+                caller: inc.caller.clone(),
+                state: CallState::Arriving,
+                legs: Vec::new(),
+                refused_refer: None,
+            },
         );
         let mut attributes = vec![("dialled".to_string(), inc.dialled.clone())];
         if !inc.trunk.is_empty() {
@@ -821,6 +831,9 @@ impl Core {
     /// The far end of an answered outgoing leg hung up.
     fn remote_bye(&mut self, now: Time, call_id: CallId, leg: LegId, state: CallState) -> Result<(), CallCtlError> {
         self.take_leg(call_id, leg, "BYE from the far end");
+        if self.back_to_queue_after_refused_transfer(now, call_id, leg, state) {
+            return Ok(());
+        }
         match state {
             CallState::Bridged { leg: l, .. } | CallState::TransferBridged { leg: l } if l == leg => {
                 self.end_call(Some(now), call_id, CallerEnd::Bye, "far end hung up")

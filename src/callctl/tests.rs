@@ -1710,3 +1710,32 @@ fn refused_transfers_get_a_final_answer_and_the_caller_stays_with_the_agent() {
     assert_eq!(net.outcome(c1), Some(Outcome::Answered { agent: net.agent("anna") }));
     net.finish_clean();
 }
+
+#[test]
+fn a_phone_hanging_up_on_its_refused_transfer_sends_the_caller_back_to_the_queue_not_away() {
+    let mut net = Net::new(&format!(
+        "{}{}{}",
+        queue("front", "linear", &["anna", "ben"], "wrap_up_secs = 30"),
+        agents(&["anna", "ben"]),
+        number("100", "front", "")
+    ));
+    net.phone("anna", Phone::AnswersAfter(1000));
+    net.phone("ben", Phone::AnswersAfter(1000));
+    let c1 = net.call("100", CALLER);
+    net.run_until(10.0);
+    net.said();
+    net.refers("anna", "<sip:999@acd>");
+    net.run_until(11.0);
+    net.far_end_hangs_up("anna"); // baresip does this on a failed transfer
+    assert_eq!(net.said(), ["c1: refer from anna refused 404", "c1: hold default", "c1: invite ben"]);
+    assert!(matches!(net.agent_state("anna"), AgentState::WrapUp { .. }));
+    net.run_until(20.0);
+    assert_eq!(net.said(), ["c1: stop hold", "c1: bridge ben"], "the caller is served again, not dropped");
+    // Later, an agent's hang-up is the end of the call as always.
+    net.refers("ben", "<sip:999@acd>");
+    net.run_until(30.0);
+    net.far_end_hangs_up("ben");
+    assert_eq!(net.said(), ["c1: refer from ben refused 404", "c1: bye caller"]);
+    assert_eq!(net.outcome(c1), Some(Outcome::Answered { agent: net.agent("ben") }));
+    net.finish_clean();
+}

@@ -13,6 +13,12 @@
 //!        ReferRefused (4xx/5xx to the REFER); the call stays as it was
 //! ```
 //!
+//! A phone that hangs up by itself when its transfer fails (baresip 1.0
+//! does, on a 4xx to its REFER as on a failed NOTIFY) would drop the
+//! caller: an agent BYE within [`REFUSED_GRACE_MS`] of a refused REFER puts
+//! the caller back into its queue instead, keeping its place (a transfer to
+//! the same queue, recorded as such).
+//!
 //! What always holds: a REFER is answered exactly once, with 202 only when
 //! the engine took the transfer; a refused transfer changes nothing, so the
 //! caller stays bridged to the agent. Targets are only numbers of
@@ -71,6 +77,10 @@ fn percent_decode(s: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
+/// How long after a refused REFER the agent's hang-up counts as the phone
+/// giving up on the transfer rather than the agent ending the call.
+pub const REFUSED_GRACE_MS: u64 = 3000;
+
 /// The status a refused transfer's REFER gets.
 fn refusal_status(e: &EngineError) -> u16 {
     match e {
@@ -88,6 +98,9 @@ impl Core {
         let refuse = |core: &mut Core, status: u16, why: &str| {
             debug!(call = %call_id, %leg, status, "REFER refused: {why}");
             core.commands.push_back(Command::ReferRefused { call: call_id, leg, status });
+            if let Some(c) = core.calls.get_mut(&call_id) {
+                c.refused_refer = Some((leg, now));
+            }
             Ok(())
         };
         let agent_leg = matches!(call.state, CallState::Bridged { leg: l, .. } if l == leg);
@@ -121,6 +134,35 @@ impl Core {
                     self.bug(e.clone().into());
                 }
                 refuse(self, status, &e.to_string())
+            }
+        }
+    }
+
+    /// The agent's `leg` (already taken out of the call) hung up: if that
+    /// follows a refused REFER on it closely, the caller goes back into its
+    /// queue, and this returns true; otherwise the call ends as usual.
+    pub(super) fn back_to_queue_after_refused_transfer(
+        &mut self,
+        now: Time,
+        call_id: CallId,
+        leg: LegId,
+        state: CallState,
+    ) -> bool {
+        let Some(call) = self.calls.get(&call_id) else { return false };
+        let recent =
+            matches!(call.refused_refer, Some((l, at)) if l == leg && now.0.saturating_sub(at.0) <= REFUSED_GRACE_MS);
+        let bridged_here = matches!(state, CallState::Bridged { leg: l, .. } if l == leg);
+        let Some(queue) = self.engine.call(call_id).map(|v| v.queue).filter(|_| recent && bridged_here) else {
+            return false;
+        };
+        match self.engine.handle(now, Input::TransferCall { call: call_id, queue }) {
+            Ok(()) => {
+                self.set_state(call_id, Next::To(CallState::Queued), "the agent's phone hung up on a refused transfer");
+                true
+            }
+            Err(e) => {
+                debug!(call = %call_id, "cannot requeue after a refused transfer: {e}");
+                false
             }
         }
     }
