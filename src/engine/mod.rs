@@ -530,6 +530,7 @@ impl Engine {
             }
             Input::MoveCall { call, queue } => self.move_call(call, queue),
             Input::TransferCall { call, queue } => self.transfer_call(call, queue),
+            Input::TransferToAgent { call, agent } => self.transfer_to_agent(call, agent),
             Input::WithdrawCall { call, status } => {
                 self.waiting_call(call)?;
                 debug!(call = call.0, status, "Queued => Withdrawn");
@@ -796,6 +797,8 @@ impl Engine {
         match call.state {
             CallState::Bridged { agent, since } => {
                 let q = call.queue;
+                // A transfer still ringing another agent.
+                self.withdraw_all_rings(c);
                 self.count_handle_time(q, since);
                 self.finish(c, Outcome::Answered { agent });
                 self.agent_call_over(agent, q);
@@ -841,7 +844,8 @@ impl Engine {
     fn check_offer(&self, c: CallId, a: AgentId) -> Result<(), EngineError> {
         self.agent(a)?;
         let call = self.calls.get(&c).ok_or(EngineError::UnknownCall(c))?;
-        if call.state == CallState::Offering && call.ringing.contains(&a) {
+        let offering = matches!(call.state, CallState::Offering | CallState::Bridged { .. });
+        if offering && call.ringing.contains(&a) {
             Ok(())
         } else {
             Err(EngineError::NoSuchOffer { call: c, agent: a })
@@ -850,6 +854,10 @@ impl Engine {
 
     fn offer_answered(&mut self, c: CallId, a: AgentId) -> Result<(), EngineError> {
         self.check_offer(c, a)?;
+        if let CallState::Bridged { agent, since } = self.calls[&c].state {
+            self.transfer_answered(c, agent, since, a);
+            return Ok(());
+        }
         let now = self.now;
         self.timers.cancel(TimerKind::RingTimeout { call: c, agent: a });
         self.detach(c, a);

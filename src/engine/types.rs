@@ -163,6 +163,15 @@ pub enum Input {
         call: CallId,
         queue: QueueId,
     },
+    /// A blind transfer of a bridged call to agent `agent`, who must be
+    /// available and registered: it is rung (as an offer of the call's
+    /// queue, with its ring timeout) while the caller stays bridged to its
+    /// agent. An answer completes the transfer (the first agent wraps up);
+    /// a miss or withdrawal leaves the call as it was.
+    TransferToAgent {
+        call: CallId,
+        agent: AgentId,
+    },
     /// Admin: take a waiting call out of its queue and end it with `status`.
     WithdrawCall {
         call: CallId,
@@ -219,6 +228,13 @@ pub enum Action {
         call: CallId,
         status: u16,
     },
+}
+
+/// Where a transfer sent a call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TransferTarget {
+    Queue(QueueId),
+    Agent(AgentId),
 }
 
 /// Why a call left a queue for its overflow target.
@@ -341,7 +357,7 @@ pub enum Event {
         call: CallId,
         from: QueueId,
         agent: AgentId,
-        to: QueueId,
+        to: TransferTarget,
     },
     CallQueued {
         call: CallId,
@@ -418,6 +434,10 @@ pub enum EngineError {
     NotWaiting(CallId),
     #[error("{0} is not bridged to an agent")]
     NotBridged(CallId),
+    #[error("{0} is not free to take a transfer ({1})")]
+    AgentNotFree(AgentId, &'static str),
+    #[error("{0} already has a transfer ringing")]
+    TransferPending(CallId),
     #[error("queue \"{0}\" is full")]
     QueueFull(String),
     #[error("queue \"{0}\" has nobody logged in")]

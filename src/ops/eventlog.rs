@@ -96,7 +96,16 @@ pub fn event_json(engine: &Engine, at_unix_ms: u64, event: &Event) -> Value {
             put("call", json!(call.0));
             put("queue", json!(engine.queue_name(*from)));
             put("agent", json!(engine.agent_name(*agent)));
-            put("to", json!(engine.queue_name(*to)));
+            match to {
+                crate::engine::TransferTarget::Queue(q) => {
+                    put("to", json!(engine.queue_name(*q)));
+                    put("target", json!("queue"));
+                }
+                crate::engine::TransferTarget::Agent(a) => {
+                    put("to", json!(engine.agent_name(*a)));
+                    put("target", json!("agent"));
+                }
+            }
             put("kind", json!("blind"));
         }
         Event::CallQueued { call, queue, priority, position } => {

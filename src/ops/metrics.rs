@@ -596,7 +596,7 @@ impl Metrics {
                     r.joined = None;
                 }
             }
-            Event::Transferred { call, from, agent, .. } => {
+            Event::Transferred { call, from, agent, to } => {
                 // The agent's talk ends here, as at a hang-up: its talk and
                 // then wrap-up count for the queue it answered from.
                 let qm = queue_of(&mut self.queues, window, engine, *from);
@@ -605,6 +605,10 @@ impl Metrics {
                     let talk = now.since(at);
                     histogram!(TALK, "queue" => Arc::clone(&qm.name)).record(secs(talk));
                     self.after_call.insert(*agent, AfterCall { queue: *from, talk, wrap_since: None });
+                }
+                // To an agent: the new agent's talk starts now.
+                if let (crate::engine::TransferTarget::Agent(_), Some(r)) = (to, self.calls.get_mut(call)) {
+                    r.answered_at = Some(now);
                 }
             }
             Event::CallQueued { call, queue, .. } => {
