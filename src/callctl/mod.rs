@@ -226,12 +226,26 @@ pub enum Command {
         position: u32,
         estimated_wait_secs: u32,
     },
-    /// Take the REFER on `leg`: 202 Accepted, NOTIFY `SIP/2.0 100 Trying`,
-    /// NOTIFY `SIP/2.0 200 OK` (subscription terminated), then BYE the leg,
-    /// in that order. The leg is gone, as after [`Command::Bye`].
+    /// Take the REFER on `leg`: 202 Accepted and NOTIFY `SIP/2.0 100 Trying`
+    /// (unless [`Command::ReferTrying`] sent them), NOTIFY `SIP/2.0 200 OK`
+    /// (subscription terminated), then BYE the leg, in that order. The leg
+    /// is gone, as after [`Command::Bye`].
     ReferAccepted {
         call: CallId,
         leg: LegId,
+    },
+    /// 202 Accepted to the REFER on `leg` and NOTIFY `SIP/2.0 100 Trying`:
+    /// the target (an agent) is being rung; the leg goes on.
+    ReferTrying {
+        call: CallId,
+        leg: LegId,
+    },
+    /// After [`Command::ReferTrying`]: the final NOTIFY `SIP/2.0 <status>`
+    /// (the target did not answer); the leg goes on, still bridged.
+    ReferFailed {
+        call: CallId,
+        leg: LegId,
+        status: u16,
     },
     /// Refuse the REFER on `leg` with a final `status`; the leg goes on.
     ReferRefused {
@@ -724,7 +738,7 @@ impl Core {
                 let l = &mut self.calls.get_mut(&call_id).expect("call exists").legs[idx];
                 set_leg_state(call_id, l, LegState::Alerting, &status.to_string());
                 match (out.agent, state) {
-                    (Some(agent), CallState::Queued) => {
+                    (Some(agent), CallState::Queued | CallState::Bridged { .. }) => {
                         self.offer_input(now, leg, Input::OfferRinging { call: call_id, agent })
                     }
                     _ => Ok(()),
@@ -737,7 +751,8 @@ impl Core {
                 let l = &mut self.calls.get_mut(&call_id).expect("call exists").legs[idx];
                 set_leg_state(call_id, l, LegState::Answered, "2xx");
                 match (out.agent, state) {
-                    (Some(agent), CallState::Queued) => {
+                    // A ring, or a transfer ringing another agent.
+                    (Some(agent), CallState::Queued | CallState::Bridged { .. }) => {
                         match self.engine.handle(now, Input::OfferAnswered { call: call_id, agent }) {
                             Ok(()) => Ok(()), // the engine's Bridge follows
                             Err(e) => {
@@ -776,6 +791,9 @@ impl Core {
                     (Some(agent), CallState::Queued) => {
                         let cause = status.map(RejectCause::from_sip_status).unwrap_or(RejectCause::Unreachable);
                         self.offer_input(now, leg, Input::OfferRejected { call: call_id, agent, cause })
+                    }
+                    (Some(agent), CallState::Bridged { leg: agent_leg, .. }) => {
+                        self.transfer_ring_failed(now, call_id, agent_leg, agent, status)
                     }
                     // The overflow target failed: nothing else to try.
                     (None, CallState::Transferring { leg: t }) if t == leg => {
@@ -890,7 +908,8 @@ impl Core {
                 }
             }
             Action::Ring { agent, .. } => {
-                if state != CallState::Queued {
+                // Bridged: a transfer to an agent (transfer.rs).
+                if !matches!(state, CallState::Queued | CallState::Bridged { .. }) {
                     return self.bug(wrong("Ring"));
                 }
                 let caller_number = call.caller.clone();
@@ -914,6 +933,18 @@ impl Core {
                     Some(i) => {
                         let l = self.calls.get_mut(&call_id).expect("call exists").legs.remove(i);
                         self.orphan(call_id, l, "ring withdrawn");
+                        if let CallState::Bridged { leg: agent_leg, .. } = state {
+                            // A transfer's ring timed out or was withdrawn.
+                            self.commands.push_back(Command::ReferFailed {
+                                call: call_id,
+                                leg: agent_leg,
+                                status: 480,
+                            });
+                            let now = self.engine.now();
+                            if let Some(c) = self.calls.get_mut(&call_id) {
+                                c.refused_refer = Some((agent_leg, now));
+                            }
+                        }
                     }
                     // Already failed or answered at the same instant: the
                     // answered case is settled by the engine's Bridge (or
@@ -928,6 +959,9 @@ impl Core {
                     Some(leg) if state == CallState::Queued => {
                         self.set_state(call_id, Next::To(CallState::Bridged { agent, leg }), "agent answered");
                         self.commands.push_back(Command::Bridge { call: call_id, caller, other: leg });
+                    }
+                    Some(leg) if matches!(state, CallState::Bridged { .. }) => {
+                        self.transfer_answered(call_id, state, agent, leg)
                     }
                     _ => self.bug(wrong("Bridge")),
                 }

@@ -426,7 +426,9 @@ impl Net {
                 }
                 _ => self.violation(format!("{line}: no REFER from an answered leg of this call")),
             },
-            Command::ReferRefused { call, leg, .. } => {
+            Command::ReferRefused { call, leg, .. }
+            | Command::ReferTrying { call, leg }
+            | Command::ReferFailed { call, leg, .. } => {
                 let ok = self.remotes.get(leg).is_some_and(|r| r.call == *call && r.state == Far::InCall)
                     || self.callers.get(call).is_some_and(|c| c.leg == *leg);
                 if !ok {
@@ -528,6 +530,12 @@ impl Net {
             }
             Command::ReferRefused { call, leg, status } => {
                 format!("c{}: refer from {} refused {status}", call.0, self.leg_name(*call, *leg))
+            }
+            Command::ReferTrying { call, leg } => {
+                format!("c{}: transfer trying, to {}", call.0, self.leg_name(*call, *leg))
+            }
+            Command::ReferFailed { call, leg, status } => {
+                format!("c{}: transfer failed {status}, to {}", call.0, self.leg_name(*call, *leg))
             }
         }
     }
@@ -1680,6 +1688,8 @@ fn refused_transfers_get_a_final_answer_and_the_caller_stays_with_the_agent() {
         number("300", "full", ""),
         agent("cai", "{}")
     ));
+    let cai = net.agent("cai");
+    net.input(Input::AgentUnregistered { agent: cai });
     let ben = net.agent("ben");
     net.input(Input::AgentPause { agent: ben, reason: "busy".into() });
     net.phone("anna", Phone::AnswersAfter(1000));
@@ -1689,7 +1699,7 @@ fn refused_transfers_get_a_final_answer_and_the_caller_stays_with_the_agent() {
     net.said();
     for (to, status) in [
         ("<sip:999@acd>", 404),                // not a number acd knows
-        ("<sip:cai@acd>", 404),                // an agent, not a queue's number
+        ("<sip:cai@acd>", 480),                // an agent, but not registered
         ("<https://evil.example/>", 400),      // no SIP user at all
         ("<sip:300@acd>", 486),                // the queue is full
         ("<sip:100@acd?Replaces=x%40y>", 501), // attended transfer
@@ -1737,5 +1747,71 @@ fn a_phone_hanging_up_on_its_refused_transfer_sends_the_caller_back_to_the_queue
     net.far_end_hangs_up("ben");
     assert_eq!(net.said(), ["c1: refer from ben refused 404", "c1: bye caller"]);
     assert_eq!(net.outcome(c1), Some(Outcome::Answered { agent: net.agent("ben") }));
+    net.finish_clean();
+}
+
+/// Front line 100 → "front" (anna); ben and cai are in no queue.
+fn front_and_two_more(ben: Phone) -> (Net, CallId) {
+    let mut net = Net::new(&format!(
+        "{}{}{}",
+        queue("front", "linear", &["anna"], "ring_timeout_secs = 10\nwrap_up_secs = 30"),
+        agents(&["anna", "ben", "cai"]),
+        number("100", "front", "")
+    ));
+    net.phone("anna", Phone::AnswersAfter(1000));
+    net.phone("ben", ben);
+    let c1 = net.call("100", CALLER);
+    net.run_until(10.0);
+    net.said();
+    (net, c1)
+}
+
+#[test]
+fn transfer_to_an_agent_rings_them_while_the_caller_talks_on_and_their_answer_takes_the_call() {
+    let (mut net, c1) = front_and_two_more(Phone::AnswersAfter(2000));
+    net.refers("anna", "<sip:ben@acd>");
+    assert_eq!(net.said(), ["c1: transfer trying, to anna", "c1: invite ben"]);
+    assert!(matches!(net.agent_state("anna"), AgentState::OnCall { .. }), "anna still talks to the caller");
+    net.run_until(20.0);
+    assert_eq!(net.said(), ["c1: transfer accepted, bye anna", "c1: bridge ben"]);
+    assert!(matches!(net.agent_state("anna"), AgentState::WrapUp { .. }));
+    assert!(matches!(net.agent_state("ben"), AgentState::OnCall { call, .. } if call == c1));
+    net.caller_hangs_up(c1);
+    assert_eq!(net.said(), ["c1: bye ben"]);
+    assert_eq!(net.outcome(c1), Some(Outcome::Answered { agent: net.agent("ben") }));
+    net.finish_clean();
+}
+
+#[test]
+fn transfer_to_a_busy_or_silent_agent_fails_with_a_final_notify_and_the_caller_stays() {
+    let (mut net, c1) = front_and_two_more(Phone::Refuses(486, 500));
+    net.refers("anna", "<sip:ben@acd>");
+    net.run_until(15.0);
+    assert_eq!(net.said(), ["c1: transfer trying, to anna", "c1: invite ben", "c1: transfer failed 486, to anna"]);
+    assert!(matches!(net.agent_state("anna"), AgentState::OnCall { call, .. } if call == c1));
+    // cai rings out: at the ring timeout his INVITE is cancelled.
+    net.refers("anna", "<sip:cai@acd>");
+    net.run_until(40.0);
+    assert_eq!(
+        net.said(),
+        ["c1: transfer trying, to anna", "c1: invite cai", "c1: cancel cai", "c1: transfer failed 480, to anna"]
+    );
+    assert_eq!(net.when("c1: cancel cai"), Some(25.0));
+    assert!(matches!(net.agent_state("anna"), AgentState::OnCall { call, .. } if call == c1));
+    net.run_until(60.0);
+    net.far_end_hangs_up("anna");
+    assert_eq!(net.said(), ["c1: bye caller"]);
+    net.finish_clean();
+}
+
+#[test]
+fn caller_hanging_up_while_a_transfer_rings_cancels_it() {
+    let (mut net, c1) = front_and_two_more(Phone::Rings);
+    net.refers("anna", "<sip:ben@acd>");
+    net.run_until(12.0);
+    net.said();
+    net.caller_hangs_up(c1);
+    assert_eq!(net.said(), ["c1: bye anna", "c1: cancel ben"]);
+    assert!(matches!(net.agent_state("ben"), AgentState::Available { .. }));
     net.finish_clean();
 }

@@ -8,6 +8,12 @@
 //!        ▼    the engine's StartHold: the caller hears the new queue's music
 //!     Queued (in the target queue, with its priority and its place)
 //!
+//!   Bridged(agent, leg) ── REFER, Refer-To = an agent (id or SIP user):
+//!        engine TransferToAgent: ReferTrying (202, NOTIFY 100); the target rings,
+//!        the caller still talks to the agent
+//!        ├─ target answers: ReferAccepted (NOTIFY 200, BYE) ──► Bridged(target, its leg)
+//!        └─ busy / no answer / withdrawn: ReferFailed (NOTIFY 4xx); stays Bridged
+//!
 //!   refused (unknown target, not a queue, queue closed/full/unstaffed,
 //!   REFER with Replaces, REFER from the caller's side):
 //!        ReferRefused (4xx/5xx to the REFER); the call stays as it was
@@ -22,12 +28,12 @@
 //! What always holds: a REFER is answered exactly once, with 202 only when
 //! the engine took the transfer; a refused transfer changes nothing, so the
 //! caller stays bridged to the agent. Targets are only numbers of
-//! `[[number]]` that route to a queue: acd never relays a call to a URI a
-//! phone names.
+//! `[[number]]` that route to a queue, and agents: acd never relays a call
+//! to a URI a phone names.
 
 use super::{unexpected, CallCtlError, CallState, Command, Core, LegId, Next};
 use crate::config::route_for;
-use crate::engine::{CallId, EngineError, Input, Time};
+use crate::engine::{AgentId, CallId, EngineError, Input, RejectCause, Time};
 use tracing::debug;
 
 /// What a Refer-To header value names, as acd reads it.
@@ -87,6 +93,9 @@ fn refusal_status(e: &EngineError) -> u16 {
         EngineError::QueueClosed(_) | EngineError::NoAgents(_) => 480,
         EngineError::QueueFull(_) => 486,
         EngineError::NotBridged(_) | EngineError::UnknownCall(_) => 481,
+        EngineError::TransferPending(_) => 491,
+        EngineError::AgentNotFree(_, "ringing" | "on a call" | "in wrap-up" | "on this call") => 486,
+        EngineError::AgentNotFree(..) | EngineError::UnknownAgent(_) => 480,
         _ => 500,
     }
 }
@@ -115,7 +124,17 @@ impl Core {
             return refuse(self, 501, "attended transfer (Replaces) is not supported");
         }
         let Some(route) = route_for(&self.config.numbers, &target.user) else {
-            return refuse(self, 404, &format!("{:?} is not a number acd knows", target.user));
+            let Some(to) = self.agent_named(&target.user) else {
+                return refuse(self, 404, &format!("{:?} is neither a number nor an agent acd knows", target.user));
+            };
+            return match self.engine.handle(now, Input::TransferToAgent { call: call_id, agent: to }) {
+                Ok(()) => {
+                    // The engine's Ring follows; the caller stays bridged.
+                    self.commands.push_back(Command::ReferTrying { call: call_id, leg });
+                    Ok(())
+                }
+                Err(e) => refuse(self, refusal_status(&e), &e.to_string()),
+            };
         };
         let Some(queue) = self.engine.queue_id(&route.queue) else {
             return refuse(self, 480, &format!("queue {} is gone", route.queue));
@@ -165,6 +184,49 @@ impl Core {
                 false
             }
         }
+    }
+
+    /// An agent by id, or by the SIP user its phone registers as.
+    fn agent_named(&self, user: &str) -> Option<AgentId> {
+        self.engine.agent_id(user).or_else(|| {
+            let a = self.config.agents.iter().find(|a| a.sip_user == user)?;
+            self.engine.agent_id(&a.id)
+        })
+    }
+
+    /// The agent rung for a transfer answered (the engine's Bridge): the
+    /// first agent's REFER is done (NOTIFY 200, BYE) and the caller is
+    /// bridged to the new agent's `leg`.
+    pub(super) fn transfer_answered(&mut self, call_id: CallId, state: CallState, agent: AgentId, leg: LegId) {
+        let CallState::Bridged { leg: old, .. } = state else { return };
+        let caller = self.calls[&call_id].caller_leg;
+        self.take_leg(call_id, old, "transferred by the agent");
+        self.commands.push_back(Command::ReferAccepted { call: call_id, leg: old });
+        self.set_state(call_id, Next::To(CallState::Bridged { agent, leg }), "transfer target answered");
+        self.commands.push_back(Command::Bridge { call: call_id, caller, other: leg });
+    }
+
+    /// The agent rung for a transfer refused or could not be reached: the
+    /// engine hears it as a missed offer; the first agent's REFER fails
+    /// with the target's status, and the caller stays with that agent.
+    pub(super) fn transfer_ring_failed(
+        &mut self,
+        now: Time,
+        call_id: CallId,
+        agent_leg: LegId,
+        agent: AgentId,
+        status: Option<u16>,
+    ) -> Result<(), CallCtlError> {
+        let cause = status.map(RejectCause::from_sip_status).unwrap_or(RejectCause::Unreachable);
+        if let Some(c) = self.calls.get_mut(&call_id) {
+            c.refused_refer = Some((agent_leg, now));
+        }
+        self.commands.push_back(Command::ReferFailed {
+            call: call_id,
+            leg: agent_leg,
+            status: status.filter(|s| *s >= 400).unwrap_or(480),
+        });
+        self.offer_input(now, agent_leg, Input::OfferRejected { call: call_id, agent, cause })
     }
 
     /// A REFER on a leg that cannot take one in this state.

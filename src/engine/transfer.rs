@@ -16,8 +16,8 @@
 
 use super::{AgentState, CallState, Engine, Entry, Tag};
 use crate::config::WhenNoAgents;
-use crate::engine::{Action, AgentId, CallId, EngineError, Event, QueueId, TimerKind, TransferTarget};
 use crate::engine::Time;
+use crate::engine::{Action, AgentId, CallId, EngineError, Event, QueueId, TimerKind, TransferTarget};
 use tracing::debug;
 
 impl Engine {

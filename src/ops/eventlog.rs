@@ -492,6 +492,15 @@ mod tests {
                 json!({"call":3,"queue":"billing","to":"tech"}),
             ),
             (
+                Event::Transferred {
+                    call: c,
+                    from: q,
+                    agent: a,
+                    to: crate::engine::TransferTarget::Queue(e.queue_id("tech").unwrap()),
+                },
+                json!({"call":3,"queue":"billing","agent":"aino","to":"tech","target":"queue","kind":"blind"}),
+            ),
+            (
                 Event::Overflowed { call: c, from: q, to: "queue:support-en".into(), reason: OverflowReason::MaxWait },
                 json!({"call":3,"queue":"billing","to":"queue:support-en","reason":"max-wait"}),
             ),

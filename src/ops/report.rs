@@ -622,11 +622,11 @@ mod tests {
         let shown = report(text.as_bytes(), None, None, 20).unwrap().to_string();
         let want = "\
 calls arriving start of log .. end of log: 5; service level = answered within 20 s / offered
-queue       offered  answered  abandoned  overflowed  rejected  SL 20s  ASA s  AHT s  abandon  repeat 24h
-billing           4         2          1           1         0   25.0%   20.0   95.0    25.0%           1
-sales             0         0          0           1         1       -      -      -        -           0
-support-en        1         1          0           0         0    0.0%  430.0      -     0.0%           0
-total             4         3          1           0         1   25.0%  156.7   95.0    25.0%           1
+queue       offered  answered  abandoned  overflowed  rejected  transferred  SL 20s  ASA s  AHT s  abandon  repeat 24h
+billing           4         2          1           1         0            0   25.0%   20.0   95.0    25.0%           1
+sales             0         0          0           1         1            0       -      -      -        -           0
+support-en        1         1          0           0         0            0    0.0%  430.0      -     0.0%           0
+total             4         3          1           0         1            0   25.0%  156.7   95.0    25.0%           1
 ";
         assert_eq!(shown, want);
     }
@@ -675,6 +675,31 @@ total             4         3          1           0         1   25.0%  156.7   
         // Unknown events are from newer logs: ignored.
         let r = report(r#"{"ts_ms":1,"event":"call_teleported","call":1}"#.as_bytes(), None, None, 20).unwrap();
         assert_eq!(r.calls, 0);
+    }
+
+    #[test]
+    fn a_transferred_call_counts_as_a_transfer_out_of_one_queue_and_an_answer_in_each() {
+        let mut e = arrive(1, "front", "+1", 0);
+        e.push(ev(5 * S, "answered", json!({"call":1,"queue":"front","agent":"anna","waited_ms":5_000})));
+        e.push(ev(
+            60 * S,
+            "transferred",
+            json!({"call":1,"queue":"front","agent":"anna","to":"tech","target":"queue","kind":"blind"}),
+        ));
+        e.push(ev(60 * S, "call_queued", json!({"call":1,"queue":"tech","priority":0,"position":1})));
+        e.push(ev(70 * S, "answered", json!({"call":1,"queue":"tech","agent":"ben","waited_ms":70_000})));
+        e.push(ev(
+            100 * S,
+            "call_finished",
+            json!({"call":1,"queue":"tech","outcome":"answered","agent":"ben","waited_ms":70_000}),
+        ));
+        let r = report(log(&e).as_bytes(), None, None, 20).unwrap();
+        let (front, tech) = (&r.queues["front"], &r.queues["tech"]);
+        assert_eq!((front.offered, front.answered, front.transferred), (1, 1, 1));
+        assert_eq!((tech.offered, tech.answered, tech.transferred), (1, 1, 0));
+        assert_eq!((r.total.offered, r.total.answered, r.total.transferred), (1, 1, 1));
+        assert_eq!(r.total.asa_secs, Some(5.0), "the call's first answer");
+        assert_eq!((tech.handled, r.total.handled), (1, 0), "handle time is the last answer's, in its queue");
     }
 
     #[test]
