@@ -258,3 +258,68 @@ fn pjsua2_blind_transfer_to_a_queue_keeps_the_callers_place_and_a_refused_one_ke
     assert_eq!(s.errors, 0);
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// pjsua2's `Call.xfer()` to an agent: acd rings bert while the caller still
+/// talks to anna. Busy: pjsua hears NOTIFY 100 then a final 486 and keeps
+/// its call. Answered: a final 200, anna's call ends, the caller hears bert.
+#[test]
+fn pjsua2_blind_transfer_to_an_agent_rings_them_and_a_busy_one_keeps_the_bridge() {
+    let dir = std::env::temp_dir().join(format!("acd-xfer-agent-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let port = free_port();
+    let d = acd::shell::DaemonHandle::spawn(config(port, FLOOR)).expect("daemon");
+    let mut anna = Ua::agent("anna", port, "anna-pw", "answer");
+    let mut bert = Ua::agent("bert", port, "bert-pw", "busy");
+    let mut trunk = trunk();
+    trunk.send(&format!("call {}", uri("100", port)));
+    trunk.expect("answered", Duration::from_secs(5));
+    let acall = anna.expect("incoming", Duration::from_secs(5))["call"].as_i64().unwrap();
+    anna.expect("answered", Duration::from_secs(5));
+    anna.send(&format!("tone {acall} 600"));
+    anna.expect("playing", Duration::from_secs(5));
+
+    anna.send(&format!("xfer {acall} sip:bert@127.0.0.1:{port}"));
+    bert.expect("rejected", Duration::from_secs(5));
+    let mut codes = Vec::new();
+    loop {
+        let st = anna.expect("xfer_status", Duration::from_secs(5));
+        codes.push(st["code"].as_i64().unwrap());
+        if st["final"] == true {
+            break;
+        }
+    }
+    assert_eq!(codes.last(), Some(&486), "bert was busy: {codes:?}");
+    std::thread::sleep(Duration::from_millis(500));
+    let r = hears(&mut trunk, 1, &dir, "caller-anna-after-busy", 600.0);
+    assert!(r > 0.8, "after the failed transfer the caller still hears anna: {r}");
+
+    bert.send("behaviour answer");
+    bert.expect("behaviour", Duration::from_secs(5));
+    // A transfer to a named agent does not wait for the back-off of his 486.
+    anna.send(&format!("xfer {acall} sip:bert@127.0.0.1:{port}"));
+    let mut codes = Vec::new();
+    loop {
+        let st = anna.expect("xfer_status", Duration::from_secs(10));
+        codes.push(st["code"].as_i64().unwrap());
+        if st["final"] == true {
+            break;
+        }
+    }
+    assert_eq!(codes.last(), Some(&200), "{codes:?}");
+    let bcall = bert.expect("answered", Duration::from_secs(5))["call"].as_i64().unwrap();
+    anna.expect("disconnected", Duration::from_secs(5));
+    bert.send(&format!("tone {bcall} 700"));
+    bert.expect("playing", Duration::from_secs(5));
+    std::thread::sleep(Duration::from_millis(600));
+    let r = hears(&mut trunk, 1, &dir, "caller-bert", 700.0);
+    assert!(r > 0.8, "the caller hears bert after the transfer: {r}");
+    trunk.send("hangup all");
+    trunk.expect("disconnected", Duration::from_secs(5));
+    bert.expect("disconnected", Duration::from_secs(5));
+    drop(bert);
+    drop(anna);
+    let s = assert_drained(&d);
+    assert_eq!(s.errors, 0);
+    std::fs::remove_dir_all(&dir).ok();
+}
