@@ -323,3 +323,48 @@ fn pjsua2_blind_transfer_to_an_agent_rings_them_and_a_busy_one_keeps_the_bridge(
     assert_eq!(s.errors, 0);
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// The admin API's transfer of a bridged call: to the tech queue, where
+/// bert answers and the caller hears him; anna's leg ends with a BYE.
+#[test]
+fn admin_transfers_a_bridged_call_to_a_queue() {
+    const TOKEN: &str = "xfer-token-0123456789";
+    let dir = std::env::temp_dir().join(format!("acd-xfer-admin-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let port = free_port();
+    let ops = format!("[metrics]\nlisten = \"\"\n\n[admin]\nlisten = \"127.0.0.1:0\"\ntoken = \"{TOKEN}\"\n");
+    let text = config_text_with(port, &ops, FLOOR);
+    let d = acd::shell::DaemonHandle::spawn(acd::config::from_toml_str("xfer.toml", &text).unwrap()).expect("daemon");
+    let admin = d.admin_addr.expect("admin API bound");
+    let mut anna = Ua::agent("anna", port, "anna-pw", "answer");
+    let mut trunk = trunk();
+    trunk.send(&format!("call {}", uri("100", port)));
+    trunk.expect("answered", Duration::from_secs(5));
+    anna.expect("answered", Duration::from_secs(5));
+
+    let post = |path: &str, body: &str| http(admin, "POST", path, Some(TOKEN), Some(body));
+    assert_eq!(post("/calls/1/transfer", r#"{"queue":"tech","agent":"bert"}"#).0, 400);
+    assert_eq!(post("/calls/1/transfer", r#"{"queue":"nowhere"}"#).0, 404);
+    assert_eq!(post("/calls/9/transfer", r#"{"queue":"tech"}"#).0, 404);
+    let (status, body) = post("/calls/1/transfer", r#"{"agent":"bert"}"#);
+    assert_eq!(status, 409, "bert's phone is not registered: {body}");
+    let (status, body) = post("/calls/1/transfer", r#"{"queue":"tech"}"#);
+    assert_eq!(status, 200, "{body}");
+    anna.expect("disconnected", Duration::from_secs(5));
+    let mut bert = Ua::agent("bert", port, "bert-pw", "answer");
+    let bcall = bert.expect("answered", Duration::from_secs(10))["call"].as_i64().unwrap();
+    bert.send(&format!("tone {bcall} 700"));
+    bert.expect("playing", Duration::from_secs(5));
+    std::thread::sleep(Duration::from_millis(600));
+    let r = hears(&mut trunk, 1, &dir, "caller-bert", 700.0);
+    assert!(r > 0.8, "the caller hears bert after the admin's transfer: {r}");
+    trunk.send("hangup all");
+    trunk.expect("disconnected", Duration::from_secs(5));
+    bert.expect("disconnected", Duration::from_secs(5));
+    drop(bert);
+    drop(anna);
+    let s = assert_drained(&d);
+    assert_eq!(s.errors, 0);
+    std::fs::remove_dir_all(&dir).ok();
+}

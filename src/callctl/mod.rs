@@ -272,6 +272,9 @@ struct Call {
     /// hangs up on a failed transfer (baresip does) sends its caller back to
     /// the queue rather than dropping it (`transfer.rs`).
     refused_refer: Option<(LegId, Time)>,
+    /// The agent leg whose REFER waits for a transfer to an agent to be
+    /// answered (an admin's transfer has none).
+    refer_waiting: Option<LegId>,
 }
 
 /// A cancelled outgoing leg whose call let go of it: only its INVITE
@@ -528,6 +531,7 @@ impl Core {
                 state: CallState::Arriving,
                 legs: Vec::new(),
                 refused_refer: None,
+                refer_waiting: None,
             },
         );
         let mut attributes = vec![("dialled".to_string(), inc.dialled.clone())];
@@ -933,17 +937,10 @@ impl Core {
                     Some(i) => {
                         let l = self.calls.get_mut(&call_id).expect("call exists").legs.remove(i);
                         self.orphan(call_id, l, "ring withdrawn");
-                        if let CallState::Bridged { leg: agent_leg, .. } = state {
+                        if let CallState::Bridged { .. } = state {
                             // A transfer's ring timed out or was withdrawn.
-                            self.commands.push_back(Command::ReferFailed {
-                                call: call_id,
-                                leg: agent_leg,
-                                status: 480,
-                            });
                             let now = self.engine.now();
-                            if let Some(c) = self.calls.get_mut(&call_id) {
-                                c.refused_refer = Some((agent_leg, now));
-                            }
+                            self.transfer_ring_ended(now, call_id, 480);
                         }
                     }
                     // Already failed or answered at the same instant: the

@@ -1815,3 +1815,41 @@ fn caller_hanging_up_while_a_transfer_rings_cancels_it() {
     assert!(matches!(net.agent_state("ben"), AgentState::Available { .. }));
     net.finish_clean();
 }
+
+#[test]
+fn admin_transfers_a_bridged_call_to_a_queue_or_an_agent_with_byes_instead_of_notifies() {
+    use crate::engine::{EngineError, TransferTarget};
+    let mut net = front_and_tech();
+    net.phone("anna", Phone::AnswersAfter(1000));
+    net.phone("ben", Phone::AnswersAfter(1000));
+    let ben = net.agent("ben");
+    net.input(Input::AgentPause { agent: ben, reason: "busy".into() });
+    let c1 = net.call("100", CALLER);
+    assert_eq!(
+        net.core.transfer(net.now, c1, TransferTarget::Agent(ben)),
+        Err(EngineError::NotBridged(c1)),
+        "not bridged yet"
+    );
+    net.run_until(10.0);
+    net.said();
+    let tech = net.core.engine().queue_id("tech").unwrap();
+    net.core.transfer(net.now, c1, TransferTarget::Queue(tech)).unwrap();
+    net.drain();
+    assert_eq!(net.said(), ["c1: bye anna", "c1: hold ringback"]);
+    net.input(Input::AgentReady { agent: ben });
+    net.run_until(20.0);
+    assert_eq!(net.said(), ["c1: invite ben", "c1: stop hold", "c1: bridge ben"]);
+    // And on to anna, once she is out of her wrap-up.
+    let anna = net.agent("anna");
+    assert!(matches!(
+        net.core.transfer(net.now, c1, TransferTarget::Agent(anna)),
+        Err(EngineError::AgentNotFree(_, "in wrap-up"))
+    ));
+    net.input(Input::AgentReady { agent: anna });
+    net.core.transfer(net.now, c1, TransferTarget::Agent(anna)).unwrap();
+    net.drain();
+    net.run_until(30.0);
+    assert_eq!(net.said(), ["c1: invite anna", "c1: bye ben", "c1: bridge anna"]);
+    net.caller_hangs_up(c1);
+    net.finish_clean();
+}

@@ -33,7 +33,7 @@
 
 use super::{unexpected, CallCtlError, CallState, Command, Core, LegId, Next};
 use crate::config::route_for;
-use crate::engine::{AgentId, CallId, EngineError, Input, RejectCause, Time};
+use crate::engine::{AgentId, CallId, EngineError, Input, RejectCause, Time, TransferTarget};
 use tracing::debug;
 
 /// What a Refer-To header value names, as acd reads it.
@@ -131,6 +131,7 @@ impl Core {
                 Ok(()) => {
                     // The engine's Ring follows; the caller stays bridged.
                     self.commands.push_back(Command::ReferTrying { call: call_id, leg });
+                    self.calls.get_mut(&call_id).expect("live call").refer_waiting = Some(leg);
                     Ok(())
                 }
                 Err(e) => refuse(self, refusal_status(&e), &e.to_string()),
@@ -195,20 +196,24 @@ impl Core {
     }
 
     /// The agent rung for a transfer answered (the engine's Bridge): the
-    /// first agent's REFER is done (NOTIFY 200, BYE) and the caller is
-    /// bridged to the new agent's `leg`.
+    /// first agent's REFER is done (NOTIFY 200, BYE; a plain BYE for an
+    /// admin's transfer) and the caller is bridged to the new agent's `leg`.
     pub(super) fn transfer_answered(&mut self, call_id: CallId, state: CallState, agent: AgentId, leg: LegId) {
         let CallState::Bridged { leg: old, .. } = state else { return };
-        let caller = self.calls[&call_id].caller_leg;
-        self.take_leg(call_id, old, "transferred by the agent");
-        self.commands.push_back(Command::ReferAccepted { call: call_id, leg: old });
+        let call = self.calls.get_mut(&call_id).expect("live call");
+        let (caller, referred) = (call.caller_leg, call.refer_waiting.take() == Some(old));
+        self.take_leg(call_id, old, "transferred");
+        self.commands.push_back(if referred {
+            Command::ReferAccepted { call: call_id, leg: old }
+        } else {
+            Command::Bye { call: call_id, leg: old }
+        });
         self.set_state(call_id, Next::To(CallState::Bridged { agent, leg }), "transfer target answered");
         self.commands.push_back(Command::Bridge { call: call_id, caller, other: leg });
     }
 
     /// The agent rung for a transfer refused or could not be reached: the
-    /// engine hears it as a missed offer; the first agent's REFER fails
-    /// with the target's status, and the caller stays with that agent.
+    /// engine hears it as a missed offer, and the caller stays with its agent.
     pub(super) fn transfer_ring_failed(
         &mut self,
         now: Time,
@@ -218,15 +223,38 @@ impl Core {
         status: Option<u16>,
     ) -> Result<(), CallCtlError> {
         let cause = status.map(RejectCause::from_sip_status).unwrap_or(RejectCause::Unreachable);
-        if let Some(c) = self.calls.get_mut(&call_id) {
-            c.refused_refer = Some((agent_leg, now));
-        }
-        self.commands.push_back(Command::ReferFailed {
-            call: call_id,
-            leg: agent_leg,
-            status: status.filter(|s| *s >= 400).unwrap_or(480),
-        });
+        self.transfer_ring_ended(now, call_id, status.filter(|s| *s >= 400).unwrap_or(480));
         self.offer_input(now, agent_leg, Input::OfferRejected { call: call_id, agent, cause })
+    }
+
+    /// A transfer's ring ended without an answer: the REFER waiting for it
+    /// fails with a final NOTIFY of `status`.
+    pub(super) fn transfer_ring_ended(&mut self, now: Time, call_id: CallId, status: u16) {
+        let Some(c) = self.calls.get_mut(&call_id) else { return };
+        if let Some(leg) = c.refer_waiting.take() {
+            c.refused_refer = Some((leg, now));
+            self.commands.push_back(Command::ReferFailed { call: call_id, leg, status });
+        }
+    }
+
+    /// An admin's transfer of bridged call `call_id` to a queue or an agent,
+    /// with the semantics of the agent's REFER: to a queue at once (the
+    /// agent leg gets BYE), to an agent once it answers (the caller stays
+    /// bridged meanwhile). Nothing changes on an error.
+    pub fn transfer(&mut self, now: Time, call_id: CallId, to: TransferTarget) -> Result<(), EngineError> {
+        let state = self.calls.get(&call_id).map(|c| c.state).ok_or(EngineError::UnknownCall(call_id))?;
+        let CallState::Bridged { leg, .. } = state else { return Err(EngineError::NotBridged(call_id)) };
+        let r = match to {
+            TransferTarget::Queue(queue) => {
+                self.engine.handle(now, Input::TransferCall { call: call_id, queue }).map(|()| {
+                    self.bye_out_leg(call_id, leg, "transferred by an admin");
+                    self.set_state(call_id, Next::To(CallState::Queued), "admin transfer to a queue");
+                })
+            }
+            TransferTarget::Agent(agent) => self.engine.handle(now, Input::TransferToAgent { call: call_id, agent }),
+        };
+        self.pump();
+        r
     }
 
     /// A REFER on a leg that cannot take one in this state.
