@@ -792,6 +792,8 @@ impl Sim {
             Input::ConfigReplaced(_) => "config replaced".to_string(),
             Input::MoveCall { call, queue } => format!("admin moves {call} to {queue}"),
             Input::WithdrawCall { call, status } => format!("admin withdraws {call} ({status})"),
+            Input::TransferCall { call, queue } => format!("{call} is transferred to {queue}"),
+            Input::TransferToAgent { call, agent } => format!("{call} is transferred to {}", self.agent_name(*agent)),
             Input::Drain => "drain".to_string(),
             Input::OfferRinging { call, agent } => format!("{}'s phone rings for {call}", self.agent_name(*agent)),
         }
@@ -839,7 +841,12 @@ impl Sim {
             | Input::AgentRegistered { agent }
             | Input::AgentUnregistered { agent } => self.agent_ix.contains_key(agent),
             Input::ConfigReplaced(_) => true,
-            Input::MoveCall { .. } | Input::WithdrawCall { .. } | Input::Drain | Input::OfferRinging { .. } => {
+            Input::MoveCall { .. }
+            | Input::WithdrawCall { .. }
+            | Input::TransferCall { .. }
+            | Input::TransferToAgent { .. }
+            | Input::Drain
+            | Input::OfferRinging { .. } => {
                 unreachable!("not generated")
             }
         }
@@ -996,6 +1003,8 @@ impl Sim {
             Input::ConfigReplaced(_)
             | Input::MoveCall { .. }
             | Input::WithdrawCall { .. }
+            | Input::TransferCall { .. }
+            | Input::TransferToAgent { .. }
             | Input::Drain
             | Input::OfferRinging { .. } => {
                 unreachable!("not generated")
