@@ -108,6 +108,18 @@ impl Baresip {
     }
 }
 
+/// With `ACD_TEST_LOG=path`, the daemon's debug log goes to that file.
+fn test_log() {
+    if let Some(path) = std::env::var_os("ACD_TEST_LOG") {
+        let file = std::fs::OpenOptions::new().create(true).append(true).open(path).expect("log file");
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter("debug,rsipstack=info")
+            .with_writer(std::sync::Mutex::new(file))
+            .with_ansi(false)
+            .try_init();
+    }
+}
+
 fn installed() -> bool {
     Command::new("baresip").arg("-h").output().is_ok()
 }
@@ -172,6 +184,7 @@ fn baresip_blind_transfer_to_a_queue_keeps_the_callers_place_and_a_refused_one_k
     let source = dir.join("anna-tone.wav");
     write_tone_wav(&source, 8000, &[600.0], 60.0);
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    test_log();
     let port = free_port();
     let d = acd::shell::DaemonHandle::spawn(config(port, FLOOR)).expect("daemon");
     let mut anna = Baresip::agent("anna", "anna-pw", port, &source);
@@ -215,6 +228,7 @@ fn pjsua2_blind_transfer_to_a_queue_keeps_the_callers_place_and_a_refused_one_ke
     let dir = std::env::temp_dir().join(format!("acd-xfer-pjsua-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    test_log();
     let port = free_port();
     let d = acd::shell::DaemonHandle::spawn(config(port, FLOOR)).expect("daemon");
     let mut anna = Ua::agent("anna", port, "anna-pw", "answer");
@@ -267,6 +281,7 @@ fn pjsua2_blind_transfer_to_an_agent_rings_them_and_a_busy_one_keeps_the_bridge(
     let dir = std::env::temp_dir().join(format!("acd-xfer-agent-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    test_log();
     let port = free_port();
     let d = acd::shell::DaemonHandle::spawn(config(port, FLOOR)).expect("daemon");
     let mut anna = Ua::agent("anna", port, "anna-pw", "answer");
@@ -332,6 +347,7 @@ fn admin_transfers_a_bridged_call_to_a_queue() {
     let dir = std::env::temp_dir().join(format!("acd-xfer-admin-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    test_log();
     let port = free_port();
     let ops = format!("[metrics]\nlisten = \"\"\n\n[admin]\nlisten = \"127.0.0.1:0\"\ntoken = \"{TOKEN}\"\n");
     let text = config_text_with(port, &ops, FLOOR);

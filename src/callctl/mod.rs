@@ -28,6 +28,8 @@
 //!
 //!   Bridged ── agent's REFER to a queue's number (transfer.rs): ReferAccepted
 //!     (the agent leg ends) ──► Queued in that queue; refused: stays Bridged
+//!   Bridged ── REFER to an agent: ReferTrying, Invite(target) while bridged;
+//!     target's 2xx: ReferAccepted ──► Bridged(target); failure: ReferFailed
 //!
 //!   any state ── caller CANCEL/BYE, media lost, engine Reject, hang_up_all ──► Ended
 //! ```

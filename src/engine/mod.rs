@@ -33,6 +33,10 @@
 //!    486/480/603/408  rings are cancelled)
 //!    (agent backs off)
 //!   CallAbandoned from Waiting or Offering ──▶ finished (rings cancelled)
+//!   Bridged ── TransferCall(queue) ──▶ Waiting in that queue, same priority
+//!              and place (the agent ▶ wrap-up)          (transfer.rs)
+//!   Bridged ── TransferToAgent: the target rings, the call stays Bridged;
+//!              their OfferAnswered ▶ Bridged to them (first agent ▶ wrap-up)
 //! ```
 //! # An agent's life
 //! ```text

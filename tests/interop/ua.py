@@ -357,8 +357,12 @@ class UA:
         acfg.mediaConfig.lockCodecEnabled = False
         mt = acfg.mediaConfig.transportConfig
         mt.boundAddress = "127.0.0.1"
-        mt.port = 20000
-        mt.portRange = 20000
+        # Above acd's default RTP range (20000-30000): a daemon on this
+        # machine holding many of those ports (a load series) made pjsua's
+        # random pick fail with "Address already in use" at make_call, or
+        # refuse an incoming INVITE before the script saw it.
+        mt.port = 30000
+        mt.portRange = 10000
         mt.randomizePort = True
         if registrar:
             acfg.regConfig.registrarUri = registrar
