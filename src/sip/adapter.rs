@@ -267,6 +267,11 @@ async fn refer_task(
             ReferStep::Trying | ReferStep::Done if !trying_sent || handle.is_some() => {
                 if let Some(h) = handle {
                     h.reply(StatusCode::Accepted).await.ok();
+                    // `reply` only hands the 202 to the REFER's transaction
+                    // task; without a pause the first NOTIFY left before it
+                    // (allowed by RFC 6665 §4.1.2.4, but phones read it more
+                    // easily in order).
+                    tokio::time::sleep(Duration::from_millis(20)).await;
                 }
                 trying_sent = true;
                 notify("SIP/2.0 100 Trying".into(), "active;expires=60").await;
