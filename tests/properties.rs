@@ -792,6 +792,8 @@ impl Sim {
             Input::ConfigReplaced(_) => "config replaced".to_string(),
             Input::MoveCall { call, queue } => format!("admin moves {call} to {queue}"),
             Input::WithdrawCall { call, status } => format!("admin withdraws {call} ({status})"),
+            Input::TransferCall { call, queue } => format!("{call} is transferred to {queue}"),
+            Input::TransferToAgent { call, agent } => format!("{call} is transferred to {}", self.agent_name(*agent)),
             Input::Drain => "drain".to_string(),
             Input::SetEmergency { schedule, state } => format!("admin sets {schedule}'s emergency switch to {state:?}"),
             Input::OfferRinging { call, agent } => format!("{}'s phone rings for {call}", self.agent_name(*agent)),
@@ -842,6 +844,8 @@ impl Sim {
             Input::ConfigReplaced(_) => true,
             Input::MoveCall { .. }
             | Input::WithdrawCall { .. }
+            | Input::TransferCall { .. }
+            | Input::TransferToAgent { .. }
             | Input::Drain
             | Input::OfferRinging { .. }
             | Input::SetEmergency { .. } => {
@@ -1002,6 +1006,8 @@ impl Sim {
             | Input::MoveCall { .. }
             | Input::SetEmergency { .. }
             | Input::WithdrawCall { .. }
+            | Input::TransferCall { .. }
+            | Input::TransferToAgent { .. }
             | Input::Drain
             | Input::OfferRinging { .. } => {
                 unreachable!("not generated")

@@ -26,6 +26,11 @@
 //!        Invite(transfer leg) → Transferring(leg) ── 2xx ──► TransferBridged(leg)
 //!                                    └── final failure: BYE the caller ──► Ended
 //!
+//!   Bridged ── agent's REFER to a queue's number (transfer.rs): ReferAccepted
+//!     (the agent leg ends) ──► Queued in that queue; refused: stays Bridged
+//!   Bridged ── REFER to an agent: ReferTrying, Invite(target) while bridged;
+//!     target's 2xx: ReferAccepted ──► Bridged(target); failure: ReferFailed
+//!
 //!   any state ── caller CANCEL/BYE, media lost, engine Reject, hang_up_all ──► Ended
 //! ```
 //!
@@ -57,8 +62,10 @@ mod counters;
 mod state;
 #[cfg(test)]
 mod tests;
+mod transfer;
 
 pub use counters::{Errors, Race, RaceCounters, RECENT_ERRORS};
+pub use transfer::{parse_refer_to, ReferTo};
 
 use crate::config::{parse_skills_header, route_for, Config};
 use crate::engine::{Action, AgentId, CallId, Engine, EngineError, Event, Input, NewCall, QueueId, RejectCause, Time};
@@ -137,6 +144,10 @@ pub enum SipEvent {
     Failed { leg: LegId, status: Option<u16> },
     /// The far end of an answered outgoing leg sent BYE.
     RemoteBye { leg: LegId },
+    /// An in-dialog REFER on a leg (an agent's blind transfer), with its
+    /// Refer-To value; answered by [`Command::ReferAccepted`] or
+    /// [`Command::ReferRefused`], always.
+    Refer { leg: LegId, refer_to: String },
 }
 
 impl SipEvent {
@@ -148,7 +159,8 @@ impl SipEvent {
             | SipEvent::Progress { leg, .. }
             | SipEvent::Answered { leg }
             | SipEvent::Failed { leg, .. }
-            | SipEvent::RemoteBye { leg } => *leg,
+            | SipEvent::RemoteBye { leg }
+            | SipEvent::Refer { leg, .. } => *leg,
         }
     }
 }
@@ -216,6 +228,33 @@ pub enum Command {
         position: u32,
         estimated_wait_secs: u32,
     },
+    /// Take the REFER on `leg`: 202 Accepted and NOTIFY `SIP/2.0 100 Trying`
+    /// (unless [`Command::ReferTrying`] sent them), NOTIFY `SIP/2.0 200 OK`
+    /// (subscription terminated), then BYE the leg, in that order. The leg
+    /// is gone, as after [`Command::Bye`].
+    ReferAccepted {
+        call: CallId,
+        leg: LegId,
+    },
+    /// 202 Accepted to the REFER on `leg` and NOTIFY `SIP/2.0 100 Trying`:
+    /// the target (an agent) is being rung; the leg goes on.
+    ReferTrying {
+        call: CallId,
+        leg: LegId,
+    },
+    /// After [`Command::ReferTrying`]: the final NOTIFY `SIP/2.0 <status>`
+    /// (the target did not answer); the leg goes on, still bridged.
+    ReferFailed {
+        call: CallId,
+        leg: LegId,
+        status: u16,
+    },
+    /// Refuse the REFER on `leg` with a final `status`; the leg goes on.
+    ReferRefused {
+        call: CallId,
+        leg: LegId,
+        status: u16,
+    },
     /// Free the media (RTP ports) of an outgoing leg the call let go of
     /// before its final response; its INVITE transaction may live on.
     ReleaseMedia {
@@ -231,6 +270,13 @@ struct Call {
     state: CallState,
     /// Outgoing legs in Inviting, Alerting or Answered.
     legs: Vec<OutLeg>,
+    /// The agent leg whose REFER acd refused last, and when: a phone that
+    /// hangs up on a failed transfer (baresip does) sends its caller back to
+    /// the queue rather than dropping it (`transfer.rs`).
+    refused_refer: Option<(LegId, Time)>,
+    /// The agent leg whose REFER waits for a transfer to an agent to be
+    /// answered (an admin's transfer has none).
+    refer_waiting: Option<LegId>,
 }
 
 /// A cancelled outgoing leg whose call let go of it: only its INVITE
@@ -486,7 +532,14 @@ impl Core {
         let leg = self.new_leg(call);
         self.calls.insert(
             call,
-            Call { caller_leg: leg, caller: inc.caller.clone(), state: CallState::Arriving, legs: Vec::new() },
+            Call {
+                caller_leg: leg,
+                caller: inc.caller.clone(),
+                state: CallState::Arriving,
+                legs: Vec::new(),
+                refused_refer: None,
+                refer_waiting: None,
+            },
         );
         let mut attributes = vec![("dialled".to_string(), inc.dialled.clone())];
         if !inc.trunk.is_empty() {
@@ -682,8 +735,12 @@ impl Core {
                     self.end_call(Some(now), call_id, CallerEnd::Gone, "caller cancelled")
                 }
                 SipEvent::CallerHungUp { .. } => self.end_call(Some(now), call_id, CallerEnd::Gone, "caller hung up"),
+                SipEvent::Refer { .. } => self.refer_elsewhere(call_id, leg, state),
                 other => Err(unexpected(call_id, leg, name_of(&other), state)),
             };
+        }
+        if let SipEvent::Refer { refer_to, .. } = &ev {
+            return self.refer(now, call_id, leg, refer_to);
         }
         let idx = call.legs.iter().position(|l| l.leg == leg).expect("leg listed in its call");
         let out = call.legs[idx];
@@ -692,7 +749,7 @@ impl Core {
                 let l = &mut self.calls.get_mut(&call_id).expect("call exists").legs[idx];
                 set_leg_state(call_id, l, LegState::Alerting, &status.to_string());
                 match (out.agent, state) {
-                    (Some(agent), CallState::Queued) => {
+                    (Some(agent), CallState::Queued | CallState::Bridged { .. }) => {
                         self.offer_input(now, leg, Input::OfferRinging { call: call_id, agent })
                     }
                     _ => Ok(()),
@@ -705,7 +762,8 @@ impl Core {
                 let l = &mut self.calls.get_mut(&call_id).expect("call exists").legs[idx];
                 set_leg_state(call_id, l, LegState::Answered, "2xx");
                 match (out.agent, state) {
-                    (Some(agent), CallState::Queued) => {
+                    // A ring, or a transfer ringing another agent.
+                    (Some(agent), CallState::Queued | CallState::Bridged { .. }) => {
                         match self.engine.handle(now, Input::OfferAnswered { call: call_id, agent }) {
                             Ok(()) => Ok(()), // the engine's Bridge follows
                             Err(e) => {
@@ -745,6 +803,9 @@ impl Core {
                         let cause = status.map(RejectCause::from_sip_status).unwrap_or(RejectCause::Unreachable);
                         self.offer_input(now, leg, Input::OfferRejected { call: call_id, agent, cause })
                     }
+                    (Some(agent), CallState::Bridged { leg: agent_leg, .. }) => {
+                        self.transfer_ring_failed(now, call_id, agent_leg, agent, status)
+                    }
                     // The overflow target failed: nothing else to try.
                     (None, CallState::Transferring { leg: t }) if t == leg => {
                         self.end_call(Some(now), call_id, CallerEnd::Bye, "transfer failed")
@@ -773,6 +834,8 @@ impl Core {
             SipEvent::Answered { .. } => (Some(Race::AnswerAfterCancel), "2xx crossed the CANCEL: BYE"),
             SipEvent::Failed { status: Some(487) | None, .. } => (None, "INVITE transaction over"),
             SipEvent::Failed { .. } => (Some(Race::FinalAfterCancel), "a final crossed the CANCEL"),
+            // Its dialog is over for acd: the adapter answers an unanswered REFER.
+            SipEvent::Refer { .. } => return Ok(()),
             SipEvent::RemoteBye { .. } | SipEvent::CallerCancelled { .. } | SipEvent::CallerHungUp { .. } => {
                 let o = &self.orphans[&leg];
                 return Err(CallCtlError::Unexpected {
@@ -797,6 +860,9 @@ impl Core {
     /// The far end of an answered outgoing leg hung up.
     fn remote_bye(&mut self, now: Time, call_id: CallId, leg: LegId, state: CallState) -> Result<(), CallCtlError> {
         self.take_leg(call_id, leg, "BYE from the far end");
+        if self.back_to_queue_after_refused_transfer(now, call_id, leg, state) {
+            return Ok(());
+        }
         match state {
             CallState::Bridged { leg: l, .. } | CallState::TransferBridged { leg: l } if l == leg => {
                 self.end_call(Some(now), call_id, CallerEnd::Bye, "far end hung up")
@@ -853,7 +919,8 @@ impl Core {
                 }
             }
             Action::Ring { agent, .. } => {
-                if state != CallState::Queued {
+                // Bridged: a transfer to an agent (transfer.rs).
+                if !matches!(state, CallState::Queued | CallState::Bridged { .. }) {
                     return self.bug(wrong("Ring"));
                 }
                 let caller_number = call.caller.clone();
@@ -877,6 +944,11 @@ impl Core {
                     Some(i) => {
                         let l = self.calls.get_mut(&call_id).expect("call exists").legs.remove(i);
                         self.orphan(call_id, l, "ring withdrawn");
+                        if let CallState::Bridged { .. } = state {
+                            // A transfer's ring timed out or was withdrawn.
+                            let now = self.engine.now();
+                            self.transfer_ring_ended(now, call_id, 480);
+                        }
                     }
                     // Already failed or answered at the same instant: the
                     // answered case is settled by the engine's Bridge (or
@@ -891,6 +963,9 @@ impl Core {
                     Some(leg) if state == CallState::Queued => {
                         self.set_state(call_id, Next::To(CallState::Bridged { agent, leg }), "agent answered");
                         self.commands.push_back(Command::Bridge { call: call_id, caller, other: leg });
+                    }
+                    Some(leg) if matches!(state, CallState::Bridged { .. }) => {
+                        self.transfer_answered(call_id, state, agent, leg)
                     }
                     _ => self.bug(wrong("Bridge")),
                 }
@@ -967,6 +1042,7 @@ fn name_of(ev: &SipEvent) -> &'static str {
         SipEvent::Answered { .. } => "Answered",
         SipEvent::Failed { .. } => "Failed",
         SipEvent::RemoteBye { .. } => "RemoteBye",
+        SipEvent::Refer { .. } => "Refer",
     }
 }
 

@@ -223,6 +223,18 @@ impl Net {
         self.drain();
     }
 
+    /// The agent in a call with acd presses transfer: a REFER to `refer_to`.
+    fn refers(&mut self, name: &str, refer_to: &str) {
+        let leg = *self
+            .remotes
+            .iter()
+            .find(|(_, r)| r.name == name && r.state == Far::InCall)
+            .unwrap_or_else(|| panic!("{name} is in no call"))
+            .0;
+        self.core.handle_sip(self.now, SipEvent::Refer { leg, refer_to: refer_to.into() });
+        self.drain();
+    }
+
     /// `name`'s ringing phone picks up, and its 200 reaches acd now, without
     /// the engine's timers due by now having fired (the shell was late).
     fn picks_up_now(&mut self, name: &str) {
@@ -405,6 +417,24 @@ impl Net {
                     self.violation(format!("{line}: not two live legs of the call"));
                 }
             }
+            // 202, NOTIFYs, then BYE: for the phone, the call ends.
+            Command::ReferAccepted { call, leg } => match self.remotes.get_mut(leg) {
+                Some(r) if r.call == *call && r.answered && !r.bye_sent && r.state == Far::InCall => {
+                    r.bye_sent = true;
+                    let leg = *leg;
+                    self.at(LATENCY_MS, Msg::Bye(leg));
+                }
+                _ => self.violation(format!("{line}: no REFER from an answered leg of this call")),
+            },
+            Command::ReferRefused { call, leg, .. }
+            | Command::ReferTrying { call, leg }
+            | Command::ReferFailed { call, leg, .. } => {
+                let ok = self.remotes.get(leg).is_some_and(|r| r.call == *call && r.state == Far::InCall)
+                    || self.callers.get(call).is_some_and(|c| c.leg == *leg);
+                if !ok {
+                    self.violation(format!("{line}: no REFER from a live leg of this call"));
+                }
+            }
             Command::ReleaseMedia { .. } => unreachable!("handled above"),
         }
     }
@@ -494,6 +524,18 @@ impl Net {
             }
             Command::ReleaseMedia { call, leg } => {
                 format!("c{}: release media of {}", call.0, self.leg_name(*call, *leg))
+            }
+            Command::ReferAccepted { call, leg } => {
+                format!("c{}: transfer accepted, bye {}", call.0, self.leg_name(*call, *leg))
+            }
+            Command::ReferRefused { call, leg, status } => {
+                format!("c{}: refer from {} refused {status}", call.0, self.leg_name(*call, *leg))
+            }
+            Command::ReferTrying { call, leg } => {
+                format!("c{}: transfer trying, to {}", call.0, self.leg_name(*call, *leg))
+            }
+            Command::ReferFailed { call, leg, status } => {
+                format!("c{}: transfer failed {status}, to {}", call.0, self.leg_name(*call, *leg))
             }
         }
     }
@@ -1587,4 +1629,227 @@ fn every_call_and_leg_transition_is_logged() {
         assert!(log.contains(line), "no \"{line}\" in:\n{log}");
     }
     assert!(log.contains("DEBUG"), "at debug, like the engine's agent transitions");
+}
+
+// ----- blind transfer (REFER) --------------------------------------------------
+
+/// Front line 100 → "front" (anna, 30 s wrap-up); tech line 200 → "tech" (ben).
+fn front_and_tech() -> Net {
+    Net::new(&format!(
+        "{}{}{}{}{}",
+        queue("front", "linear", &["anna"], "wrap_up_secs = 30"),
+        queue("tech", "linear", &["ben"], "music = \"ringback\""),
+        agents(&["anna", "ben"]),
+        number("100", "front", ""),
+        number("200", "tech", "")
+    ))
+}
+
+#[test]
+fn agent_transfers_to_a_queue_number_and_the_caller_is_served_there_before_a_later_caller() {
+    let mut net = front_and_tech();
+    let ben = net.agent("ben");
+    net.input(Input::AgentPause { agent: ben, reason: "busy".into() });
+    net.phone("anna", Phone::AnswersAfter(1000));
+    net.phone("ben", Phone::AnswersAfter(1000));
+    let c1 = net.call("100", CALLER);
+    net.run_until(5.0);
+    let c2 = net.call("200", "+358402222222"); // joins tech after c1 arrived
+    net.run_until(20.0);
+    net.said();
+    net.refers("anna", "<sip:200@acd.example;user=phone>");
+    assert_eq!(
+        net.said(),
+        ["c1: transfer accepted, bye anna", "c1: hold ringback"],
+        "202 + NOTIFYs + BYE to anna; the caller hears tech's music, no re-INVITE"
+    );
+    assert!(matches!(net.agent_state("anna"), AgentState::WrapUp { .. }), "anna wraps up as after a call");
+    let tech = net.core.engine().queue_id("tech").unwrap();
+    assert_eq!(net.core.engine().waiting(tech), vec![c1, c2], "c1 keeps its place: it arrived before c2");
+    assert!(net.events.iter().any(|e| matches!(e, Event::Transferred { call, .. } if *call == c1)));
+    net.run_until(30.0);
+    net.input(Input::AgentReady { agent: ben });
+    net.run_until(40.0);
+    assert_eq!(net.said(), ["c1: invite ben", "c1: stop hold", "c1: bridge ben"]);
+    net.caller_hangs_up(c1);
+    net.caller_hangs_up(c2);
+    assert_eq!(net.outcome(c1), Some(Outcome::Answered { agent: ben }));
+    net.finish_clean();
+}
+
+#[test]
+fn refused_transfers_get_a_final_answer_and_the_caller_stays_with_the_agent() {
+    let mut net = Net::new(&format!(
+        "{}{}{}{}{}{}",
+        queue("front", "linear", &["anna"], ""),
+        queue("full", "linear", &["ben"], "max_waiting = 1"),
+        agents(&["anna", "ben"]),
+        number("100", "front", ""),
+        number("300", "full", ""),
+        agent("cai", "{}")
+    ));
+    let cai = net.agent("cai");
+    net.input(Input::AgentUnregistered { agent: cai });
+    let ben = net.agent("ben");
+    net.input(Input::AgentPause { agent: ben, reason: "busy".into() });
+    net.phone("anna", Phone::AnswersAfter(1000));
+    let c1 = net.call("100", CALLER);
+    let c2 = net.call("300", "+358402222222"); // fills "full"
+    net.run_until(10.0);
+    net.said();
+    for (to, status) in [
+        ("<sip:999@acd>", 404),                // not a number acd knows
+        ("<sip:cai@acd>", 480),                // an agent, but not registered
+        ("<https://evil.example/>", 400),      // no SIP user at all
+        ("<sip:300@acd>", 486),                // the queue is full
+        ("<sip:100@acd?Replaces=x%40y>", 501), // attended transfer
+    ] {
+        net.refers("anna", to);
+        assert_eq!(net.said(), [format!("c1: refer from anna refused {status}")], "Refer-To {to}");
+    }
+    // A REFER from the caller's side (a trunk) is not the agent's to make.
+    let leg = net.caller_leg(c1);
+    net.core.handle_sip(net.now, SipEvent::Refer { leg, refer_to: "<sip:300@acd>".into() });
+    net.drain();
+    assert_eq!(net.said(), ["c1: refer from caller refused 403"]);
+    assert!(matches!(net.agent_state("anna"), AgentState::OnCall { call, .. } if call == c1), "still bridged");
+    assert_eq!(net.core.engine().call(c1).unwrap().state, "bridged");
+    net.run_until(20.0);
+    net.far_end_hangs_up("anna");
+    net.caller_hangs_up(c2);
+    assert_eq!(net.outcome(c1), Some(Outcome::Answered { agent: net.agent("anna") }));
+    net.finish_clean();
+}
+
+#[test]
+fn a_phone_hanging_up_on_its_refused_transfer_sends_the_caller_back_to_the_queue_not_away() {
+    let mut net = Net::new(&format!(
+        "{}{}{}",
+        queue("front", "linear", &["anna", "ben"], "wrap_up_secs = 30"),
+        agents(&["anna", "ben"]),
+        number("100", "front", "")
+    ));
+    net.phone("anna", Phone::AnswersAfter(1000));
+    net.phone("ben", Phone::AnswersAfter(1000));
+    let c1 = net.call("100", CALLER);
+    net.run_until(10.0);
+    net.said();
+    net.refers("anna", "<sip:999@acd>");
+    net.run_until(11.0);
+    net.far_end_hangs_up("anna"); // baresip does this on a failed transfer
+    assert_eq!(net.said(), ["c1: refer from anna refused 404", "c1: hold default", "c1: invite ben"]);
+    assert!(matches!(net.agent_state("anna"), AgentState::WrapUp { .. }));
+    net.run_until(20.0);
+    assert_eq!(net.said(), ["c1: stop hold", "c1: bridge ben"], "the caller is served again, not dropped");
+    // Later, an agent's hang-up is the end of the call as always.
+    net.refers("ben", "<sip:999@acd>");
+    net.run_until(30.0);
+    net.far_end_hangs_up("ben");
+    assert_eq!(net.said(), ["c1: refer from ben refused 404", "c1: bye caller"]);
+    assert_eq!(net.outcome(c1), Some(Outcome::Answered { agent: net.agent("ben") }));
+    net.finish_clean();
+}
+
+/// Front line 100 → "front" (anna); ben and cai are in no queue.
+fn front_and_two_more(ben: Phone) -> (Net, CallId) {
+    let mut net = Net::new(&format!(
+        "{}{}{}",
+        queue("front", "linear", &["anna"], "ring_timeout_secs = 10\nwrap_up_secs = 30"),
+        agents(&["anna", "ben", "cai"]),
+        number("100", "front", "")
+    ));
+    net.phone("anna", Phone::AnswersAfter(1000));
+    net.phone("ben", ben);
+    let c1 = net.call("100", CALLER);
+    net.run_until(10.0);
+    net.said();
+    (net, c1)
+}
+
+#[test]
+fn transfer_to_an_agent_rings_them_while_the_caller_talks_on_and_their_answer_takes_the_call() {
+    let (mut net, c1) = front_and_two_more(Phone::AnswersAfter(2000));
+    net.refers("anna", "<sip:ben@acd>");
+    assert_eq!(net.said(), ["c1: transfer trying, to anna", "c1: invite ben"]);
+    assert!(matches!(net.agent_state("anna"), AgentState::OnCall { .. }), "anna still talks to the caller");
+    net.run_until(20.0);
+    assert_eq!(net.said(), ["c1: transfer accepted, bye anna", "c1: bridge ben"]);
+    assert!(matches!(net.agent_state("anna"), AgentState::WrapUp { .. }));
+    assert!(matches!(net.agent_state("ben"), AgentState::OnCall { call, .. } if call == c1));
+    net.caller_hangs_up(c1);
+    assert_eq!(net.said(), ["c1: bye ben"]);
+    assert_eq!(net.outcome(c1), Some(Outcome::Answered { agent: net.agent("ben") }));
+    net.finish_clean();
+}
+
+#[test]
+fn transfer_to_a_busy_or_silent_agent_fails_with_a_final_notify_and_the_caller_stays() {
+    let (mut net, c1) = front_and_two_more(Phone::Refuses(486, 500));
+    net.refers("anna", "<sip:ben@acd>");
+    net.run_until(15.0);
+    assert_eq!(net.said(), ["c1: transfer trying, to anna", "c1: invite ben", "c1: transfer failed 486, to anna"]);
+    assert!(matches!(net.agent_state("anna"), AgentState::OnCall { call, .. } if call == c1));
+    // cai rings out: at the ring timeout his INVITE is cancelled.
+    net.refers("anna", "<sip:cai@acd>");
+    net.run_until(40.0);
+    assert_eq!(
+        net.said(),
+        ["c1: transfer trying, to anna", "c1: invite cai", "c1: cancel cai", "c1: transfer failed 480, to anna"]
+    );
+    assert_eq!(net.when("c1: cancel cai"), Some(25.0));
+    assert!(matches!(net.agent_state("anna"), AgentState::OnCall { call, .. } if call == c1));
+    net.run_until(60.0);
+    net.far_end_hangs_up("anna");
+    assert_eq!(net.said(), ["c1: bye caller"]);
+    net.finish_clean();
+}
+
+#[test]
+fn caller_hanging_up_while_a_transfer_rings_cancels_it() {
+    let (mut net, c1) = front_and_two_more(Phone::Rings);
+    net.refers("anna", "<sip:ben@acd>");
+    net.run_until(12.0);
+    net.said();
+    net.caller_hangs_up(c1);
+    assert_eq!(net.said(), ["c1: bye anna", "c1: cancel ben"]);
+    assert!(matches!(net.agent_state("ben"), AgentState::Available { .. }));
+    net.finish_clean();
+}
+
+#[test]
+fn admin_transfers_a_bridged_call_to_a_queue_or_an_agent_with_byes_instead_of_notifies() {
+    use crate::engine::{EngineError, TransferTarget};
+    let mut net = front_and_tech();
+    net.phone("anna", Phone::AnswersAfter(1000));
+    net.phone("ben", Phone::AnswersAfter(1000));
+    let ben = net.agent("ben");
+    net.input(Input::AgentPause { agent: ben, reason: "busy".into() });
+    let c1 = net.call("100", CALLER);
+    assert_eq!(
+        net.core.transfer(net.now, c1, TransferTarget::Agent(ben)),
+        Err(EngineError::NotBridged(c1)),
+        "not bridged yet"
+    );
+    net.run_until(10.0);
+    net.said();
+    let tech = net.core.engine().queue_id("tech").unwrap();
+    net.core.transfer(net.now, c1, TransferTarget::Queue(tech)).unwrap();
+    net.drain();
+    assert_eq!(net.said(), ["c1: bye anna", "c1: hold ringback"]);
+    net.input(Input::AgentReady { agent: ben });
+    net.run_until(20.0);
+    assert_eq!(net.said(), ["c1: invite ben", "c1: stop hold", "c1: bridge ben"]);
+    // And on to anna, once she is out of her wrap-up.
+    let anna = net.agent("anna");
+    assert!(matches!(
+        net.core.transfer(net.now, c1, TransferTarget::Agent(anna)),
+        Err(EngineError::AgentNotFree(_, "in wrap-up"))
+    ));
+    net.input(Input::AgentReady { agent: anna });
+    net.core.transfer(net.now, c1, TransferTarget::Agent(anna)).unwrap();
+    net.drain();
+    net.run_until(30.0);
+    assert_eq!(net.said(), ["c1: invite anna", "c1: bye ben", "c1: bridge anna"]);
+    net.caller_hangs_up(c1);
+    net.finish_clean();
 }

@@ -33,6 +33,10 @@
 //!    486/480/603/408  rings are cancelled)
 //!    (agent backs off)
 //!   CallAbandoned from Waiting or Offering ──▶ finished (rings cancelled)
+//!   Bridged ── TransferCall(queue) ──▶ Waiting in that queue, same priority
+//!              and place (the agent ▶ wrap-up)          (transfer.rs)
+//!   Bridged ── TransferToAgent: the target rings, the call stays Bridged;
+//!              their OfferAnswered ▶ Bridged to them (first agent ▶ wrap-up)
 //! ```
 //! # An agent's life
 //! ```text
@@ -65,6 +69,7 @@ mod routing;
 pub mod schedule;
 mod time;
 mod timer;
+mod transfer;
 mod types;
 
 pub use time::Time;
@@ -285,8 +290,12 @@ struct Call {
     undeclared_skill: Option<Arc<str>>,
     /// When the caller reached acd (cross-queue age, reported wait).
     arrived: Time,
-    /// When the caller joined the current queue (tiers, relaxation, aging, max wait).
+    /// When the caller joined the current queue (tiers, relaxation, aging);
+    /// a transfer keeps it, so the caller keeps its place.
     entered: Time,
+    /// When the caller joined the current queue, transfers included: max
+    /// wait counts from here.
+    joined: Time,
     /// Arrival order; renewed on joining another queue.
     seq: u64,
     state: CallState,
@@ -542,6 +551,8 @@ impl Engine {
             }
             Input::MoveCall { call, queue } => self.move_call(call, queue),
             Input::SetEmergency { schedule, state } => self.set_emergency(&schedule, state),
+            Input::TransferCall { call, queue } => self.transfer_call(call, queue),
+            Input::TransferToAgent { call, agent } => self.transfer_to_agent(call, agent),
             Input::WithdrawCall { call, status } => {
                 self.waiting_call(call)?;
                 debug!(call = call.0, status, "Queued => Withdrawn");
@@ -636,6 +647,7 @@ impl Engine {
                 undeclared_skill,
                 arrived: self.now,
                 entered: self.now,
+                joined: self.now,
                 seq: 0,
                 state: CallState::Waiting,
                 ringing: Vec::new(),
@@ -673,6 +685,7 @@ impl Engine {
         let call = self.calls.get_mut(&c).expect("joining call exists");
         call.queue = q;
         call.entered = now;
+        call.joined = now;
         call.seq = seq;
         call.state = CallState::Waiting;
         call.on_hold = true;
@@ -694,7 +707,7 @@ impl Engine {
         let queue = &self.queues[call.queue.0 as usize];
         let cfg = &queue.cfg;
         if cfg.max_wait_secs > 0 && cfg.overflow.is_some() {
-            self.timers.set(TimerKind::MaxWait(c), call.entered.plus_secs(cfg.max_wait_secs));
+            self.timers.set(TimerKind::MaxWait(c), call.joined.plus_secs(cfg.max_wait_secs));
         } else {
             self.timers.cancel(TimerKind::MaxWait(c));
         }
@@ -806,10 +819,9 @@ impl Engine {
         match call.state {
             CallState::Bridged { agent, since } => {
                 let q = call.queue;
-                let queue = &mut self.queues[q.0 as usize];
-                let handle = self.now.since(since).as_millis() as u64 + queue.cfg.wrap_up_secs as u64 * 1000;
-                queue.avg_handle_ms =
-                    if queue.avg_handle_ms == 0 { handle } else { (queue.avg_handle_ms * 7 + handle) / 8 };
+                // A transfer still ringing another agent.
+                self.withdraw_all_rings(c);
+                self.count_handle_time(q, since);
                 self.finish(c, Outcome::Answered { agent });
                 self.agent_call_over(agent, q);
             }
@@ -819,6 +831,14 @@ impl Engine {
             }
         }
         Ok(())
+    }
+
+    /// Folds a finished talk (from `since`) plus the queue's wrap-up into
+    /// its moving average handle time (the estimated wait).
+    fn count_handle_time(&mut self, q: QueueId, since: Time) {
+        let queue = &mut self.queues[q.0 as usize];
+        let handle = self.now.since(since).as_millis() as u64 + queue.cfg.wrap_up_secs as u64 * 1000;
+        queue.avg_handle_ms = if queue.avg_handle_ms == 0 { handle } else { (queue.avg_handle_ms * 7 + handle) / 8 };
     }
 
     fn agent_call_over(&mut self, a: AgentId, q: QueueId) {
@@ -846,7 +866,8 @@ impl Engine {
     fn check_offer(&self, c: CallId, a: AgentId) -> Result<(), EngineError> {
         self.agent(a)?;
         let call = self.calls.get(&c).ok_or(EngineError::UnknownCall(c))?;
-        if call.state == CallState::Offering && call.ringing.contains(&a) {
+        let offering = matches!(call.state, CallState::Offering | CallState::Bridged { .. });
+        if offering && call.ringing.contains(&a) {
             Ok(())
         } else {
             Err(EngineError::NoSuchOffer { call: c, agent: a })
@@ -855,6 +876,10 @@ impl Engine {
 
     fn offer_answered(&mut self, c: CallId, a: AgentId) -> Result<(), EngineError> {
         self.check_offer(c, a)?;
+        if let CallState::Bridged { agent, since } = self.calls[&c].state {
+            self.transfer_answered(c, agent, since, a);
+            return Ok(());
+        }
         let now = self.now;
         self.timers.cancel(TimerKind::RingTimeout { call: c, agent: a });
         self.detach(c, a);

@@ -1064,3 +1064,143 @@ fn an_index_out_of_step_is_caught_at_the_offer() {
     h.e.queues[0].index.insert(stale);
     h.call(11, 1, "q", 0);
 }
+
+#[test]
+fn transfer_keeps_priority_and_place_ahead_of_later_callers_and_wraps_the_agent_up() {
+    let mut h = H::new(&format!(
+        "{}{}{}",
+        queue("front", "linear", &["anna"], "wrap_up_secs = 30"),
+        queue("tech", "linear", &["ben"], ""),
+        agents(&["anna", "ben"])
+    ));
+    let ben = h.a("ben");
+    h.input(0, Input::AgentPause { agent: ben, reason: "busy".into() }).unwrap();
+    h.call(0, 10, "tech", 5); // joined tech before call 1 arrived anywhere
+    h.call(1, 1, "front", 5);
+    h.answer(2, 1, "anna");
+    h.call(3, 2, "tech", 5); // same priority, later
+    h.call(4, 3, "tech", 9); // a VIP still goes first
+    h.clear();
+    h.input(10, Input::TransferCall { call: CallId(1), queue: h.q("tech") }).unwrap();
+    assert_eq!(
+        h.e.waiting(h.q("tech")),
+        vec![CallId(3), CallId(10), CallId(1), CallId(2)],
+        "the transferred caller keeps priority 5 and its arrival, ahead of call 2"
+    );
+    assert_eq!(h.state("anna").name(), "wrap-up");
+    assert!(h.events.contains(&Event::Transferred {
+        call: CallId(1),
+        from: h.q("front"),
+        agent: h.a("anna"),
+        to: TransferTarget::Queue(h.q("tech"))
+    }));
+    assert!(h.events.contains(&Event::CallQueued { call: CallId(1), queue: h.q("tech"), priority: 5, position: 3 }));
+    assert!(h.actions.iter().any(|a| matches!(a, Action::StartHold { call: CallId(1), .. })));
+    assert_eq!(h.e.call(CallId(1)).unwrap().state, "waiting");
+    // Served in that order as ben frees up.
+    h.clear();
+    h.input(11, Input::AgentReady { agent: ben }).unwrap();
+    assert_eq!(h.rings(), vec![(3, "ben".into())]);
+    h.answer(12, 3, "ben");
+    h.end(13, 3);
+    h.input(14, Input::AgentReady { agent: ben }).unwrap();
+    assert_eq!(h.rings(), vec![(10, "ben".into())]);
+    h.answer(15, 10, "ben");
+    h.end(16, 10);
+    h.input(17, Input::AgentReady { agent: ben }).unwrap();
+    assert_eq!(h.rings(), vec![(1, "ben".into())], "the transferred caller before call 2");
+    h.answer(18, 1, "ben");
+    h.end(19, 1);
+    assert_eq!(h.outcome(1), Some(Outcome::Answered { agent: ben }));
+}
+
+#[test]
+fn a_refused_transfer_changes_nothing() {
+    let mut h = H::new(&format!(
+        "{}{}{}{}",
+        queue("front", "linear", &["anna"], ""),
+        queue("full", "linear", &["ben"], "max_waiting = 1"),
+        queue("empty", "linear", &["cai"], "when_no_agents = \"reject\""),
+        agents(&["anna", "ben", "cai"])
+    ));
+    let (ben, cai) = (h.a("ben"), h.a("cai"));
+    h.input(0, Input::AgentPause { agent: ben, reason: "x".into() }).unwrap();
+    h.input(0, Input::AgentLogout { agent: cai }).unwrap();
+    h.call(0, 2, "full", 0);
+    h.call(1, 1, "front", 0);
+    h.answer(2, 1, "anna");
+    h.clear();
+    let t = |h: &mut H, q: QueueId| h.input(3, Input::TransferCall { call: CallId(1), queue: q });
+    let (full, empty) = (h.q("full"), h.q("empty"));
+    assert_eq!(t(&mut h, full), Err(EngineError::QueueFull("full".into())));
+    assert_eq!(t(&mut h, empty), Err(EngineError::NoAgents("empty".into())));
+    assert_eq!(t(&mut h, QueueId(99)), Err(EngineError::UnknownQueue(QueueId(99))));
+    assert_eq!(
+        h.input(3, Input::TransferCall { call: CallId(2), queue: h.q("front") }),
+        Err(EngineError::NotBridged(CallId(2))),
+        "a waiting call is moved, not transferred"
+    );
+    assert!(h.actions.is_empty() && h.events.is_empty());
+    assert_eq!(h.e.call(CallId(1)).unwrap().state, "bridged");
+    assert_eq!(h.state("anna").name(), "on-call");
+}
+
+#[test]
+fn transfer_to_an_agent_rings_them_while_the_call_stays_bridged_and_a_miss_changes_nothing() {
+    let mut h = H::new(&format!(
+        "{}{}",
+        queue("front", "linear", &["anna"], "wrap_up_secs = 30\nring_timeout_secs = 10"),
+        agents(&["anna", "ben", "cai"])
+    ));
+    let (anna, ben, cai) = (h.a("anna"), h.a("ben"), h.a("cai"));
+    h.input(0, Input::AgentPause { agent: cai, reason: "x".into() }).unwrap();
+    h.call(0, 1, "front", 0);
+    h.answer(1, 1, "anna");
+    h.clear();
+    let xfer = |h: &mut H, secs, agent| h.input(secs, Input::TransferToAgent { call: CallId(1), agent });
+    assert_eq!(xfer(&mut h, 2, cai), Err(EngineError::AgentNotFree(cai, "paused")));
+    assert_eq!(xfer(&mut h, 2, anna), Err(EngineError::AgentNotFree(anna, "on this call")));
+    // Ben does not answer: his ring times out, the call stays with anna.
+    xfer(&mut h, 2, ben).unwrap();
+    assert_eq!(h.rings(), vec![(1, "ben".into())]);
+    assert_eq!(h.state("ben").name(), "ringing");
+    assert_eq!(h.e.call(CallId(1)).unwrap().state, "bridged");
+    assert_eq!(xfer(&mut h, 3, ben), Err(EngineError::TransferPending(CallId(1))));
+    h.at(12);
+    assert_eq!(h.cancels(), vec![(1, "ben".into())]);
+    assert!(h.events.iter().any(|e| matches!(e, Event::RingNoAnswer { agent, .. } if *agent == ben)));
+    assert_eq!(h.state("anna").name(), "on-call");
+    assert_eq!(h.e.call(CallId(1)).unwrap().agent, Some(anna));
+    // Later ben is free again and answers: the call is his, anna wraps up.
+    h.input(100, Input::AgentReady { agent: ben }).unwrap();
+    xfer(&mut h, 100, ben).unwrap();
+    h.clear();
+    h.answer(101, 1, "ben");
+    assert!(h.actions.contains(&Action::Bridge { call: CallId(1), agent: ben }));
+    assert!(h.events.contains(&Event::Transferred {
+        call: CallId(1),
+        from: h.q("front"),
+        agent: anna,
+        to: TransferTarget::Agent(ben)
+    }));
+    assert_eq!(h.state("anna").name(), "wrap-up");
+    assert_eq!(h.state("ben").name(), "on-call");
+    h.end(130, 1);
+    assert_eq!(h.outcome(1), Some(Outcome::Answered { agent: ben }));
+    assert_eq!(h.state("ben").name(), "wrap-up");
+}
+
+#[test]
+fn a_call_ending_while_its_transfer_rings_withdraws_the_ring() {
+    let mut h = H::new(&format!("{}{}", queue("front", "linear", &["anna"], ""), agents(&["anna", "ben"])));
+    h.call(0, 1, "front", 0);
+    h.answer(1, 1, "anna");
+    let ben = h.a("ben");
+    h.input(2, Input::TransferToAgent { call: CallId(1), agent: ben }).unwrap();
+    h.clear();
+    h.end(3, 1);
+    assert_eq!(h.cancels(), vec![(1, "ben".into())]);
+    assert_eq!(h.state("ben").name(), "available");
+    assert_eq!(h.e.call_count(), 0);
+    assert!(!h.e.timers.is_set(TimerKind::RingTimeout { call: CallId(1), agent: ben }));
+}

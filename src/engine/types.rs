@@ -158,6 +158,26 @@ pub enum Input {
         call: CallId,
         queue: QueueId,
     },
+    /// A blind transfer of a bridged call (the agent's REFER, or the admin
+    /// API) into `queue`: the agent's call is over (wrap-up as after any
+    /// call) and the caller joins `queue` keeping its priority and its place
+    /// by original arrival in its last queue (ahead of callers who joined
+    /// `queue` later); its max wait there counts from now. Refused, with
+    /// nothing changed, when `queue` is closed, full, or (unless it lets
+    /// callers join an empty queue) has nobody logged in.
+    TransferCall {
+        call: CallId,
+        queue: QueueId,
+    },
+    /// A blind transfer of a bridged call to agent `agent`, who must be
+    /// available and registered: it is rung (as an offer of the call's
+    /// queue, with its ring timeout) while the caller stays bridged to its
+    /// agent. An answer completes the transfer (the first agent wraps up);
+    /// a miss or withdrawal leaves the call as it was.
+    TransferToAgent {
+        call: CallId,
+        agent: AgentId,
+    },
     /// Admin: take a waiting call out of its queue and end it with `status`.
     WithdrawCall {
         call: CallId,
@@ -214,6 +234,13 @@ pub enum Action {
         call: CallId,
         status: u16,
     },
+}
+
+/// Where a transfer sent a call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TransferTarget {
+    Queue(QueueId),
+    Agent(AgentId),
 }
 
 /// Why a call left a queue for its overflow target.
@@ -331,6 +358,15 @@ pub enum Event {
         from: QueueId,
         to: QueueId,
     },
+    /// A bridged call was transferred by its agent (or an admin) to
+    /// another queue; `CallQueued` in `to` follows, then the agent's
+    /// `AgentStateChanged` into wrap-up.
+    Transferred {
+        call: CallId,
+        from: QueueId,
+        agent: AgentId,
+        to: TransferTarget,
+    },
     CallQueued {
         call: CallId,
         queue: QueueId,
@@ -395,7 +431,7 @@ pub enum EngineError {
     UnknownAgent(AgentId),
     #[error("{0} is not known")]
     UnknownQueue(QueueId),
-    #[error("queue \"{0}\" was removed by a reload and takes no new calls")]
+    #[error("queue \"{0}\" is closed (outside its hours, or removed by a reload)")]
     QueueClosed(String),
     /// E.g. a 200 OK that raced a CANCEL: the shell must ACK and BYE it.
     #[error("{call} is not ringing {agent}")]
@@ -406,6 +442,16 @@ pub enum EngineError {
     NotWaiting(CallId),
     #[error("no schedule \"{0}\" in the config")]
     UnknownSchedule(String),
+    #[error("{0} is not bridged to an agent")]
+    NotBridged(CallId),
+    #[error("{0} is not free to take a transfer ({1})")]
+    AgentNotFree(AgentId, &'static str),
+    #[error("{0} already has a transfer ringing")]
+    TransferPending(CallId),
+    #[error("queue \"{0}\" is full")]
+    QueueFull(String),
+    #[error("queue \"{0}\" has nobody logged in")]
+    NoAgents(String),
     #[error("time went backwards: {now} is before {last}")]
     TimeWentBackwards { now: Time, last: Time },
 }

@@ -54,6 +54,7 @@ pub fn event_name(event: &Event) -> &'static str {
     match event {
         Event::CallArrived { .. } => "call_arrived",
         Event::CallMoved { .. } => "call_moved",
+        Event::Transferred { .. } => "transferred",
         Event::CallQueued { .. } => "call_queued",
         Event::Offered { .. } => "offered",
         Event::RingNoAnswer { .. } => "ring_no_answer",
@@ -90,6 +91,22 @@ pub fn event_json(engine: &Engine, at_unix_ms: u64, event: &Event) -> Value {
             put("call", json!(call.0));
             put("queue", json!(engine.queue_name(*from)));
             put("to", json!(engine.queue_name(*to)));
+        }
+        Event::Transferred { call, from, agent, to } => {
+            put("call", json!(call.0));
+            put("queue", json!(engine.queue_name(*from)));
+            put("agent", json!(engine.agent_name(*agent)));
+            match to {
+                crate::engine::TransferTarget::Queue(q) => {
+                    put("to", json!(engine.queue_name(*q)));
+                    put("target", json!("queue"));
+                }
+                crate::engine::TransferTarget::Agent(a) => {
+                    put("to", json!(engine.agent_name(*a)));
+                    put("target", json!("agent"));
+                }
+            }
+            put("kind", json!("blind"));
         }
         Event::CallQueued { call, queue, priority, position } => {
             put("call", json!(call.0));
@@ -474,6 +491,15 @@ mod tests {
             (
                 Event::CallMoved { call: c, from: q, to: e.queue_id("tech").unwrap() },
                 json!({"call":3,"queue":"billing","to":"tech"}),
+            ),
+            (
+                Event::Transferred {
+                    call: c,
+                    from: q,
+                    agent: a,
+                    to: crate::engine::TransferTarget::Queue(e.queue_id("tech").unwrap()),
+                },
+                json!({"call":3,"queue":"billing","agent":"aino","to":"tech","target":"queue","kind":"blind"}),
             ),
             (
                 Event::Overflowed { call: c, from: q, to: "queue:support-en".into(), reason: OverflowReason::MaxWait },

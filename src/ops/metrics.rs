@@ -81,6 +81,8 @@ pub const ANSWERED: &str = "acd_calls_answered_total";
 pub const ABANDONED: &str = "acd_calls_abandoned_total";
 /// Counter `{queue, reason}`: calls sent to the queue's overflow target.
 pub const OVERFLOWED: &str = "acd_calls_overflowed_total";
+/// Counter `{queue}`: bridged calls transferred out of the queue (blind).
+pub const TRANSFERRED: &str = "acd_calls_transferred_total";
 /// Counter `{queue, status}`: calls answered with a SIP error status.
 pub const REJECTED: &str = "acd_calls_rejected_total";
 /// Counter `{queue, cause}`: offers that ended without an answer.
@@ -222,6 +224,7 @@ pub fn describe() {
     describe_counter!(ANSWERED, Unit::Count, "Calls answered by an agent of the queue.");
     describe_counter!(ABANDONED, Unit::Count, "Callers who hung up while waiting or ringing.");
     describe_counter!(OVERFLOWED, Unit::Count, "Calls sent to the queue's overflow target, by reason.");
+    describe_counter!(TRANSFERRED, Unit::Count, "Bridged calls transferred out of the queue by its agent or an admin.");
     describe_counter!(REJECTED, Unit::Count, "Calls of the queue answered with a SIP error status.");
     describe_counter!(RING_NO_ANSWER, Unit::Count, "Offers to agents that ended without an answer, by cause.");
     describe_histogram!(
@@ -594,6 +597,21 @@ impl Metrics {
                     r.joined = None;
                 }
             }
+            Event::Transferred { call, from, agent, to } => {
+                // The agent's talk ends here, as at a hang-up: its talk and
+                // then wrap-up count for the queue it answered from.
+                let qm = queue_of(&mut self.queues, window, engine, *from);
+                counter!(TRANSFERRED, "queue" => Arc::clone(&qm.name)).increment(1);
+                if let Some(at) = self.calls.get_mut(call).and_then(|r| r.answered_at.take()) {
+                    let talk = now.since(at);
+                    histogram!(TALK, "queue" => Arc::clone(&qm.name)).record(secs(talk));
+                    self.after_call.insert(*agent, AfterCall { queue: *from, talk, wrap_since: None });
+                }
+                // To an agent: the new agent's talk starts now.
+                if let (crate::engine::TransferTarget::Agent(_), Some(r)) = (to, self.calls.get_mut(call)) {
+                    r.answered_at = Some(now);
+                }
+            }
             Event::CallQueued { call, queue, .. } => {
                 let qm = queue_of(&mut self.queues, window, engine, *queue);
                 counter!(OFFERED, "queue" => Arc::clone(&qm.name)).increment(1);
@@ -748,7 +766,7 @@ impl Metrics {
             gauge!(QUEUE_OPEN, "queue" => Arc::clone(&qm.name)).set(if open { 1.0 } else { 0.0 });
             // Counters exist from the start, so rate() sees their first call.
             let name = &qm.name;
-            for c in [OFFERED, ANSWERED, ABANDONED] {
+            for c in [OFFERED, ANSWERED, ABANDONED, TRANSFERRED] {
                 counter!(c, "queue" => Arc::clone(name)).increment(0);
             }
             for cause in CAUSES {

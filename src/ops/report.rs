@@ -78,6 +78,8 @@ pub struct QueueKpis {
     pub abandoned: u64,
     pub overflowed: u64,
     pub rejected: u64,
+    /// Calls transferred out of the queue (blind, by the agent or an admin).
+    pub transferred: u64,
     pub answered_within_sl: u64,
     pub service_level: Option<f64>,
     pub asa_secs: Option<f64>,
@@ -135,8 +137,11 @@ struct CallRec {
     caller: String,
     /// Queues entered, first time each, in order.
     entered: Vec<String>,
-    /// (queue, answered at, waited ms)
-    answered: Option<(String, u64, u64)>,
+    /// (queue, answered at, waited ms), each answer: a call transferred to
+    /// another queue can be answered in each.
+    answers: Vec<(String, u64, u64)>,
+    /// Queues it was transferred out of (by its agent or an admin).
+    transferred_from: Vec<String>,
     /// (queue, how, finished at)
     finished: Option<(String, Ending, u64)>,
     overflowed_from: Vec<String>,
@@ -174,12 +179,26 @@ pub fn report(
         for q in &r.overflowed_from {
             queues.entry(q.clone()).or_default().overflowed += 1;
         }
-        if let Some((q, answered_at, waited)) = &r.answered {
+        for q in &r.transferred_from {
+            queues.entry(q.clone()).or_default().transferred += 1;
+        }
+        total.transferred += r.transferred_from.len() as u64;
+        let last = r.answers.len().saturating_sub(1);
+        for (i, (q, answered_at, waited)) in r.answers.iter().enumerate() {
+            // The handle time is the last answer's (talk up to the end, plus
+            // wrap-up); the total counts the call's first answer only.
             let handle = match &r.finished {
-                Some((_, Ending::Answered, end)) => Some(end.saturating_sub(*answered_at) + r.wrap_ms.unwrap_or(0)),
+                Some((_, Ending::Answered, end)) if i == last => {
+                    Some(end.saturating_sub(*answered_at) + r.wrap_ms.unwrap_or(0))
+                }
                 _ => None,
             };
-            for acc in [queues.entry(q.clone()).or_default(), &mut total] {
+            let accs: Vec<&mut Acc> = if i == 0 {
+                vec![queues.entry(q.clone()).or_default(), &mut total]
+            } else {
+                vec![queues.entry(q.clone()).or_default()]
+            };
+            for acc in accs {
                 acc.answered += 1;
                 acc.waited_ms += waited;
                 acc.within_sl += u64::from(*waited <= sl_ms);
@@ -269,12 +288,17 @@ fn read_calls(lines: impl BufRead) -> Result<Vec<CallRec>, ReportError> {
                     field: "waited_ms",
                 })?;
                 let idx = rec_of(c, false);
-                recs[idx].answered = Some((q, ev.ts_ms, waited));
+                recs[idx].answers.push((q, ev.ts_ms, waited));
             }
             "overflowed" => {
                 let (c, q) = (call()?, need(&ev.queue, "queue")?);
                 let idx = rec_of(c, false);
                 recs[idx].overflowed_from.push(q);
+            }
+            "transferred" => {
+                let (c, q) = (call()?, need(&ev.queue, "queue")?);
+                let idx = rec_of(c, false);
+                recs[idx].transferred_from.push(q);
             }
             "call_finished" => {
                 let (c, q) = (call()?, need(&ev.queue, "queue")?);
@@ -340,6 +364,7 @@ struct Acc {
     abandoned: u64,
     overflowed: u64,
     rejected: u64,
+    transferred: u64,
     within_sl: u64,
     waited_ms: u64,
     handled: u64,
@@ -356,6 +381,7 @@ impl Acc {
             abandoned: self.abandoned,
             overflowed: self.overflowed,
             rejected: self.rejected,
+            transferred: self.transferred,
             answered_within_sl: self.within_sl,
             service_level: ratio(self.within_sl, self.offered),
             asa_secs: ratio(self.waited_ms, self.answered).map(|ms| ms / 1000.0),
@@ -384,6 +410,7 @@ impl fmt::Display for Report {
             "abandoned".into(),
             "overflowed".into(),
             "rejected".into(),
+            "transferred".into(),
             format!("SL {}s", self.sl_threshold_secs),
             "ASA s".into(),
             "AHT s".into(),
@@ -401,6 +428,7 @@ impl fmt::Display for Report {
                 k.abandoned.to_string(),
                 k.overflowed.to_string(),
                 k.rejected.to_string(),
+                k.transferred.to_string(),
                 pct(k.service_level),
                 secs(k.asa_secs),
                 secs(k.aht_secs),
@@ -408,7 +436,7 @@ impl fmt::Display for Report {
                 k.repeat_callers_24h.to_string(),
             ]);
         }
-        let mut widths = [0usize; 11];
+        let mut widths = [0usize; 12];
         for row in &rows {
             for (w, cell) in widths.iter_mut().zip(row) {
                 *w = (*w).max(cell.chars().count());
@@ -594,11 +622,11 @@ mod tests {
         let shown = report(text.as_bytes(), None, None, 20).unwrap().to_string();
         let want = "\
 calls arriving start of log .. end of log: 5; service level = answered within 20 s / offered
-queue       offered  answered  abandoned  overflowed  rejected  SL 20s  ASA s  AHT s  abandon  repeat 24h
-billing           4         2          1           1         0   25.0%   20.0   95.0    25.0%           1
-sales             0         0          0           1         1       -      -      -        -           0
-support-en        1         1          0           0         0    0.0%  430.0      -     0.0%           0
-total             4         3          1           0         1   25.0%  156.7   95.0    25.0%           1
+queue       offered  answered  abandoned  overflowed  rejected  transferred  SL 20s  ASA s  AHT s  abandon  repeat 24h
+billing           4         2          1           1         0            0   25.0%   20.0   95.0    25.0%           1
+sales             0         0          0           1         1            0       -      -      -        -           0
+support-en        1         1          0           0         0            0    0.0%  430.0      -     0.0%           0
+total             4         3          1           0         1            0   25.0%  156.7   95.0    25.0%           1
 ";
         assert_eq!(shown, want);
     }
@@ -647,6 +675,31 @@ total             4         3          1           0         1   25.0%  156.7   
         // Unknown events are from newer logs: ignored.
         let r = report(r#"{"ts_ms":1,"event":"call_teleported","call":1}"#.as_bytes(), None, None, 20).unwrap();
         assert_eq!(r.calls, 0);
+    }
+
+    #[test]
+    fn a_transferred_call_counts_as_a_transfer_out_of_one_queue_and_an_answer_in_each() {
+        let mut e = arrive(1, "front", "+1", 0);
+        e.push(ev(5 * S, "answered", json!({"call":1,"queue":"front","agent":"anna","waited_ms":5_000})));
+        e.push(ev(
+            60 * S,
+            "transferred",
+            json!({"call":1,"queue":"front","agent":"anna","to":"tech","target":"queue","kind":"blind"}),
+        ));
+        e.push(ev(60 * S, "call_queued", json!({"call":1,"queue":"tech","priority":0,"position":1})));
+        e.push(ev(70 * S, "answered", json!({"call":1,"queue":"tech","agent":"ben","waited_ms":70_000})));
+        e.push(ev(
+            100 * S,
+            "call_finished",
+            json!({"call":1,"queue":"tech","outcome":"answered","agent":"ben","waited_ms":70_000}),
+        ));
+        let r = report(log(&e).as_bytes(), None, None, 20).unwrap();
+        let (front, tech) = (&r.queues["front"], &r.queues["tech"]);
+        assert_eq!((front.offered, front.answered, front.transferred), (1, 1, 1));
+        assert_eq!((tech.offered, tech.answered, tech.transferred), (1, 1, 0));
+        assert_eq!((r.total.offered, r.total.answered, r.total.transferred), (1, 1, 1));
+        assert_eq!(r.total.asa_secs, Some(5.0), "the call's first answer");
+        assert_eq!((tech.handled, r.total.handled), (1, 0), "handle time is the last answer's, in its queue");
     }
 
     #[test]

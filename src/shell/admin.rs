@@ -42,6 +42,12 @@ pub enum AdminRequest {
         call: u64,
         queue: String,
     },
+    /// A bridged call to a queue or to an agent (exactly one of the two).
+    TransferCall {
+        call: u64,
+        queue: Option<String>,
+        agent: Option<String>,
+    },
     WithdrawCall {
         call: u64,
         status: u16,
@@ -99,6 +105,7 @@ pub fn router(tx: AdminSender, event_feed: broadcast::Sender<Arc<str>>, token: O
         .route("/agents/{id}/ready", post(agent_ready))
         .route("/agents/{id}/pause", post(pause))
         .route("/calls/{id}/move", post(move_call))
+        .route("/calls/{id}/transfer", post(transfer_call))
         .route("/calls/{id}/withdraw", post(withdraw))
         .route("/schedules", get(schedules))
         .route("/schedules/{name}/emergency", post(emergency))
@@ -229,6 +236,13 @@ struct MoveBody {
     queue: String,
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TransferBody {
+    queue: Option<String>,
+    agent: Option<String>,
+}
+
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct WithdrawBody {
@@ -265,6 +279,21 @@ async fn move_call(
 ) -> Response {
     match call_action::<MoveBody>(&ctx, &headers, &id, &bytes, None) {
         Ok((call, b)) => ask(&ctx, AdminRequest::MoveCall { call, queue: b.queue }).await,
+        Err(r) => r,
+    }
+}
+
+async fn transfer_call(
+    State(ctx): State<Ctx>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    bytes: axum::body::Bytes,
+) -> Response {
+    match call_action::<TransferBody>(&ctx, &headers, &id, &bytes, None) {
+        Ok((_, TransferBody { queue: Some(_), agent: Some(_) } | TransferBody { queue: None, agent: None })) => {
+            reply(AdminReply::error(400, "give either \"queue\" or \"agent\""))
+        }
+        Ok((call, b)) => ask(&ctx, AdminRequest::TransferCall { call, queue: b.queue, agent: b.agent }).await,
         Err(r) => r,
     }
 }

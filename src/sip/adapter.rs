@@ -213,6 +213,90 @@ pub struct SipStack {
     /// shell drains them with [`SipStack::poll_report`] after each turn.
     reports: std::collections::VecDeque<Raw>,
     raw_tx: mpsc::Sender<Raw>,
+    /// REFERs the core has not answered yet, by leg (one at a time: a newer
+    /// one replaces, and so refuses, the older).
+    refers: HashMap<LegId, rsipstack::dialog::dialog::TransactionHandle>,
+    /// Each leg's transfer task, which sends the steps of its REFERs' answers in order.
+    refer_tasks: HashMap<LegId, mpsc::Sender<(ReferStep, Option<rsipstack::dialog::dialog::TransactionHandle>)>>,
+}
+
+/// A step of acd's answer to a REFER ([`SipStack::refer_step`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReferStep {
+    /// 202 Accepted, NOTIFY `SIP/2.0 100 Trying` (subscription active).
+    Trying,
+    /// (202 and 100 Trying if not sent yet) NOTIFY `SIP/2.0 200 OK`
+    /// (terminated), then BYE: the leg ends.
+    Done,
+    /// NOTIFY `SIP/2.0 <status>` (terminated): the transfer failed after
+    /// the 202; the leg goes on.
+    Failed(u16),
+    /// A final `status` to the REFER itself; the leg goes on.
+    Refused(u16),
+}
+
+type ReferHandle = rsipstack::dialog::dialog::TransactionHandle;
+
+/// Carries out one leg's transfer steps, each after the one before ended.
+async fn refer_task(
+    d: InviteDialog,
+    layer: Arc<DialogLayer>,
+    mut rx: mpsc::Receiver<(ReferStep, Option<ReferHandle>)>,
+) {
+    let notify = |frag: String, state: &'static str| {
+        let d = d.clone();
+        async move {
+            let headers = vec![
+                Header::Event("refer".into()),
+                Header::SubscriptionState(state.into()),
+                Header::ContentType("message/sipfrag;version=2.0".into()),
+            ];
+            if let Err(e) = d.notify(Some(headers), Some(format!("{frag}\r\n").into_bytes())).await {
+                debug!(error = %e, "NOTIFY of a transfer");
+            }
+        }
+    };
+    let mut trying_sent = false;
+    while let Some((step, handle)) = rx.recv().await {
+        match step {
+            ReferStep::Refused(status) => {
+                if let Some(h) = handle {
+                    h.reply(StatusCode::from(status)).await.ok();
+                }
+            }
+            ReferStep::Trying | ReferStep::Done if !trying_sent || handle.is_some() => {
+                if let Some(h) = handle {
+                    h.reply(StatusCode::Accepted).await.ok();
+                    // `reply` only hands the 202 to the REFER's transaction
+                    // task; without a pause the first NOTIFY left before it
+                    // (allowed by RFC 6665 §4.1.2.4, but phones read it more
+                    // easily in order).
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                trying_sent = true;
+                notify("SIP/2.0 100 Trying".into(), "active;expires=60").await;
+                if step == ReferStep::Done {
+                    notify("SIP/2.0 200 OK".into(), "terminated;reason=noresource").await;
+                }
+            }
+            ReferStep::Trying => {}
+            ReferStep::Done => notify("SIP/2.0 200 OK".into(), "terminated;reason=noresource").await,
+            ReferStep::Failed(status) => {
+                let reason = StatusCode::from(status).text().to_string();
+                notify(format!("SIP/2.0 {status} {reason}"), "terminated;reason=noresource").await;
+                trying_sent = false;
+            }
+        }
+        if step == ReferStep::Done {
+            // The phone may hang up itself on the final NOTIFY: then the
+            // dialog is over and this BYE is not sent.
+            if let Err(e) = d.bye().await {
+                debug!(error = %e, "BYE after a transfer");
+            }
+            layer.remove_dialog(&d.id());
+            break;
+        }
+    }
 }
 
 /// Overload guard: the adapter's queue to the core. A full queue means the
@@ -389,6 +473,8 @@ impl SipStack {
             unacked_per_source: HashMap::new(),
             reports: Default::default(),
             raw_tx,
+            refers: HashMap::new(),
+            refer_tasks: HashMap::new(),
         };
         Ok((stack, raw_rx))
     }
@@ -616,9 +702,49 @@ impl SipStack {
         }
     }
 
+    /// One step of the answer to an agent's REFER on `leg` (RFC 3515),
+    /// carried out in order by the leg's transfer task: the 202 and the
+    /// implicit subscription's NOTIFYs (`message/sipfrag`) in its dialog.
+    pub fn refer_step(&mut self, leg: LegId, step: ReferStep) {
+        let handle = self.refers.remove(&leg);
+        let dialog = match self.legs.get(&leg) {
+            Some(LegHandle::Caller(d) | LegHandle::Out { dialog: d, .. }) => Some(d.clone()),
+            _ => None,
+        };
+        if let ReferStep::Done = step {
+            // The leg ends with the transfer, as by `bye` (the task BYEs).
+            self.legs.remove(&leg);
+            self.unlink(leg);
+            self.acked(leg);
+        }
+        let Some(dialog) = dialog else {
+            if let Some(h) = handle {
+                tokio::spawn(async move { h.reply(StatusCode::CallTransactionDoesNotExist).await.ok() });
+            }
+            return;
+        };
+        let tx = match self.refer_tasks.get(&leg) {
+            Some(tx) if !tx.is_closed() => tx.clone(),
+            _ => {
+                let (tx, rx) = mpsc::channel(8);
+                tokio::spawn(refer_task(dialog, self.dialog_layer.clone(), rx));
+                self.refer_tasks.insert(leg, tx.clone());
+                tx
+            }
+        };
+        if matches!(step, ReferStep::Done) {
+            self.refer_tasks.remove(&leg);
+        }
+        if tx.try_send((step, handle)).is_err() {
+            warn!(%leg, "transfer steps queue full: step dropped");
+        }
+    }
+
     /// BYE an answered leg (caller or outgoing); the leg is forgotten here
     /// and its dialog removed from the layer once the BYE is done.
     pub fn bye(&mut self, leg: LegId) {
+        self.refers.remove(&leg);
+        self.refer_tasks.remove(&leg);
         match self.legs.remove(&leg) {
             Some(LegHandle::Caller(d)) | Some(LegHandle::Out { dialog: d, .. }) => {
                 let id = d.id();
@@ -801,6 +927,19 @@ impl SipStack {
                 let update = req.method == RMethod::Update;
                 Some(Inbound::Reinvite { leg, update, sdp: req.body.clone(), headers, reply: Reinvite(handle) })
             }
+            DialogState::Refer(id, req, handle) => {
+                let leg = *self.dialogs.get(&id)?;
+                let refer_to = req.headers.iter().find_map(|h| match h {
+                    Header::ReferTo(v) => Some(v.value().to_string()),
+                    _ => None,
+                });
+                let Some(refer_to) = refer_to else {
+                    tokio::spawn(async move { handle.reply(StatusCode::BadRequest).await.ok() });
+                    return None;
+                };
+                self.refers.insert(leg, handle);
+                Some(Inbound::Leg(SipEvent::Refer { leg, refer_to }))
+            }
             DialogState::Terminated(id, reason) => {
                 let leg = self.dialogs.remove(&id);
                 if let Some(l) = leg {
@@ -814,6 +953,8 @@ impl SipStack {
                 // Every terminated dialog leaves the layer (rsipstack trap).
                 self.dialog_layer.remove_dialog(&id);
                 let leg = leg?;
+                self.refers.remove(&leg);
+                self.refer_tasks.remove(&leg);
                 match self.legs.get(&leg) {
                     Some(LegHandle::Caller(_)) => {
                         self.legs.remove(&leg);

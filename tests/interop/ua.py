@@ -22,6 +22,9 @@ Commands (stdin):
   hangup [call|all] [code]            hang up all calls or one call
   answer [call|all] [code]            answer a ringing incoming call (default 200)
   dtmf <call> <digits>                send RFC 2833 DTMF on a confirmed call
+  xfer <call> <sip-uri>               blind transfer: REFER with Refer-To <uri>
+                                      (events xfer_sent, then xfer_status for
+                                      the REFER's answer and each NOTIFY)
   hold <call> / unhold <call>         re-INVITE with a=sendonly / a=sendrecv
                                       (events hold_sent/unhold_sent, then
                                       "media" with status local_hold/active)
@@ -91,6 +94,9 @@ and incoming share the counter).  pjsip's own log never reaches stdout.
   {"event":"disconnected","call":1,"code":487,"reason":"Request Terminated",
    "duration_ms":0,"total_ms":1234,"answered":false}
         (code = last SIP status of the call; after a normal BYE it is 200)
+  {"event":"xfer_status","call":1,"code":100,"reason":"Trying","final":false}
+        (the REFER's answer and each NOTIFY sipfrag; a refused REFER is one
+         final status, e.g. 404)
   {"event":"behaviour","behaviour":"busy"}   (ack of `behaviour`)
   {"event":"error","message":"..."}      (may carry "call"/"status")
   {"event":"exit","code":0}              (last line; process exits right after)
@@ -351,8 +357,12 @@ class UA:
         acfg.mediaConfig.lockCodecEnabled = False
         mt = acfg.mediaConfig.transportConfig
         mt.boundAddress = "127.0.0.1"
-        mt.port = 20000
-        mt.portRange = 20000
+        # Above acd's default RTP range (20000-30000): a daemon on this
+        # machine holding many of those ports (a load series) made pjsua's
+        # random pick fail with "Address already in use" at make_call, or
+        # refuse an incoming INVITE before the script saw it.
+        mt.port = 30000
+        mt.portRange = 10000
         mt.randomizePort = True
         if registrar:
             acfg.regConfig.registrarUri = registrar
@@ -886,6 +896,16 @@ class UA:
                     call.dialDtmf(args[1])
                 except pj.Error as e:
                     emit("error", message="dtmf failed: %s" % e.info(), call=call.no)
+        elif verb == "xfer":
+            if len(args) != 2:
+                emit("error", message="usage: xfer <call> <sip-uri>")
+                return
+            for call in self.select_calls(args[0]):
+                try:
+                    call.xfer(args[1], pj.CallOpParam(True))
+                    emit("xfer_sent", call=call.no, uri=args[1])
+                except pj.Error as e:
+                    emit("error", message="xfer failed: %s" % e.info(), call=call.no)
         elif verb == "register":
             self.register(True)
         elif verb == "unregister":
@@ -1059,6 +1079,11 @@ class MyCall(pj.Call):
 
     def onDtmfDigit(self, prm):
         emit("dtmf", call=self.no, digit=prm.digit)
+
+    def onCallTransferStatus(self, prm):
+        # A 4xx to the REFER itself comes here too, as a final status.
+        emit("xfer_status", call=self.no, code=prm.statusCode, reason=prm.reason,
+             final=bool(prm.finalNotify))
 
 
 def stdin_reader(q):

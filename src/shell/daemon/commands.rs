@@ -4,7 +4,7 @@
 use super::Daemon;
 use crate::callctl::{Command, LegId, SipEvent, Target};
 use crate::engine::{CallId, Time};
-use crate::sip::adapter::Transport;
+use crate::sip::adapter::{ReferStep, Transport};
 use crate::sip::registrar;
 use tokio::time::Instant;
 use tracing::{debug, warn};
@@ -59,6 +59,13 @@ impl Daemon {
                 self.drop_leg(leg);
                 self.stack.bye(leg);
             }
+            Command::ReferAccepted { leg, .. } => {
+                self.drop_leg(leg);
+                self.stack.refer_step(leg, ReferStep::Done);
+            }
+            Command::ReferTrying { leg, .. } => self.stack.refer_step(leg, ReferStep::Trying),
+            Command::ReferFailed { leg, status, .. } => self.stack.refer_step(leg, ReferStep::Failed(status)),
+            Command::ReferRefused { leg, status, .. } => self.stack.refer_step(leg, ReferStep::Refused(status)),
             Command::Hold { leg, music, .. } => self.media.hold(leg, &music),
             Command::StopHold { leg, .. } => self.media.stop_hold(leg),
             Command::Bridge { caller, other, .. } => self.media.bridge(caller, other),

@@ -102,6 +102,26 @@ impl Daemon {
                     Err(e) => AdminReply::error(409, e.to_string()),
                 }
             }
+            AdminRequest::TransferCall { call, queue, agent } => {
+                use crate::engine::TransferTarget;
+                let engine = self.core.engine();
+                let (to, name) = match (&queue, &agent) {
+                    (Some(q), _) => match engine.queue_id(q) {
+                        Some(id) => (TransferTarget::Queue(id), json!({ "call": call, "queue": q })),
+                        None => return AdminReply::error(404, format!("no queue \"{q}\"")),
+                    },
+                    (None, Some(a)) => match engine.agent_id(a) {
+                        Some(id) => (TransferTarget::Agent(id), json!({ "call": call, "agent": a, "ringing": true })),
+                        None => return AdminReply::error(404, format!("no agent \"{a}\"")),
+                    },
+                    (None, None) => return AdminReply::error(400, "give either \"queue\" or \"agent\""),
+                };
+                match self.core.transfer(t, CallId(call), to) {
+                    Ok(()) => AdminReply::ok(name),
+                    Err(crate::engine::EngineError::UnknownCall(_)) => unknown_call(call),
+                    Err(e) => AdminReply::error(409, e.to_string()),
+                }
+            }
             AdminRequest::WithdrawCall { call, status } => {
                 match self.core.handle_engine(t, Input::WithdrawCall { call: CallId(call), status }) {
                     Ok(()) => AdminReply::ok(json!({ "call": call, "withdrawn": true, "status": status })),
