@@ -306,6 +306,25 @@ id = "nick"
     }
 
     #[test]
+    fn a_transfer_into_a_closed_queue_is_refused_and_the_call_stays_bridged() {
+        let mut w = W::new(&config("send", ""));
+        // Fri 07:00, front closed: caller 1 reaches nick in the night queue.
+        w.call(0, 1);
+        assert_eq!(w.rang(1).as_deref(), Some("nick"));
+        let nick = w.e.agent_id("nick").unwrap();
+        w.input(1, Input::OfferAnswered { call: CallId(1), agent: nick });
+        let front = w.e.queue_id("front").unwrap();
+        let r = w.e.handle(Time::from_secs(2), Input::TransferCall { call: CallId(1), queue: front });
+        assert!(matches!(r, Err(EngineError::QueueClosed(_))), "{r:?}");
+        assert_eq!(w.e.call(CallId(1)).map(|c| c.queue), Some(w.e.queue_id("night").unwrap()));
+        // At 08:00 the same transfer is taken.
+        w.at(H);
+        w.take();
+        w.input(H, Input::TransferCall { call: CallId(1), queue: front });
+        assert_eq!(w.rang(1).as_deref(), Some("anna"));
+    }
+
+    #[test]
     fn callers_waiting_at_closing_are_served_by_default() {
         let mut w = W::new(&config("serve", ""));
         w.at(H);
