@@ -13,8 +13,8 @@
 mod common;
 
 use common::audio::*;
+use common::baresip::{installed, Audio, Baresip};
 use common::*;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 const FLOOR: &str = r#"
@@ -43,71 +43,6 @@ number = "200"
 queue = "tech"
 "#;
 
-struct Baresip {
-    child: Child,
-    dir: std::path::PathBuf,
-}
-
-impl Drop for Baresip {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-impl Baresip {
-    /// baresip (auto answer) as agent `user`, sending `source` as its microphone.
-    fn agent(user: &str, password: &str, port: u16, source: &std::path::Path) -> Baresip {
-        let dir = std::env::temp_dir().join(format!("acd-xfer-baresip-{}-{user}-{port}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let sip_port = free_port();
-        let rtp = free_rtp_range(4);
-        std::fs::write(
-            dir.join("accounts"),
-            format!("<sip:{user}@127.0.0.1:{port}>;auth_pass={password};regint=600;answermode=auto\n"),
-        )
-        .unwrap();
-        std::fs::write(
-            dir.join("config"),
-            format!(
-                "sip_listen 127.0.0.1:{sip_port}\nmodule_path /usr/lib/baresip/modules\nmodule account.so\nmodule stdio.so\nmodule g711.so\nmodule aufile.so\nmodule_app menu.so\naudio_player aufile,/dev/null\naudio_source aufile,{}\nrtp_ports {rtp}-{}\n",
-                source.display(),
-                rtp + 7,
-            ),
-        )
-        .unwrap();
-        let out = std::fs::File::create(dir.join("out.log")).unwrap();
-        let child = Command::new("baresip")
-            .args(["-f", dir.to_str().unwrap()])
-            .stdin(Stdio::piped())
-            .stdout(out.try_clone().unwrap())
-            .stderr(out)
-            .spawn()
-            .expect("baresip runs");
-        Baresip { child, dir }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("out.log")).unwrap_or_default()
-    }
-
-    fn command(&mut self, cmd: &str) {
-        use std::io::Write;
-        let stdin = self.child.stdin.as_mut().expect("baresip stdin");
-        writeln!(stdin, "{cmd}").expect("baresip stdin");
-        stdin.flush().ok();
-    }
-
-    fn wait_for(&self, text: &str, count: usize, within: Duration) {
-        let deadline = Instant::now() + within;
-        while self.log().matches(text).count() < count {
-            assert!(Instant::now() < deadline, "baresip never printed {text:?} ({count}x):\n{}", self.log());
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
 /// With `ACD_TEST_LOG=path`, the daemon's debug log goes to that file.
 fn test_log() {
     if let Some(path) = std::env::var_os("ACD_TEST_LOG") {
@@ -118,10 +53,6 @@ fn test_log() {
             .with_ansi(false)
             .try_init();
     }
-}
-
-fn installed() -> bool {
-    Command::new("baresip").arg("-h").output().is_ok()
 }
 
 fn wait_until(what: &str, within: Duration, mut f: impl FnMut() -> bool) {
@@ -187,7 +118,7 @@ fn baresip_blind_transfer_to_a_queue_keeps_the_callers_place_and_a_refused_one_k
     test_log();
     let port = free_port();
     let d = acd::shell::DaemonHandle::spawn(config(port, FLOOR)).expect("daemon");
-    let mut anna = Baresip::agent("anna", "anna-pw", port, &source);
+    let mut anna = Baresip::agent("xfer", "anna", "anna-pw", port, Audio { source: Some(source.clone()), dump: false });
     wait_until("baresip to register", Duration::from_secs(10), || d.snapshot().registered_contacts == 1);
 
     let mut trunk = two_callers(port);

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod audio;
+pub mod baresip;
 
 use acd::config::{from_toml_str, Config};
 use acd::shell::{DaemonHandle, Snapshot};
