@@ -43,6 +43,18 @@ impl Engine {
         }
     }
 
+    /// The callers waiting in `q` (not those being rung), in arrival order.
+    pub(super) fn waiting_in(&self, q: QueueId) -> Vec<CallId> {
+        let mut waiting: Vec<(u64, CallId)> = self
+            .calls
+            .iter()
+            .filter(|(_, c)| c.queue == q && c.state == CallState::Waiting)
+            .map(|(id, c)| (c.seq, *id))
+            .collect();
+        waiting.sort();
+        waiting.into_iter().map(|(_, c)| c).collect()
+    }
+
     /// Sends the waiting callers (not those being rung) of every queue that
     /// became empty on by `when_no_agents` (its overflow target, else 480).
     /// Runs before each dispatch, outside any state change.
@@ -51,15 +63,9 @@ impl Engine {
             if self.queues[q.0 as usize].line.is_empty() || !self.queue_empty(q) {
                 continue;
             }
-            let mut waiting: Vec<(u64, CallId)> = self
-                .calls
-                .iter()
-                .filter(|(_, c)| c.queue == q && c.state == CallState::Waiting)
-                .map(|(id, c)| (c.seq, *id))
-                .collect();
-            waiting.sort();
+            let waiting = self.waiting_in(q);
             debug!(queue = %self.queues[q.0 as usize].cfg.name, callers = waiting.len(), "queue empty: callers leave");
-            for (_, c) in waiting {
+            for c in waiting {
                 let has_target = self.queues[q.0 as usize].cfg.overflow.is_some();
                 if has_target {
                     self.overflow(c, OverflowReason::NoAgents);
@@ -147,7 +153,9 @@ id = "cleo"
 
     #[test]
     fn paused_and_wrap_up_count_as_absent_only_when_listed() {
-        let mut e = engine("when_no_agents = \"overflow\"\noverflow = \"queue:spill\"\nempty_when = [\"unregistered\", \"paused\"]");
+        let mut e = engine(
+            "when_no_agents = \"overflow\"\noverflow = \"queue:spill\"\nempty_when = [\"unregistered\", \"paused\"]",
+        );
         register(&mut e, 0, &["anna", "ben", "cleo"]);
         for n in ["anna", "ben"] {
             let agent = e.agent_id(n).unwrap();

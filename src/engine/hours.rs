@@ -39,8 +39,14 @@ impl Engine {
         Some((schedule.status(at, emergency), schedule.next_change(at, emergency)))
     }
 
-    pub(super) fn queue_open(&self, q: QueueId) -> bool {
-        self.queue_hours(q).is_none_or(|(s, _)| s.open)
+    /// Open now (always, without a schedule). On the join path: the status
+    /// only, not the next change [`Engine::queue_hours`] also looks up.
+    pub fn queue_open(&self, q: QueueId) -> bool {
+        let Some(name) = self.queues.get(q.0 as usize).and_then(|x| x.cfg.schedule.as_deref()) else { return true };
+        match (self.schedules.get(name), self.wall(self.now)) {
+            (Some(s), Some(at)) => s.status(at, self.emergency.get(name).copied()).open,
+            _ => true,
+        }
     }
 
     /// Sets (or with `None` clears) the emergency switch of schedule `name`
@@ -77,16 +83,19 @@ impl Engine {
     /// One timer per scheduled queue at its next open/close instant.
     pub(super) fn arm_schedule_edges(&mut self) {
         for i in 0..self.queues.len() {
-            let q = QueueId(i as u32);
-            let next = if self.queues[i].closed {
-                None
-            } else {
-                self.queue_hours(q).and_then(|(_, next)| next).and_then(|ts| self.engine_time(ts))
-            };
-            match next {
-                Some(at) => self.timers.set(TimerKind::ScheduleEdge(q), at.max(self.now)),
-                None => self.timers.cancel(TimerKind::ScheduleEdge(q)),
-            }
+            self.arm_schedule_edge(QueueId(i as u32));
+        }
+    }
+
+    fn arm_schedule_edge(&mut self, q: QueueId) {
+        let next = if self.queues[q.0 as usize].closed {
+            None
+        } else {
+            self.queue_hours(q).and_then(|(_, next)| next).and_then(|ts| self.engine_time(ts))
+        };
+        match next {
+            Some(at) => self.timers.set(TimerKind::ScheduleEdge(q), at.max(self.now)),
+            None => self.timers.cancel(TimerKind::ScheduleEdge(q)),
         }
     }
 
@@ -96,25 +105,13 @@ impl Engine {
         let open = self.queue_open(q);
         debug!(queue = %self.queues[q.0 as usize].cfg.name, open, "schedule edge");
         if !open && self.queues[q.0 as usize].cfg.at_close == AtClose::Send {
-            let mut waiting: Vec<(u64, CallId)> = self
-                .calls
-                .iter()
-                .filter(|(_, c)| c.queue == q && c.state == CallState::Waiting)
-                .map(|(id, c)| (c.seq, *id))
-                .collect();
-            waiting.sort();
-            for (_, c) in waiting {
+            for c in self.waiting_in(q) {
                 self.leave_line(c);
                 self.send_closed(c, q, 0);
             }
         }
         self.dirty.insert(q);
-        // The next edge.
-        let next = self.queue_hours(q).and_then(|(_, n)| n).and_then(|ts| self.engine_time(ts));
-        match next {
-            Some(at) => self.timers.set(TimerKind::ScheduleEdge(q), at.max(self.now)),
-            None => self.timers.cancel(TimerKind::ScheduleEdge(q)),
-        }
+        self.arm_schedule_edge(q);
     }
 
     /// A caller (in no line) for closed queue `q`: its `when_closed` target.
