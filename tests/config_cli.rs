@@ -34,6 +34,10 @@ fn example_on_free_ports(tag: &str) -> std::path::PathBuf {
         .replace("127.0.0.1:5060", &format!("127.0.0.1:{port}"))
         .replace("listen = \"127.0.0.1:9464\"", "listen = \"\"")
         .replace("listen = \"127.0.0.1:8080\"", "listen = \"\"");
+    // The example's own ports must all be gone (a daemon may run on them).
+    for fixed in [":5060", ":9464", ":8080"] {
+        assert!(!text.contains(&format!("127.0.0.1{fixed}")), "the example's {fixed} was not rewritten");
+    }
     std::fs::write(&path, &text).unwrap();
     path
 }

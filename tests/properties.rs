@@ -1178,9 +1178,10 @@ impl Sim {
         }
         // A member is there when logged in with its phone registered (the
         // default `empty_when = ["unregistered"]`).
-        let staffed = qc.members.iter().any(|m| {
-            self.agents.iter().any(|a| a.name == m.agent && a.state != AState::LoggedOut && a.registered)
-        });
+        let staffed = qc
+            .members
+            .iter()
+            .any(|m| self.agents.iter().any(|a| a.name == m.agent && a.state != AState::LoggedOut && a.registered));
         match qc.when_no_agents {
             config::WhenNoAgents::Join => Dest::Join(q),
             _ if staffed => Dest::Join(q),

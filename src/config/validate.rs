@@ -485,7 +485,10 @@ fn queue(
                     other => {
                         return Err(cx.err(
                             format!("{k}[{i}]"),
-                            format!("unknown member state \"{other}\"; expected one of: {}", EmptyWhen::NAMES.join(", ")),
+                            format!(
+                                "unknown member state \"{other}\"; expected one of: {}",
+                                EmptyWhen::NAMES.join(", ")
+                            ),
                         ))
                     }
                 }
