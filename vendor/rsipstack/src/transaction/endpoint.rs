@@ -71,15 +71,6 @@ impl Finished {
     pub fn message(&self) -> Option<SipMessage> {
         SipMessage::try_from(&self.wire[..]).ok()
     }
-
-    /// The wire size, for memory accounting.
-    pub fn len(&self) -> usize {
-        self.wire.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.wire.is_empty()
-    }
 }
 
 pub struct EndpointOption {
