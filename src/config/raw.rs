@@ -137,6 +137,7 @@ pub struct RawSip {
     pub session_interval_secs: Option<u32>,
     pub max_calls: Option<u32>,
     pub retry_after_secs: Option<u32>,
+    pub retry_after_transient_secs: Option<u32>,
     pub priority_header: Option<String>,
     pub skills_header: Option<String>,
     pub feature_codes: Option<RawFeatureCodes>,

@@ -64,8 +64,16 @@ pub struct SipSettings {
     /// Calls in acd at once (default 500). The next caller gets 503 with
     /// Retry-After instead of a slow answer for everyone.
     pub max_calls: u32,
-    /// Retry-After of that 503, and of a queue's 503 when full (default 30 s).
+    /// Retry-After of that 503, and of a queue's 503 when full, out of RTP
+    /// ports or file descriptors, or shutting down (default 30 s): shortages
+    /// that last until calls end.
     pub retry_after_secs: u32,
+    /// Retry-After of a 503 for a moment's overload (default 2 s): the daemon
+    /// loop is behind (`overload_queue_delay_ms`), its inbound queue is full,
+    /// or one source has too many unACKed INVITEs. Many proxies (Kamailio
+    /// dispatcher, Asterisk) take a destination out of rotation for the whole
+    /// Retry-After, so a burst that clears in a second should not cost 30 s.
+    pub retry_after_transient_secs: u32,
     /// Header an upstream IVR may set to give the call a priority (default
     /// `X-Priority`); read only from trunks with `trust_headers`.
     pub priority_header: String,
@@ -192,6 +200,7 @@ impl Default for SipSettings {
             session_interval_secs: 1800,
             max_calls: 500,
             retry_after_secs: 30,
+            retry_after_transient_secs: 2,
             priority_header: "X-Priority".into(),
             skills_header: "X-Skills".into(),
             feature_codes: FeatureCodes {
@@ -301,6 +310,8 @@ pub(super) fn sip_settings(cx: &Ctx, raw: Option<&RawSip>) -> Result<SipSettings
     check_range(cx, "sip.max_calls", max_calls, 1, 1_000_000)?;
     let retry_after_secs = r.retry_after_secs.unwrap_or(d.retry_after_secs);
     check_range(cx, "sip.retry_after_secs", retry_after_secs, 1, 3600)?;
+    let retry_after_transient_secs = r.retry_after_transient_secs.unwrap_or(d.retry_after_transient_secs);
+    check_range(cx, "sip.retry_after_transient_secs", retry_after_transient_secs, 1, 3600)?;
     let header = |key: &str, v: &Option<String>, default: &str| -> Result<String, ConfigError> {
         let h = v.clone().unwrap_or_else(|| default.to_string());
         if h.is_empty() || !h.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
@@ -360,6 +371,7 @@ pub(super) fn sip_settings(cx: &Ctx, raw: Option<&RawSip>) -> Result<SipSettings
         session_interval_secs,
         max_calls,
         retry_after_secs,
+        retry_after_transient_secs,
         priority_header,
         skills_header,
         feature_codes,

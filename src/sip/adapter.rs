@@ -454,7 +454,7 @@ impl SipStack {
         let dialog_layer = Arc::new(DialogLayer::new(endpoint_inner.clone()));
         let (state_tx, state_rx) = dialog_layer.new_dialog_state_channel();
         let (raw_tx, raw_rx) = mpsc::channel::<Raw>(INBOUND_CAPACITY);
-        spawn_incoming(incoming, raw_tx.clone(), settings.retry_after_secs);
+        spawn_incoming(incoming, raw_tx.clone(), settings.retry_after_transient_secs);
         spawn_states(state_rx, raw_tx.clone());
 
         let stack = SipStack {
@@ -1098,7 +1098,11 @@ fn spawn_incoming(
             {
                 // The core is behind: answer at once rather than queue more.
                 if tx.original.method != RMethod::Ack {
-                    reply_spawn(*tx, 503, vec![Header::RetryAfter(retry_after.to_string().into())], None);
+                    let headers = vec![
+                        Header::RetryAfter(retry_after.to_string().into()),
+                        Header::Warning("399 acd \"overloaded\"".into()),
+                    ];
+                    reply_spawn(*tx, 503, headers, None);
                 }
             }
         }

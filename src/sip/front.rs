@@ -201,6 +201,11 @@ impl Shortage {
             Shortage::UnackedFromSource => "unacked_from_source",
         }
     }
+    /// A moment's overload, over as soon as the burst is: short Retry-After.
+    fn transient(self) -> bool {
+        matches!(self, Shortage::LoopLag | Shortage::UnackedFromSource)
+    }
+
     fn warning(self) -> &'static str {
         match self {
             Shortage::LoopLag => "overloaded",
@@ -208,7 +213,7 @@ impl Shortage {
             Shortage::Calls => "too many calls",
             Shortage::RtpPorts => "no free RTP port pair",
             Shortage::FileDescriptors => "out of file descriptors",
-            Shortage::UnackedFromSource => "too many unacknowledged calls from this address",
+            Shortage::UnackedFromSource => "overloaded: too many calls from this address not yet ACKed",
         }
     }
 }
@@ -250,6 +255,7 @@ struct Settings {
     skills_header: String,
     max_calls: usize,
     retry_after_secs: u32,
+    retry_after_transient_secs: u32,
     max_unacked_per_source: u32,
     overload_queue_delay: Duration,
     fd_headroom: usize,
@@ -277,6 +283,7 @@ impl Settings {
             skills_header: sip.skills_header.clone(),
             max_calls: sip.max_calls as usize,
             retry_after_secs: sip.retry_after_secs,
+            retry_after_transient_secs: sip.retry_after_transient_secs,
             max_unacked_per_source: sip.max_unacked_invites_per_source,
             overload_queue_delay: Duration::from_millis(sip.overload_queue_delay_ms as u64),
             fd_headroom: sip.fd_headroom as usize,
@@ -654,7 +661,9 @@ impl FrontDoor {
             // Under loop lag every log line makes it worse; the metric says it.
             warn!(reason = s.name(), "new call refused: 503");
         }
-        Reply::new(503).with("Retry-After", self.settings.retry_after_secs.to_string()).warning(s.warning())
+        let secs =
+            if s.transient() { self.settings.retry_after_transient_secs } else { self.settings.retry_after_secs };
+        Reply::new(503).with("Retry-After", secs.to_string()).warning(s.warning())
     }
 
     /// Digest check for an agent's phone, by SIP user name: the password is

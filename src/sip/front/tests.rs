@@ -338,20 +338,29 @@ fn one_admission_policy_for_every_shortage() {
     let mut d = door();
     let r = invite("x", "100", "10.1.3.4:5060");
     let cases = [
-        (Capacity { calls: 10, ..Capacity::ample() }, Shortage::Calls),
-        (Capacity { rtp_pairs_free: 1, ..Capacity::ample() }, Shortage::RtpPorts),
-        (Capacity { fds_free: 255, ..Capacity::ample() }, Shortage::FileDescriptors),
-        (Capacity { unacked_from_source: 3, ..Capacity::ample() }, Shortage::UnackedFromSource),
-        (Capacity { draining: true, ..Capacity::ample() }, Shortage::ShuttingDown),
+        // Shortages that last until calls end: the long Retry-After.
+        (Capacity { calls: 10, ..Capacity::ample() }, Shortage::Calls, "30", "too many calls"),
+        (Capacity { rtp_pairs_free: 1, ..Capacity::ample() }, Shortage::RtpPorts, "30", "no free RTP port pair"),
+        (Capacity { fds_free: 255, ..Capacity::ample() }, Shortage::FileDescriptors, "30", "out of file descriptors"),
+        (Capacity { draining: true, ..Capacity::ample() }, Shortage::ShuttingDown, "30", "shutting down"),
+        // A burst from one source: over when it is, so the short one.
+        (
+            Capacity { unacked_from_source: 3, ..Capacity::ample() },
+            Shortage::UnackedFromSource,
+            "2",
+            "overloaded: too many calls from this address not yet ACKed",
+        ),
     ];
-    for (c, s) in cases {
+    for (c, s, secs, why) in cases {
         let v = reply(d.handle(t(1), &r, &c));
-        assert_eq!((v.status, v.header("Retry-After")), (503, Some("30")), "{s:?}");
+        assert_eq!((v.status, v.header("Retry-After")), (503, Some(secs)), "{s:?}");
+        assert_eq!(v.header("Warning"), Some(format!("399 acd \"{why}\"").as_str()), "{s:?}");
         assert_eq!(d.counters().shortages.get(&s), Some(&1), "{s:?}");
     }
     let mut lagging = r.clone();
     lagging.queued_for = Duration::from_millis(150);
-    assert_eq!(reply(d.handle(t(1), &lagging, &Capacity::ample())).status, 503);
+    let lag = reply(d.handle(t(1), &lagging, &Capacity::ample()));
+    assert_eq!((lag.status, lag.header("Retry-After")), (503, Some("2")));
     assert_eq!(d.counters().shortages.get(&Shortage::LoopLag), Some(&1));
     // Just inside every limit: admitted.
     let edge = Capacity { calls: 9, rtp_pairs_free: 2, fds_free: 256, unacked_from_source: 2, draining: false };
