@@ -269,6 +269,43 @@ fn waiting_callers_hear_their_position_between_the_music() {
 }
 
 #[test]
+fn waiting_callers_hear_the_queues_recorded_announcement_between_the_music() {
+    let dir = scratch("periodic");
+    let music = dir.join("tone.wav");
+    write_tone_wav(&music, 8000, &[440.0], 4.0);
+    // The "recording": 2 s of 1 kHz, told apart from the music by frequency.
+    let message = dir.join("message.wav");
+    write_tone_wav(&message, 8000, &[1000.0], 2.0);
+    let (_g, port, d) = media_daemon(
+        &format!(
+            "members = [{{ agent = \"anna\" }}]\nperiodic_announce = [\"{}\"]\nperiodic_announce_every_secs = 10",
+            message.display()
+        ),
+        &format!("[music.default]\nfile = \"{}\"\n", music.display()),
+    );
+    let mut trunk = trunk();
+    trunk.send(&format!("call {}", uri("100", port)));
+    trunk.expect("answered", Duration::from_secs(5));
+    let (heard, rate) = record(&mut trunk, 1, &dir.join("heard.wav"), 14.0);
+    let win = rate as usize / 4;
+    let windows: Vec<&[f32]> = heard.chunks(win).filter(|w| w.len() == win).collect();
+    let t = |i: usize| 0.3 + i as f32 * 0.25; // seconds since answer
+    let message_at: Vec<f32> =
+        windows.iter().enumerate().filter(|(_, w)| tone_ratio(w, rate, 1000.0) > 0.8).map(|(i, _)| t(i)).collect();
+    let first = *message_at.first().unwrap_or_else(|| panic!("the recorded announcement was not heard"));
+    assert!((9.0..11.5).contains(&first), "announcement at {first} s");
+    let secs = message_at.len() as f32 * 0.25;
+    assert!((1.25..=2.5).contains(&secs), "heard {secs} s of the 2 s announcement");
+    // Music before it and after it.
+    let music = |i: usize| tone_ratio(windows[i], rate, 440.0) > 0.8;
+    assert!(music(4) && music(windows.len() - 1), "music around the announcement");
+    trunk.send("hangup");
+    trunk.expect("disconnected", Duration::from_secs(5));
+    assert_drained(&d);
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
 fn an_agent_can_hold_and_resume_without_the_media_timeout_cutting_the_call() {
     let dir = scratch("hold");
     let (_g, port, d) = media_daemon(r#"members = [{ agent = "anna" }]"#, "[media]\ntimeout_secs = 5\n");

@@ -1125,13 +1125,11 @@ impl Sim {
                         return Err(self.fail(format!("hold music stopped for finished {call}")));
                     }
                 }
-                Action::Announce { call, .. } => {
+                Action::Announce { call, .. } | Action::PlayFile { call, .. } => {
                     let ok =
                         self.calls.get(&call).is_some_and(|c| matches!(c.state, CState::Waiting | CState::Offering));
                     if !ok {
-                        return Err(
-                            self.fail(format!("a position announcement was played to {call}, who is not waiting"))
-                        );
+                        return Err(self.fail(format!("an announcement was played to {call}, who is not waiting")));
                     }
                 }
                 Action::Transfer { call, uri } => {
@@ -1159,7 +1157,7 @@ impl Sim {
             }
             Action::Transfer { call, uri } => format!("transfer {call} to {uri}"),
             Action::Reject { call, status } => format!("reject {call} with {status}"),
-            Action::StopHold { .. } | Action::Announce { .. } => return,
+            Action::StopHold { .. } | Action::Announce { .. } | Action::PlayFile { .. } => return,
         };
         self.trace.push(format!("{:>12}  -> {line}", ""));
     }

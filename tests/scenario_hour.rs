@@ -444,6 +444,7 @@ impl Net {
                 Action::StartHold { .. }
                 | Action::StopHold { .. }
                 | Action::Announce { .. }
+                | Action::PlayFile { .. }
                 | Action::Transfer { .. }
                 | Action::Reject { .. } => {}
             }

@@ -221,12 +221,18 @@ pub enum Command {
         call: CallId,
         leg: LegId,
     },
-    /// Tell the caller their place (media).
+    /// Tell the caller their place and/or estimated wait (media).
     Announce {
         call: CallId,
         leg: LegId,
-        position: u32,
-        estimated_wait_secs: u32,
+        position: Option<u32>,
+        estimated_wait_secs: Option<u32>,
+    },
+    /// Play one of the queue's recorded announcements to the caller (media).
+    PlayFile {
+        call: CallId,
+        leg: LegId,
+        file: std::path::PathBuf,
     },
     /// Take the REFER on `leg`: 202 Accepted and NOTIFY `SIP/2.0 100 Trying`
     /// (unless [`Command::ReferTrying`] sent them), NOTIFY `SIP/2.0 200 OK`
@@ -888,6 +894,7 @@ impl Core {
             | Action::CancelRing { call, .. }
             | Action::Bridge { call, .. }
             | Action::Announce { call, .. }
+            | Action::PlayFile { call, .. }
             | Action::Transfer { call, .. }
             | Action::Reject { call, .. } => *call,
         };
@@ -977,6 +984,9 @@ impl Core {
                     position,
                     estimated_wait_secs,
                 });
+            }
+            Action::PlayFile { file, .. } => {
+                self.commands.push_back(Command::PlayFile { call: call_id, leg: caller, file });
             }
             Action::Transfer { uri, .. } => {
                 if !matches!(state, CallState::Arriving | CallState::Queued) {

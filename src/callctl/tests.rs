@@ -329,7 +329,8 @@ impl Net {
             | Command::RejectCaller { call, leg, .. }
             | Command::Hold { call, leg, .. }
             | Command::StopHold { call, leg }
-            | Command::Announce { call, leg, .. } => {
+            | Command::Announce { call, leg, .. }
+            | Command::PlayFile { call, leg, .. } => {
                 let Some(c) = self.callers.get_mut(call) else {
                     return self.violation(format!("{line}: unknown call"));
                 };
@@ -520,8 +521,10 @@ impl Net {
             Command::Hold { call, music, .. } => format!("c{}: hold {music}", call.0),
             Command::StopHold { call, .. } => format!("c{}: stop hold", call.0),
             Command::Announce { call, position, estimated_wait_secs, .. } => {
-                format!("c{}: announce {position} ({estimated_wait_secs} s)", call.0)
+                let say = |v: Option<u32>| v.map_or("-".to_string(), |v| v.to_string());
+                format!("c{}: announce {} ({} s)", call.0, say(*position), say(*estimated_wait_secs))
             }
+            Command::PlayFile { call, file, .. } => format!("c{}: play {}", call.0, file.display()),
             Command::ReleaseMedia { call, leg } => {
                 format!("c{}: release media of {}", call.0, self.leg_name(*call, *leg))
             }

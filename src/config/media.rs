@@ -10,6 +10,7 @@ use super::validate::{check_range, Ctx};
 use super::ConfigError;
 use crate::media::audio::{self, Clip};
 use crate::media::prompts::PromptSet;
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -50,6 +51,8 @@ pub struct MediaSettings {
     pub prompts: Option<Arc<PromptSet>>,
     /// Music classes by name, `default` and `ringback` always among them.
     pub music: Vec<MusicClassConfig>,
+    /// The queues' periodic announcements, by resolved path.
+    pub announcements: HashMap<PathBuf, Clip>,
 }
 
 impl PartialEq for MediaSettings {
@@ -63,6 +66,7 @@ impl PartialEq for MediaSettings {
             && self.rtcp == o.rtcp
             && self.prompts_dir == o.prompts_dir
             && self.music == o.music
+            && self.announcements == o.announcements
     }
 }
 
@@ -78,6 +82,7 @@ impl Default for MediaSettings {
             prompts_dir: None,
             prompts: None,
             music: builtin_classes(),
+            announcements: HashMap::new(),
         }
     }
 }
@@ -172,5 +177,26 @@ pub(super) fn media_settings(cx: &Ctx, file: &str, raw: &RawConfig) -> Result<Me
         prompts_dir,
         prompts,
         music,
+        announcements: HashMap::new(),
     })
+}
+
+/// Resolves a queue's `periodic_announce` files against the config file's
+/// directory and reads each once (queues may share them).
+pub(super) fn load_announcements(
+    cx: &Ctx,
+    file: &str,
+    q: &mut super::QueueConfig,
+    media: &mut MediaSettings,
+) -> Result<(), ConfigError> {
+    for (i, p) in q.periodic_announce.iter_mut().enumerate() {
+        let path = resolve(file, &p.to_string_lossy());
+        if !media.announcements.contains_key(&path) {
+            let key = format!("queue[{}].periodic_announce[{i}]", q.name);
+            let pcm = audio::load_wav(&path).map_err(|e| cx.err(&key, e.to_string()))?;
+            media.announcements.insert(path.clone(), Clip::from_pcm(&pcm));
+        }
+        *p = path;
+    }
+    Ok(())
 }

@@ -385,6 +385,16 @@ pub struct QueueConfig {
     pub at_close: AtClose,
     /// Seconds between position announcements (default 0 = none).
     pub announce_every_secs: u32,
+    /// What a position announcement says: the caller's place (default true)
+    /// and the estimated wait (default true); at least one.
+    pub announce_position: bool,
+    pub announce_wait: bool,
+    /// Recorded messages played in turn to a waiting caller (Asterisk's
+    /// `periodic-announce`), resolved against the config file's directory;
+    /// their audio is in [`MediaSettings::announcements`].
+    pub periodic_announce: Vec<std::path::PathBuf>,
+    /// Seconds between them (default 0 = none; at least 10).
+    pub periodic_announce_every_secs: u32,
     /// Answer threshold for the service level (default 20 s, the 80/20 norm).
     pub service_level_secs: u32,
     /// In member order (used by `linear` and `round-robin`).

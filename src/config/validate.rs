@@ -128,7 +128,10 @@ pub fn validate(file: &str, raw: RawConfig) -> Result<Config, ConfigError> {
     let trunks = super::sip::trunks(&cx, &raw.trunks)?;
     let numbers = super::sip::numbers(&cx, &raw.numbers, &queues, &declared)?;
     let ops = super::ops::ops_settings(&cx, &raw)?;
-    let media = super::media::media_settings(&cx, file, &raw)?;
+    let mut media = super::media::media_settings(&cx, file, &raw)?;
+    for q in &mut queues {
+        super::media::load_announcements(&cx, file, q, &mut media)?;
+    }
     for q in &queues {
         if media.class(&q.music).is_none() {
             let known: Vec<&str> = media.music.iter().map(|m| m.name.as_str()).collect();
@@ -366,6 +369,34 @@ fn queue(
         let k = pick!(announce_every_secs).map(|(_, k)| k).unwrap_or_default();
         return Err(cx.err(k, "announcements more often than every 10 s talk over each other"));
     }
+    let announce_position = pick!(announce_position).map_or(true, |(v, _)| v);
+    let announce_wait = pick!(announce_wait).map_or(true, |(v, _)| v);
+    if announce_every_secs != 0 && !announce_position && !announce_wait {
+        let k = pick!(announce_wait).map(|(_, k)| k).unwrap_or_default();
+        return Err(cx.err(
+            k,
+            "with announce_position and announce_wait both false a position announcement says nothing \
+             (set announce_every_secs = 0 to turn them off)",
+        ));
+    }
+    let periodic_announce_every_secs = num(pick!(periodic_announce_every_secs), 0, 0, 3600)?;
+    let periodic: Vec<String> = pick!(periodic_announce).map(|(v, _)| v).unwrap_or_default();
+    if periodic_announce_every_secs != 0 {
+        let k = pick!(periodic_announce_every_secs).map(|(_, k)| k).unwrap_or_default();
+        if periodic_announce_every_secs < 10 {
+            return Err(cx.err(k, "announcements more often than every 10 s talk over each other"));
+        }
+        if periodic.is_empty() {
+            return Err(cx.err(k, "periodic announcements need periodic_announce = [\"file.wav\", ...]"));
+        }
+    }
+    if let Some((files, k)) = pick!(periodic_announce) {
+        if files.iter().any(|f| f.is_empty()) {
+            return Err(cx.err(k, "an empty file name"));
+        }
+    }
+    // Resolved and read with the media settings (they need the file's directory).
+    let periodic_announce = periodic.into_iter().map(std::path::PathBuf::from).collect();
     let service_level_secs = num(pick!(service_level_secs), 20, 1, 3600)?;
 
     let overflow = match pick!(overflow) {
@@ -550,6 +581,10 @@ fn queue(
         relax,
         music,
         announce_every_secs,
+        announce_position,
+        announce_wait,
+        periodic_announce,
+        periodic_announce_every_secs,
         service_level_secs,
         schedule,
         when_closed,

@@ -61,6 +61,7 @@
 //! available members (`index.rs`, `routing.rs`) stops at the first one who
 //! may take the call, which keeps it independent of the number of idle agents.
 
+mod announce;
 mod empty;
 mod hours;
 mod index;
@@ -723,11 +724,7 @@ impl Engine {
             Some(ms) => self.timers.set(TimerKind::CallStep(c), Time(call.entered.0 + ms)),
             None => self.timers.cancel(TimerKind::CallStep(c)),
         }
-        if cfg.announce_every_secs == 0 {
-            self.timers.cancel(TimerKind::Announce(c));
-        } else if joined {
-            self.timers.set(TimerKind::Announce(c), self.now.plus_secs(cfg.announce_every_secs));
-        }
+        self.arm_announcements(c, joined);
     }
 
     /// Sends a call to its queue's overflow target. Without one: a full queue
@@ -782,7 +779,9 @@ impl Engine {
         if matches!(call.state, CallState::Waiting | CallState::Offering) {
             self.queues[call.queue.0 as usize].line.remove(call.priority, call.seq);
         }
-        for kind in [TimerKind::MaxWait(c), TimerKind::CallStep(c), TimerKind::Announce(c)] {
+        for kind in
+            [TimerKind::MaxWait(c), TimerKind::CallStep(c), TimerKind::Announce(c), TimerKind::PeriodicAnnounce(c)]
+        {
             self.timers.cancel(kind);
         }
     }
@@ -1132,30 +1131,8 @@ impl Engine {
                 }
             }
             TimerKind::ScheduleEdge(q) => self.fire_schedule_edge(q),
-            TimerKind::Announce(c) => {
-                if let Some(call) = self.calls.get(&c) {
-                    let queue = &self.queues[call.queue.0 as usize];
-                    let position = queue
-                        .line
-                        .iter(now, queue.cfg.aging_secs)
-                        .position(|e| e.call == c)
-                        .map_or(0, |p| p as u32 + 1);
-                    let staffed = queue
-                        .members
-                        .iter()
-                        .filter(|m| self.agents[m.agent.0 as usize].state != AgentState::LoggedOut)
-                        .count()
-                        .max(1) as u64;
-                    let estimated_wait_secs = (position as u64 * queue.avg_handle_ms / staffed / 1000) as u32;
-                    let every = queue.cfg.announce_every_secs;
-                    if position > 0 {
-                        self.actions.push_back(Action::Announce { call: c, position, estimated_wait_secs });
-                    }
-                    if every > 0 {
-                        self.timers.set(TimerKind::Announce(c), now.plus_secs(every));
-                    }
-                }
-            }
+            TimerKind::Announce(c) => self.fire_announce(c, now),
+            TimerKind::PeriodicAnnounce(c) => self.fire_periodic(c, now),
         }
     }
 
@@ -1277,10 +1254,6 @@ impl Engine {
         waiting.sort();
         for &(_, c) in &waiting {
             self.arm_call_timers(c, false);
-            let every = self.queues[self.calls[&c].queue.0 as usize].cfg.announce_every_secs;
-            if every > 0 && !self.timers.is_set(TimerKind::Announce(c)) {
-                self.timers.set(TimerKind::Announce(c), self.now.plus_secs(every));
-            }
         }
         // Removed queues close, all of them first, so that a caller never
         // overflows into a queue this same reload removes (whatever the

@@ -1204,3 +1204,5 @@ fn a_call_ending_while_its_transfer_rings_withdraws_the_ring() {
     assert_eq!(h.e.call_count(), 0);
     assert!(!h.e.timers.is_set(TimerKind::RingTimeout { call: CallId(1), agent: ben }));
 }
+
+mod announce;

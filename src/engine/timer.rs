@@ -23,6 +23,8 @@ pub enum TimerKind {
     MaxWait(CallId),
     /// Time for the next position announcement.
     Announce(CallId),
+    /// Time for the queue's next periodic announcement to this caller.
+    PeriodicAnnounce(CallId),
     /// The queue's schedule opens or closes it now.
     ScheduleEdge(QueueId),
 }

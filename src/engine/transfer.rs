@@ -62,6 +62,7 @@ impl Engine {
         self.actions.push_back(Action::StartHold { call: c, queue: to, music: queue.cfg.music.clone() });
         self.events.push_back(Event::CallQueued { call: c, queue: to, priority, position });
         self.timers.cancel(TimerKind::Announce(c));
+        self.timers.cancel(TimerKind::PeriodicAnnounce(c));
         self.arm_call_timers(c, true);
         self.dirty.insert(to);
         // The agent's call is over, as after a hang-up (wrap-up, or a pause

@@ -218,11 +218,17 @@ pub enum Action {
         call: CallId,
         agent: AgentId,
     },
-    /// Tell the caller their place and expected wait.
+    /// Tell the caller their place and/or expected wait (each `None` when
+    /// the queue does not announce it).
     Announce {
         call: CallId,
-        position: u32,
-        estimated_wait_secs: u32,
+        position: Option<u32>,
+        estimated_wait_secs: Option<u32>,
+    },
+    /// Play one of the queue's recorded announcements (`periodic_announce`).
+    PlayFile {
+        call: CallId,
+        file: std::path::PathBuf,
     },
     /// Send the call out of acd to a SIP URI (overflow); the engine forgets it.
     Transfer {

@@ -352,11 +352,17 @@ impl Shard {
         }
     }
 
-    /// Plays `clip` to a listener, then its music again. Ignored unless the
-    /// leg is on hold (an announcement never talks over an agent).
+    /// Plays `clip` to a listener, then its music again; after the one
+    /// playing, if one is (a position announcement and a periodic one due
+    /// at the same time are both heard). Ignored unless the leg is on hold
+    /// (an announcement never talks over an agent).
     pub fn announce(&mut self, key: Key, clip: Clip) {
         if let Some(Leg { mode: Mode::Hold { prompt, .. }, .. }) = self.legs.get_mut(&key) {
-            *prompt = Some((clip, 0));
+            *prompt = Some(match prompt.take() {
+                // The playing clip is the prefix, so the frame index stays right.
+                Some((playing, i)) if i < playing.frames() => (Clip::concat(&[&playing, &clip]), i),
+                _ => (clip, 0),
+            });
         }
     }
 
@@ -723,6 +729,25 @@ mod tests {
         for w in sent.windows(2) {
             assert_eq!(head(&w[1].3).sequence_number, head(&w[0].3).sequence_number + 1);
         }
+    }
+
+    #[test]
+    fn a_second_announcement_waits_for_the_first_to_end() {
+        let mut s = Shard::new(vec![class("default", 8000)], 0, 0);
+        s.open(1, setup("127.0.0.1:10001", 1));
+        s.hold(1, "default");
+        run(&mut s, 0, 100_000);
+        let first = Clip::from_pcm(&vec![3000i16; 160 * 3]);
+        let second = Clip::from_pcm(&vec![-2000i16; 160 * 2]);
+        s.announce(1, first.clone());
+        let sent = run(&mut s, 101_000, 130_000);
+        s.announce(1, second.clone());
+        let sent2 = run(&mut s, 131_000, 220_000);
+        let payloads: Vec<&[u8]> = sent.iter().chain(&sent2).map(|p| &p.3[12..]).collect();
+        let want = [first.frame(Codec::Pcmu, 0), first.frame(Codec::Pcmu, 1), first.frame(Codec::Pcmu, 2)];
+        assert_eq!(&payloads[..3], &want[..], "the first plays whole");
+        assert_eq!(&payloads[3..5], &[second.frame(Codec::Pcmu, 0), second.frame(Codec::Pcmu, 1)][..]);
+        assert_ne!(payloads[5], second.frame(Codec::Pcmu, 0), "then the music again");
     }
 
     #[test]

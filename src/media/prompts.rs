@@ -86,9 +86,10 @@ impl PromptSet {
     }
 
     /// The announcement for a caller at `position` (1 = next) with an
-    /// estimated wait of `estimated_wait_secs`: the prompts of [`words`],
-    /// with a short pause between phrases and a shorter one inside numbers.
-    pub fn announcement(&self, position: u32, estimated_wait_secs: u32) -> Clip {
+    /// estimated wait of `estimated_wait_secs` (either left out when `None`):
+    /// the prompts of [`words`], with a short pause between phrases and a
+    /// shorter one inside numbers.
+    pub fn announcement(&self, position: Option<u32>, estimated_wait_secs: Option<u32>) -> Clip {
         let phrase_gap = Clip::silence(PHRASE_GAP_FRAMES);
         let word_gap = Clip::silence(WORD_GAP_FRAMES);
         let words = words(position, estimated_wait_secs);
@@ -132,14 +133,20 @@ fn push_number(n: u32, out: &mut Vec<String>) {
 
 /// The prompt names, in order, announcing `position` (0 is said as 1) and an
 /// estimated wait in seconds (said in minutes, rounded up; under a minute,
-/// "less than a minute"; over 99 minutes, "more than 99 minutes").
-pub fn words(position: u32, estimated_wait_secs: u32) -> Vec<String> {
-    let mut out = vec!["you-are-caller-number".to_string()];
-    if position > MAX_POSITION {
-        out.push("more-than".to_string());
+/// "less than a minute"; over 99 minutes, "more than 99 minutes"). Either
+/// part is left out when `None` (the queue's `announce_position` /
+/// `announce_wait`).
+pub fn words(position: Option<u32>, estimated_wait_secs: Option<u32>) -> Vec<String> {
+    let mut out = Vec::new();
+    if let Some(position) = position {
+        out.push("you-are-caller-number".to_string());
+        if position > MAX_POSITION {
+            out.push("more-than".to_string());
+        }
+        push_number(position.clamp(1, MAX_POSITION), &mut out);
+        out.push("in-the-queue".to_string());
     }
-    push_number(position.clamp(1, MAX_POSITION), &mut out);
-    out.push("in-the-queue".to_string());
+    let Some(estimated_wait_secs) = estimated_wait_secs else { return out };
     out.push("your-estimated-wait-is".to_string());
     if estimated_wait_secs < 60 {
         out.push("less-than-a-minute".to_string());
@@ -159,7 +166,7 @@ mod tests {
     use super::*;
 
     fn w(position: u32, wait: u32) -> Vec<String> {
-        words(position, wait)
+        words(Some(position), Some(wait))
     }
 
     fn v(words: &[&str]) -> Vec<String> {
@@ -204,11 +211,18 @@ mod tests {
         assert_eq!(required.len(), 7 + 19 + 8 + 1);
         for position in 0..=1001 {
             for wait in [0, 59, 60, 61, 600, 5999, 6000, 6001] {
-                for word in words(position, wait) {
+                for word in words(Some(position), Some(wait)) {
                     assert!(required.contains(&word), "{word} ({position}, {wait})");
                 }
             }
         }
+    }
+
+    #[test]
+    fn a_queue_may_say_only_the_place_or_only_the_wait() {
+        assert_eq!(words(Some(21), None), v(&[HEAD, "20", "1", "in-the-queue"]));
+        assert_eq!(words(None, Some(300)), v(&["your-estimated-wait-is", "5", "minutes"]));
+        assert_eq!(words(None, Some(10)), v(&["your-estimated-wait-is", "less-than-a-minute"]));
     }
 
     #[test]
@@ -229,11 +243,15 @@ mod tests {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/sounds/prompts/en");
         let set = PromptSet::load(&dir).expect("shipped prompts load");
         for (position, wait) in [(1, 30), (21, 61), (340, 45 * 60), (5000, 1_000_000)] {
-            let clip = set.announcement(position, wait);
+            let clip = set.announcement(Some(position), Some(wait));
             let ms = clip.duration_ms();
             assert!((2000..=12000).contains(&ms), "({position}, {wait}): {ms} ms");
         }
         // More words take longer.
-        assert!(set.announcement(777, 77 * 60).frames() > set.announcement(1, 0).frames());
+        assert!(set.announcement(Some(777), Some(77 * 60)).frames() > set.announcement(Some(1), Some(0)).frames());
+        // Half the sentence is shorter than the whole.
+        let whole = set.announcement(Some(21), Some(300)).frames();
+        assert!(set.announcement(Some(21), None).frames() < whole);
+        assert!(set.announcement(None, Some(300)).frames() < whole);
     }
 }

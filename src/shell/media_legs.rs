@@ -199,7 +199,7 @@ impl MediaLegs {
     }
 
     /// Tells a caller their place, when `media.prompts` is set.
-    pub fn announce(&mut self, config: &Config, leg: LegId, position: u32, estimated_wait_secs: u32) {
+    pub fn announce(&mut self, config: &Config, leg: LegId, position: Option<u32>, estimated_wait_secs: Option<u32>) {
         let Some(p) = &config.media.prompts else {
             if !self.warned_no_prompts {
                 self.warned_no_prompts = true;
@@ -214,6 +214,15 @@ impl MediaLegs {
         let clip =
             self.announcements.entry(words).or_insert_with(|| p.announcement(position, estimated_wait_secs)).clone();
         self.plane.announce(leg.0, clip);
+    }
+
+    /// Plays one of a queue's `periodic_announce` files (read at load).
+    pub fn play_file(&mut self, config: &Config, leg: LegId, file: &std::path::Path) {
+        match config.media.announcements.get(file) {
+            Some(clip) => self.plane.announce(leg.0, clip.clone()),
+            // The call's queue changed its files in a reload since the timer fired.
+            None => warn!(file = %file.display(), "periodic announcement not loaded: skipped"),
+        }
     }
 
     /// A leg ended: its RTP ports go back to the pool.

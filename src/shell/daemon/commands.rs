@@ -72,6 +72,7 @@ impl Daemon {
             Command::Announce { leg, position, estimated_wait_secs, .. } => {
                 self.media.announce(self.core.config(), leg, position, estimated_wait_secs)
             }
+            Command::PlayFile { leg, file, .. } => self.media.play_file(self.core.config(), leg, &file),
         }
     }
 
