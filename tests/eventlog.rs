@@ -465,11 +465,11 @@ fn acd_report_on_the_sample() {
         out,
         "\
 calls arriving start of log .. end of log: 9; service level = answered within 20 s / offered
-queue       offered  answered  abandoned  overflowed  rejected  transferred  SL 20s  ASA s  AHT s  abandon  repeat 24h
-sales             0         0          0           1         1            0       -      -      -        -           0
-support-en        4         3          1           0         0            0   50.0%   84.3   72.3    25.0%           1
-support-fi        5         3          1           1         0            0   60.0%    8.7   46.7    20.0%           1
-total             8         6          2           0         1            0   62.5%   46.5   59.5    25.0%           2
+queue       offered  answered  abandoned  overflowed  rejected  transferred  SL 20s  ASA s  AHT s  abandon  repeat 24h     FCR
+sales             0         0          0           1         1            0       -      -      -        -           0       -
+support-en        4         3          1           0         0            0   50.0%   84.3   72.3    25.0%           1  100.0%
+support-fi        5         3          1           1         0            0   60.0%    8.7   46.7    20.0%           1   75.0%
+total             8         6          2           0         1            0   62.5%   46.5   59.5    25.0%           2   83.3%
 "
     );
 
@@ -489,11 +489,11 @@ total             8         6          2           0         1            0   62
         out,
         "\
 calls arriving 2026-11-23T21:01:00.000Z .. 2026-11-23T21:10:00.000Z: 4; service level = answered within 30 s / offered
-queue       offered  answered  abandoned  overflowed  rejected  transferred  SL 30s  ASA s  AHT s  abandon  repeat 24h
-sales             0         0          0           1         1            0       -      -      -        -           0
-support-en        2         1          1           0         0            0    0.0%  245.0   60.0    50.0%           0
-support-fi        2         1          0           1         0            0   50.0%    4.0   30.0     0.0%           0
-total             3         2          1           0         1            0   33.3%  124.5   45.0    33.3%           0
+queue       offered  answered  abandoned  overflowed  rejected  transferred  SL 30s  ASA s  AHT s  abandon  repeat 24h     FCR
+sales             0         0          0           1         1            0       -      -      -        -           0       -
+support-en        2         1          1           0         0            0    0.0%  245.0   60.0    50.0%           0       -
+support-fi        2         1          0           1         0            0   50.0%    4.0   30.0     0.0%           0  100.0%
+total             3         2          1           0         1            0   33.3%  124.5   45.0    33.3%           0  100.0%
 "
     );
 }

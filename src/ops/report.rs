@@ -66,6 +66,12 @@ pub enum ReportError {
 /// - `repeat_callers_24h`: calls (counted in the queue they arrived in)
 ///   whose caller had already called any queue in the 24 h before. Withheld
 ///   numbers (empty or `anonymous`) are never repeats.
+/// - `first_contact_resolved` (counted in the queue the call arrived in):
+///   answered calls whose first answer settled them: it ended the call (not
+///   transferred on, so an escalation is not a resolution), and the caller
+///   did not call any queue again within 24 h. `fcr_rate` = that ÷ the
+///   calls answered that arrived in the queue. A call still up at the log's
+///   end is not counted as resolved.
 ///
 /// The total row counts each call once: `offered` = calls that entered any
 /// queue; `overflowed` and `rejected` = calls whose final outcome that was
@@ -87,6 +93,8 @@ pub struct QueueKpis {
     pub aht_secs: Option<f64>,
     pub abandon_rate: Option<f64>,
     pub repeat_callers_24h: u64,
+    pub first_contact_resolved: u64,
+    pub fcr_rate: Option<f64>,
 }
 
 /// KPIs per queue for the calls that arrived in `[from, to)`.
@@ -147,6 +155,18 @@ struct CallRec {
     overflowed_from: Vec<String>,
     wrap_ms: Option<u64>,
     repeat: bool,
+    /// The same caller called again within 24 h after this call.
+    called_again: bool,
+}
+
+impl CallRec {
+    /// Answered once, ended in that answer, and no call again within 24 h.
+    fn resolved_first_time(&self) -> bool {
+        self.answers.len() == 1
+            && self.transferred_from.is_empty()
+            && matches!(self.finished, Some((_, Ending::Answered, _)))
+            && !self.called_again
+    }
 }
 
 /// Reads an event log and computes the KPIs of the calls that arrived in
@@ -167,11 +187,16 @@ pub fn report(
     for r in recs.iter().filter(|r| in_period(r)) {
         calls += 1;
         let home = r.arrived_in.as_ref().or(r.entered.first());
+        let (answered, resolved) = (u64::from(!r.answers.is_empty()), u64::from(r.resolved_first_time()));
         if let Some(q) = home {
             let acc = queues.entry(q.clone()).or_default();
             acc.repeat += u64::from(r.repeat);
+            acc.answered_home += answered;
+            acc.resolved += resolved;
         }
         total.repeat += u64::from(r.repeat);
+        total.answered_home += answered;
+        total.resolved += resolved;
         for q in &r.entered {
             queues.entry(q.clone()).or_default().offered += 1;
         }
@@ -338,21 +363,22 @@ fn read_calls(lines: impl BufRead) -> Result<Vec<CallRec>, ReportError> {
         }
     }
 
-    let mut last_seen: HashMap<&str, u64> = HashMap::new();
+    let mut last_seen: HashMap<&str, (u64, usize)> = HashMap::new();
     let mut repeats = Vec::new();
     for (idx, r) in recs.iter().enumerate() {
         let caller = r.caller.as_str();
         if r.arrived_in.is_none() || caller.is_empty() || caller.eq_ignore_ascii_case("anonymous") {
             continue;
         }
-        if let Some(prev) = last_seen.insert(caller, r.start) {
+        if let Some((prev, prev_idx)) = last_seen.insert(caller, (r.start, idx)) {
             if r.start.saturating_sub(prev) <= DAY_MS {
-                repeats.push(idx);
+                repeats.push((idx, prev_idx));
             }
         }
     }
-    for idx in repeats {
+    for (idx, prev_idx) in repeats {
         recs[idx].repeat = true;
+        recs[prev_idx].called_again = true;
     }
     Ok(recs)
 }
@@ -370,6 +396,9 @@ struct Acc {
     handled: u64,
     handle_ms: u64,
     repeat: u64,
+    /// Answered calls that arrived here, and those resolved at first contact.
+    answered_home: u64,
+    resolved: u64,
 }
 
 impl Acc {
@@ -389,6 +418,8 @@ impl Acc {
             aht_secs: ratio(self.handle_ms, self.handled).map(|ms| ms / 1000.0),
             abandon_rate: ratio(self.abandoned, self.offered),
             repeat_callers_24h: self.repeat,
+            first_contact_resolved: self.resolved,
+            fcr_rate: ratio(self.resolved, self.answered_home),
         }
     }
 }
@@ -416,6 +447,7 @@ impl fmt::Display for Report {
             "AHT s".into(),
             "abandon".into(),
             "repeat 24h".into(),
+            "FCR".into(),
         ];
         let mut rows = vec![header];
         for (name, k) in self.queues.iter().map(|(n, k)| (n.as_str(), k)).chain([("total", &self.total)]) {
@@ -434,9 +466,10 @@ impl fmt::Display for Report {
                 secs(k.aht_secs),
                 pct(k.abandon_rate),
                 k.repeat_callers_24h.to_string(),
+                pct(k.fcr_rate),
             ]);
         }
-        let mut widths = [0usize; 12];
+        let mut widths = [0usize; 13];
         for row in &rows {
             for (w, cell) in widths.iter_mut().zip(row) {
                 *w = (*w).max(cell.chars().count());
@@ -622,13 +655,16 @@ mod tests {
         let shown = report(text.as_bytes(), None, None, 20).unwrap().to_string();
         let want = "\
 calls arriving start of log .. end of log: 5; service level = answered within 20 s / offered
-queue       offered  answered  abandoned  overflowed  rejected  transferred  SL 20s  ASA s  AHT s  abandon  repeat 24h
-billing           4         2          1           1         0            0   25.0%   20.0   95.0    25.0%           1
-sales             0         0          0           1         1            0       -      -      -        -           0
-support-en        1         1          0           0         0            0    0.0%  430.0      -     0.0%           0
-total             4         3          1           0         1            0   25.0%  156.7   95.0    25.0%           1
+queue       offered  answered  abandoned  overflowed  rejected  transferred  SL 20s  ASA s  AHT s  abandon  repeat 24h    FCR
+billing           4         2          1           1         0            0   25.0%   20.0   95.0    25.0%           1  33.3%
+sales             0         0          0           1         1            0       -      -      -        -           0      -
+support-en        1         1          0           0         0            0    0.0%  430.0      -     0.0%           0      -
+total             4         3          1           0         1            0   25.0%  156.7   95.0    25.0%           1  33.3%
 ";
         assert_eq!(shown, want);
+        // FCR by hand: of billing's three answered arrivals, call 1's caller
+        // called again (call 3), call 4 is still up; only call 2 settled.
+        assert_eq!((billing.first_contact_resolved, billing.fcr_rate), (1, Some(1.0 / 3.0)));
     }
 
     #[test]
@@ -700,6 +736,40 @@ total             4         3          1           0         1            0   25
         assert_eq!((r.total.offered, r.total.answered, r.total.transferred), (1, 1, 1));
         assert_eq!(r.total.asa_secs, Some(5.0), "the call's first answer");
         assert_eq!((tech.handled, r.total.handled), (1, 0), "handle time is the last answer's, in its queue");
+        // The escalation is not a first-contact resolution, in either queue.
+        assert_eq!((front.first_contact_resolved, front.fcr_rate), (0, Some(0.0)));
+        assert_eq!((tech.first_contact_resolved, tech.fcr_rate), (0, None), "no call arrived in tech");
+    }
+
+    #[test]
+    fn first_contact_resolution_excludes_escalations_and_callers_who_call_again() {
+        let answered = |c: u64, q: &str, caller: &str, at: u64| {
+            let mut e = arrive(c, q, caller, at);
+            e.push(ev(at + 5 * S, "answered", json!({"call":c,"queue":q,"agent":"anna","waited_ms":5_000})));
+            e.push(ev(
+                at + 60 * S,
+                "call_finished",
+                json!({"call":c,"queue":q,"outcome":"answered","agent":"anna","waited_ms":5_000}),
+            ));
+            e
+        };
+        let mut e = answered(1, "billing", "+1", 0); // resolved
+        e.extend(answered(2, "billing", "+2", 100 * S)); // +2 calls again 2 h later: not resolved
+        e.extend(answered(3, "billing", "+2", 2 * 3600 * S)); // resolved (nothing after)
+        e.extend(answered(4, "billing", "+4", 200 * S)); // +4 again after 25 h: resolved
+        e.extend(answered(5, "sales", "+4", 200 * S + 25 * 3600 * S));
+        e.extend(arrive(6, "billing", "+6", 300 * S)); // abandoned: not answered, not counted
+        e.push(ev(
+            310 * S,
+            "call_finished",
+            json!({"call":6,"queue":"billing","outcome":"abandoned","waited_ms":10_000}),
+        ));
+        e.sort_by_key(|l| l["ts_ms"].as_u64());
+        let r = report(log(&e).as_bytes(), None, None, 20).unwrap();
+        let b = &r.queues["billing"];
+        assert_eq!((b.first_contact_resolved, b.fcr_rate), (3, Some(0.75)));
+        assert_eq!((r.total.first_contact_resolved, r.total.fcr_rate), (4, Some(0.8)));
+        assert!(r.to_string().lines().next_back().unwrap().ends_with("80.0%"), "{r}");
     }
 
     #[test]
