@@ -25,6 +25,12 @@
 //!    waiting caller ahead of the one rung (effective priority with aging,
 //!    then arrival) could have been taken by the agent rung.
 //!
+//! Agents also transfer bridged calls (blind, `TransferCall`) into random
+//! queues: the model accepts one only into a queue that would take a caller
+//! now, frees the agent as after a hang-up, and keeps the caller's place
+//! (its arrival order and waited time), so invariant 4 checks that an
+//! escalated caller is served before everyone who joined after it.
+//!
 //! Besides: inputs that do not fit the state (an answer from a phone that is
 //! not ringing, a pause of a logged-out agent, a hang-up of an unknown call)
 //! are refused and change nothing, rings end by their timeout, and a ring is
@@ -405,6 +411,11 @@ enum Op {
     End {
         pick: u16,
     },
+    /// The agent of a bridged call transfers it (blind) to a queue.
+    Transfer {
+        pick: u16,
+        queue: u8,
+    },
     /// A ringing phone answers.
     Answer {
         pick: u16,
@@ -481,6 +492,7 @@ fn gen_op(f: Family) -> BoxedStrategy<Op> {
             .prop_map(|(queue, priority, skills)| Op::Arrive { queue, priority, skills }),
         2 => (any::<u16>(), any::<bool>()).prop_map(|(pick, ended)| Op::HangUp { pick, ended }),
         4 => any::<u16>().prop_map(|pick| Op::End { pick }),
+        2 => (any::<u16>(), any::<u8>()).prop_map(|(pick, queue)| Op::Transfer { pick, queue }),
         5 => any::<u16>().prop_map(|pick| Op::Answer { pick }),
         3 => (any::<u16>(), gen_cause()).prop_map(|(pick, cause)| Op::Reject { pick, cause }),
         1 => (any::<u16>(), any::<u8>(), any::<bool>(), gen_cause())
@@ -560,8 +572,13 @@ struct MCall {
     own: Vec<(String, u8)>,
     /// Index into `cfg.queues`; meaningful once queued.
     queue: usize,
+    /// Joined the queue (renewed by overflow, kept by a transfer): tiers,
+    /// relaxation, aging.
     entered: Time,
-    /// Order of joining a queue (renewed by overflow into another queue).
+    /// Joined the current queue, transfers included: max wait.
+    joined: Time,
+    /// Order of joining a queue (renewed by overflow into another queue,
+    /// kept by a transfer).
     seq: u64,
     state: CState,
     ringing: Vec<AgentId>,
@@ -580,6 +597,9 @@ struct Batch {
     /// The previous action was a Ring for this call (one ring-all offer).
     prev_ring: Option<CallId>,
     expect_bridge: Vec<CallId>,
+    /// A transfer of this call into this queue was accepted: its StartHold
+    /// keeps the call's place.
+    transferring: Option<(CallId, usize)>,
 }
 
 impl Batch {
@@ -593,6 +613,7 @@ impl Batch {
             excused: None,
             prev_ring: None,
             expect_bridge: Vec::new(),
+            transferring: None,
         }
     }
 
@@ -842,9 +863,14 @@ impl Sim {
             | Input::AgentRegistered { agent }
             | Input::AgentUnregistered { agent } => self.agent_ix.contains_key(agent),
             Input::ConfigReplaced(_) => true,
+            // A bridged call, into a queue that takes it now: not full, and
+            // staffed unless it takes callers regardless (no overflow).
+            Input::TransferCall { call, queue } => {
+                self.calls.get(call).is_some_and(|c| matches!(c.state, CState::Bridged(_)) && c.ringing.is_empty())
+                    && self.queue_ix.get(queue).is_some_and(|&q| self.route_join(q) == Dest::Join(q))
+            }
             Input::MoveCall { .. }
             | Input::WithdrawCall { .. }
-            | Input::TransferCall { .. }
             | Input::TransferToAgent { .. }
             | Input::Drain
             | Input::OfferRinging { .. }
@@ -904,6 +930,7 @@ impl Sim {
                         own: nc.skills.clone(),
                         queue: self.queue_ix[&nc.queue],
                         entered: now,
+                        joined: now,
                         seq: 0,
                         state: CState::Pending,
                         ringing: Vec::new(),
@@ -1002,11 +1029,21 @@ impl Sim {
                     a.state = AState::Available;
                 }
             }
+            Input::TransferCall { call, queue } => {
+                let qi = self.queue_ix[queue];
+                let c = self.calls.get_mut(call).expect("acceptable");
+                let CState::Bridged(agent) = c.state else { unreachable!("acceptable") };
+                let from = c.queue;
+                c.state = CState::Waiting;
+                c.bridge_seen = false; // it will be connected again
+                b.transferring = Some((*call, qi));
+                // The agent's call is over, as after a hang-up.
+                self.call_over(agent, from);
+            }
             Input::ConfigReplaced(_)
             | Input::MoveCall { .. }
             | Input::SetEmergency { .. }
             | Input::WithdrawCall { .. }
-            | Input::TransferCall { .. }
             | Input::TransferToAgent { .. }
             | Input::Drain
             | Input::OfferRinging { .. } => {
@@ -1098,6 +1135,19 @@ impl Sim {
                     let Some(&qi) = self.queue_ix.get(&queue) else {
                         return Err(self.fail(format!("{call} was queued in unknown {queue}")));
                     };
+                    if let Some((t, tq)) = b.transferring.take_if(|(t, _)| *t == call) {
+                        if tq != qi {
+                            return Err(self.fail(format!(
+                                "{t} was transferred to '{}' but queued in '{}'",
+                                self.cfg.queues[tq].name, self.cfg.queues[qi].name
+                            )));
+                        }
+                        // Keeps its place (entered, seq): only max wait restarts.
+                        let (now, c) = (self.now, self.calls.get_mut(&call).expect("transferring"));
+                        c.queue = qi;
+                        c.joined = now;
+                        continue;
+                    }
                     self.check_route(call, Dest::Join(qi))?;
                     let seq = self.next_seq + 1;
                     let now = self.now;
@@ -1105,6 +1155,7 @@ impl Sim {
                         Some(c) if matches!(c.state, CState::Pending | CState::Waiting) && c.ringing.is_empty() => {
                             c.queue = qi;
                             c.entered = now;
+                            c.joined = now;
                             c.seq = seq;
                             c.state = CState::Waiting;
                             None
@@ -1207,7 +1258,7 @@ impl Sim {
     /// When a waiting caller of `c`'s queue must overflow, if ever.
     fn max_wait_due(&self, c: &MCall) -> Option<Time> {
         let qc = &self.cfg.queues[c.queue];
-        (qc.max_wait_secs > 0 && qc.overflow.is_some()).then(|| c.entered.plus_secs(qc.max_wait_secs))
+        (qc.max_wait_secs > 0 && qc.overflow.is_some()).then(|| c.joined.plus_secs(qc.max_wait_secs))
     }
 
     /// Invariant 3, where a caller goes: an arriving caller joins its queue
@@ -1225,7 +1276,7 @@ impl Sim {
                     return Err(self.fail(format!(
                         "{call} left queue '{}' ({actual:?}) after waiting {} ms, not at its max wait of {} s",
                         qc.name,
-                        self.now.0 - c.entered.0,
+                        self.now.0 - c.joined.0,
                         qc.max_wait_secs
                     )))
                 }
@@ -1592,6 +1643,17 @@ impl Sim {
                 }
                 let call = bridged[*pick as usize % bridged.len()];
                 self.feed(Input::CallEnded { call })
+            }
+            Op::Transfer { pick, queue } => {
+                let mut bridged: Vec<CallId> =
+                    self.calls.values().filter(|c| matches!(c.state, CState::Bridged(_))).map(|c| c.id).collect();
+                if bridged.is_empty() {
+                    return Ok(());
+                }
+                bridged.sort();
+                let call = bridged[*pick as usize % bridged.len()];
+                let queue = self.queue_ids[*queue as usize % self.queue_ids.len()];
+                self.feed(Input::TransferCall { call, queue })
             }
             Op::Answer { pick } | Op::Reject { pick, .. } => {
                 let ringing: Vec<(CallId, AgentId)> =
