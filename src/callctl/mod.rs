@@ -58,6 +58,7 @@
 //! are counted ([`Core::races`]); events that cannot happen are bugs, logged
 //! at error and counted ([`Core::errors`], the last [`RECENT_ERRORS`] kept).
 
+mod agent_hold;
 mod counters;
 mod state;
 #[cfg(test)]

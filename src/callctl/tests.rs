@@ -22,6 +22,8 @@ use crate::config::from_toml_str;
 use crate::engine::{AgentId, AgentState, CallId, Event, Input, Outcome, OverflowReason, RejectCause, Skip, Time};
 use std::collections::BTreeMap;
 
+mod flows;
+
 /// One-way delay between acd and any phone.
 const LATENCY_MS: u64 = 20;
 

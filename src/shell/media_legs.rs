@@ -37,6 +37,9 @@ struct LegMedia {
     negotiated: Option<Negotiated>,
     /// `o=` version of the SDP acd last sent on this leg.
     sdp_version: Option<u64>,
+    /// The far end's last re-INVITE held the stream (not sendrecv, or
+    /// `c=0.0.0.0`).
+    held: bool,
 }
 
 /// Why a re-INVITE was refused: status and Warning.
@@ -176,14 +179,24 @@ impl MediaLegs {
             entry.negotiated = Some(n);
             self.plane.set_remote(leg.0, offer.addr, codec, n.dtmf_pt);
             direction = offer.direction;
+            // RFC 2543 hold (c=0.0.0.0 with sendrecv): acd will not send.
+            if offer.addr.is_none() && direction == sdp::Direction::SendRecv {
+                direction = sdp::Direction::SendOnly;
+            }
         }
         let held = direction != sdp::Direction::SendRecv;
         info!(%leg, held, "re-INVITE");
+        entry.held = held;
         self.plane.set_held(leg.0, held);
         let version = entry.sdp_version.get_or_insert(leg.0);
         *version += 1;
         let local = SocketAddr::new(self.rtp_ip, port);
         Ok(sdp::build_with(local, leg.0, *version, &[n.codec], n.dtmf_pt, direction.answer()).into_bytes())
+    }
+
+    /// Whether the far end of `leg` holds its stream, by its last re-INVITE.
+    pub fn held(&self, leg: LegId) -> bool {
+        self.legs.get(&leg).is_some_and(|m| m.held)
     }
 
     pub fn hold(&self, leg: LegId, music: &str) {
