@@ -36,6 +36,7 @@ use tracing::info;
 
 mod commands;
 mod control;
+mod early;
 mod inbound;
 
 /// Everything the daemon holds. Public so tests can drive it in-process.

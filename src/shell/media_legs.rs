@@ -40,6 +40,8 @@ struct LegMedia {
     /// The far end's last re-INVITE held the stream (not sendrecv, or
     /// `c=0.0.0.0`).
     held: bool,
+    /// acd's SDP to the caller, once sent in a 183: the 200 repeats it.
+    caller_sdp: Option<Vec<u8>>,
 }
 
 /// Why a re-INVITE was refused: status and Warning.
@@ -107,6 +109,9 @@ impl MediaLegs {
     /// the pool, but other programs may hold ports in the range).
     pub fn answer_caller(&mut self, call: CallId, leg: LegId) -> Result<Vec<u8>, MediaError> {
         let entry = self.legs.entry(leg).or_default();
+        if let Some(sdp) = entry.caller_sdp.take() {
+            return Ok(sdp); // early media: the 183's ports and SDP
+        }
         let offer = entry.offer.take().unwrap_or(CallerOffer { media: PCMU, remote: None, late: true });
         let n = offer.media;
         match self.plane.open(leg.0, call.0, n.codec, n.dtmf_pt, offer.remote) {
@@ -114,7 +119,9 @@ impl MediaLegs {
                 entry.negotiated = Some(n);
                 entry.sdp_version = Some(leg.0);
                 let codecs: &[Codec] = if offer.late { &[Codec::Pcmu, Codec::Pcma] } else { &[n.codec] };
-                Ok(sdp::build(local, leg.0, codecs, n.dtmf_pt).into_bytes())
+                let sdp = sdp::build(local, leg.0, codecs, n.dtmf_pt).into_bytes();
+                entry.caller_sdp = Some(sdp.clone());
+                Ok(sdp)
             }
             Err(e) => {
                 warn!(%call, %leg, "cannot answer the caller: {e}");

@@ -206,6 +206,8 @@ pub struct SipStack {
     /// the address the INVITE came from (a per-source budget and Timer H).
     unacked: std::collections::VecDeque<(std::time::Instant, LegId, IpAddr)>,
     unacked_per_source: HashMap<IpAddr, u32>,
+    /// Callers in an early dialog (early.rs), with their INVITE's source.
+    early_sources: HashMap<LegId, IpAddr>,
     /// Final reports the adapter makes itself, synchronously (a dialog it
     /// could not create, an INVITE it could not send). They never go
     /// through the bounded inbound queue: a full queue would drop a leg's
@@ -471,6 +473,7 @@ impl SipStack {
             leg_dialogs: HashMap::new(),
             unacked: Default::default(),
             unacked_per_source: HashMap::new(),
+            early_sources: HashMap::new(),
             reports: Default::default(),
             raw_tx,
             refers: HashMap::new(),
@@ -579,6 +582,9 @@ impl SipStack {
     /// 200 OK with `sdp` and `extra` header fields (the session timer's) to
     /// the caller; the dialog is created here.
     pub fn answer_caller(&mut self, leg: LegId, sdp: Vec<u8>, extra: Vec<(String, String)>) {
+        if self.answer_early(leg, &sdp, &extra) {
+            return;
+        }
         let Some(LegHandle::PendingCaller(tx)) = self.legs.remove(&leg) else {
             warn!(%leg, "answer for a caller leg that is not pending");
             return;
@@ -628,6 +634,9 @@ impl SipStack {
 
     /// A final error to a caller not answered yet.
     pub fn reject_caller(&mut self, leg: LegId, status: u16, retry_after: Option<u32>) {
+        if self.reject_early(leg, status, retry_after) {
+            return;
+        }
         let Some(LegHandle::PendingCaller(tx)) = self.legs.remove(&leg) else {
             warn!(%leg, "reject for a caller leg that is not pending");
             return;
@@ -902,6 +911,9 @@ impl SipStack {
         match state {
             DialogState::Early(id, resp) => {
                 let leg = *self.dialogs.get(&id)?;
+                if matches!(self.legs.get(&leg), Some(LegHandle::Caller(_))) {
+                    return None; // acd's own 180/183 to an early caller (early.rs)
+                }
                 Some(Inbound::Leg(SipEvent::Progress { leg, status: resp.status_code.code() }))
             }
             DialogState::Confirmed(id, resp) => {
@@ -960,6 +972,7 @@ impl SipStack {
                         self.legs.remove(&leg);
                         self.unlink(leg);
                         self.acked(leg);
+                        self.early_sources.remove(&leg);
                         Some(Inbound::Leg(match reason {
                             TerminatedReason::UacCancel => SipEvent::CallerCancelled { leg },
                             _ => SipEvent::CallerHungUp { leg },
@@ -1287,6 +1300,8 @@ fn split_contacts(v: &str) -> Vec<String> {
     }
     out.into_iter().map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect()
 }
+
+mod early;
 
 #[cfg(test)]
 mod tests {

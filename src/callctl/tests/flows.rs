@@ -65,3 +65,72 @@ fn a_hold_on_the_callers_own_leg_or_a_ringing_leg_changes_nothing() {
     net.caller_hangs_up(c1);
     net.finish_clean();
 }
+
+// ----- queue while ringing (early.rs) ------------------------------------------
+
+#[test]
+fn an_on_agent_queue_plays_music_as_early_media_and_answers_the_caller_only_when_the_agent_does() {
+    let mut net = two_agents("answer = \"on_agent\"\nearly_media = \"music\"");
+    net.phone("anna", Phone::AnswersAfter(8000));
+    let c1 = net.call("100", CALLER);
+    assert_eq!(net.said(), ["c1: 183 early media default", "c1: invite anna"], "no 200: 183 with music, anna rings");
+    net.run_until(7.0);
+    assert!(net.said().is_empty(), "the caller is still not answered while anna rings");
+    net.run_until(20.0);
+    assert_eq!(net.said(), ["c1: stop hold", "c1: answer", "c1: bridge anna"], "the caller's 200 comes with anna's");
+    assert_eq!(net.when("c1: answer"), Some(8.04), "at once when her 200 arrives");
+    net.caller_hangs_up(c1);
+    assert_eq!(net.said(), ["c1: bye anna"]);
+    assert_eq!(net.outcome(c1), Some(Outcome::Answered { agent: net.agent("anna") }));
+    net.finish_clean();
+}
+
+#[test]
+fn an_early_caller_past_max_wait_gets_a_final_error_not_a_bye() {
+    let mut net =
+        two_agents("answer = \"on_agent\"\nearly_media = \"ringing\"\nmax_wait_secs = 30\noverflow = \"reject:486\"");
+    net.phone("anna", Phone::Rings);
+    net.phone("ben", Phone::Rings);
+    let c1 = net.call("100", CALLER);
+    assert_eq!(net.said(), ["c1: 180", "c1: invite anna"], "180 without media");
+    net.run_until(40.0);
+    let said = net.said();
+    assert_eq!(said.last().map(String::as_str), Some("c1: reject 486"), "{said:?}");
+    assert!(!said.iter().any(|l| l.contains("answer") || l.contains("bye caller")), "never answered: {said:?}");
+    net.finish_clean();
+}
+
+#[test]
+fn an_early_caller_who_cancels_stops_the_ringing_and_abandons() {
+    let mut net = two_agents("answer = \"on_agent\"");
+    net.phone("anna", Phone::Rings);
+    let c1 = net.call("100", CALLER);
+    assert_eq!(net.said(), ["c1: 183 early media default", "c1: invite anna"], "early_media defaults to music");
+    net.run_until(5.0);
+    net.caller_cancels(c1);
+    assert_eq!(net.said(), ["c1: cancel anna"]);
+    assert_eq!(net.outcome(c1), Some(Outcome::Abandoned));
+    assert_eq!(net.core.races().total(), 0, "a CANCEL before any 200 is no race");
+    net.finish_clean();
+}
+
+#[test]
+fn early_media_settings_are_checked_by_key() {
+    let base = |extra: &str| {
+        format!(
+            "{SKILLS}\n{}{}{}",
+            queue("support", "linear", &["anna"], extra),
+            agents(&["anna"]),
+            number("100", "support", "")
+        )
+    };
+    let err = from_toml_str("t.toml", &base("early_media = \"music\"")).unwrap_err().to_string();
+    assert!(err.contains("queue[0].early_media") || err.contains("early_media"), "{err}");
+    assert!(err.contains("on_agent"), "{err}");
+    let err = from_toml_str("t.toml", &base("answer = \"later\"")).unwrap_err().to_string();
+    assert!(err.contains("answer") && err.contains("on_arrival, on_agent"), "{err}");
+    let err = from_toml_str("t.toml", &base("answer = \"on_agent\"\nearly_media = \"tones\"")).unwrap_err().to_string();
+    assert!(err.contains("early_media") && err.contains("music, ringing"), "{err}");
+    let ok = from_toml_str("t.toml", &base("answer = \"on_agent\"\nearly_media = \"ringing\"")).unwrap();
+    assert_eq!(ok.queue("support").unwrap().answer, crate::config::Answer::EarlyRinging);
+}
