@@ -1,7 +1,9 @@
 //! Issue 14's queue rules against real phones (pjsua2 through
 //! tests/interop/ua.py): queue while ringing (183 + early-media music, the
 //! 200 only when the agent answers; a CANCEL while waiting; 180 and a final
-//! error at max wait). Audio checked by frequency.
+//! error at max wait) and forking to an agent's two devices (first answer
+//! wins, the other is cancelled; both refusing passes the agent over).
+//! Audio checked by frequency.
 mod common;
 
 use common::audio::*;
@@ -97,6 +99,60 @@ fn a_ringing_queue_sends_180_and_a_final_error_at_max_wait_never_a_200() {
     assert_eq!(gone["code"], 486, "max wait: the configured final status: {gone}");
     assert!(!trunk.seen.iter().any(|e| e["event"] == "answered"), "{:?}", trunk.seen);
     anna.expect("disconnected", Duration::from_secs(5));
+    assert_drained(&d);
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+// ----- fork to all contacts (sip/adapter/fork.rs) --------------------------------
+
+#[test]
+fn an_agent_on_two_devices_rings_on_both_the_first_to_answer_wins_and_the_other_is_cancelled() {
+    let (_g, port, d, dir) = music_daemon("fork", "members = [{ agent = \"anna\" }]");
+    let mut desk = Ua::agent("anna", port, "anna-pw", "ignore");
+    let mut soft = Ua::agent("anna", port, "anna-pw", "ignore");
+    assert_eq!(d.snapshot().registered_contacts, 2, "two bindings for anna");
+    let mut trunk = trunk();
+    trunk.send(&format!("call {}", uri("100", port)));
+    trunk.expect("answered", Duration::from_secs(5));
+    desk.expect("incoming", Duration::from_secs(5));
+    let call = soft.expect("incoming", Duration::from_secs(5))["call"].as_i64().unwrap();
+
+    // The softphone answers: the desk phone stops ringing (CANCEL).
+    soft.send(&format!("tone {call} 600"));
+    soft.send(&format!("answer {call}"));
+    soft.expect("answered", Duration::from_secs(5));
+    let gone = desk.expect("disconnected", Duration::from_secs(5));
+    assert_eq!(gone["answered"], false, "the desk phone was cancelled, never answered: {gone}");
+    std::thread::sleep(Duration::from_millis(800));
+    let (heard, rate) = record(&mut trunk, 1, &dir.join("bridged.wav"), 2.0);
+    let r = tone_ratio(&heard, rate, 600.0);
+    assert!(r > 0.8, "the caller should hear the softphone's 600 Hz tone: {r}");
+    assert_eq!(d.snapshot().calls, 1);
+
+    trunk.send("hangup");
+    soft.expect("disconnected", Duration::from_secs(5));
+    desk.quiet("incoming", Duration::from_millis(500));
+    assert_drained(&d);
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn an_agent_whose_two_devices_both_refuse_is_passed_over_and_the_next_agent_answers() {
+    let (_g, port, d, dir) =
+        music_daemon("fork-busy", "members = [{ agent = \"anna\" }, { agent = \"bert\" }]\nstrategy = \"linear\"");
+    let mut desk = Ua::agent("anna", port, "anna-pw", "busy");
+    let mut soft = Ua::agent("anna", port, "anna-pw", "decline");
+    let mut bert = Ua::agent("bert", port, "bert-pw", "answer");
+    let mut trunk = trunk();
+    trunk.send(&format!("call {}", uri("100", port)));
+    trunk.expect("answered", Duration::from_secs(5));
+    desk.expect("incoming", Duration::from_secs(5));
+    soft.expect("incoming", Duration::from_secs(5));
+    // Both of anna's devices refused: bert is next, and answers.
+    bert.expect("answered", Duration::from_secs(10));
+    assert_eq!(d.snapshot().calls, 1);
+    trunk.send("hangup");
+    bert.expect("disconnected", Duration::from_secs(5));
     assert_drained(&d);
     std::fs::remove_dir_all(&dir).ok();
 }

@@ -208,6 +208,8 @@ pub struct SipStack {
     unacked_per_source: HashMap<IpAddr, u32>,
     /// Callers in an early dialog (early.rs), with their INVITE's source.
     early_sources: HashMap<LegId, IpAddr>,
+    /// Offers forked to several contacts of one agent (fork.rs).
+    forks: HashMap<LegId, fork::Fork>,
     /// Final reports the adapter makes itself, synchronously (a dialog it
     /// could not create, an INVITE it could not send). They never go
     /// through the bounded inbound queue: a full queue would drop a leg's
@@ -474,6 +476,7 @@ impl SipStack {
             unacked: Default::default(),
             unacked_per_source: HashMap::new(),
             early_sources: HashMap::new(),
+            forks: HashMap::new(),
             reports: Default::default(),
             raw_tx,
             refers: HashMap::new(),
@@ -513,6 +516,7 @@ impl SipStack {
             RawInbound::Tx(tx, received) => self.incoming(*tx, received),
             RawInbound::State(state) => self.dialog_state(*state),
             RawInbound::InviteDone { leg, status, body } => self.invite_done(leg, status, body),
+            RawInbound::BranchDone { leg, branch, status, body } => self.branch_done(leg, branch, status, body),
             RawInbound::KeepAlive { user, contact, reachable } => Some(Inbound::KeepAlive { user, contact, reachable }),
             RawInbound::CallerGone { leg } => Some(Inbound::Leg(SipEvent::CallerHungUp { leg })),
             RawInbound::RefreshDone { leg, status, headers } => Some(Inbound::RefreshDone { leg, status, headers }),
@@ -657,28 +661,9 @@ impl SipStack {
         caller: &str,
         sdp: Vec<u8>,
     ) {
-        let callee = match rsipstack::sip::Uri::try_from(target) {
-            Ok(u) => u,
-            Err(e) => {
-                warn!(%target, error = %e, "bad target URI");
-                self.reports.push_back(Raw(RawInbound::InviteDone { leg, status: None, body: Vec::new() }));
-                return;
-            }
-        };
-        let caller_user: String =
-            caller.chars().filter(|c| c.is_ascii_alphanumeric() || "+-_.*#".contains(*c)).collect();
-        let caller_user = if caller_user.is_empty() { "anonymous".to_string() } else { caller_user };
-        let caller_uri = rsipstack::sip::Uri::try_from(format!("sip:{caller_user}@{}", self.local_host).as_str())
-            .unwrap_or_else(|_| self.contact.clone());
-        let destination = destination.map(|(addr, t)| sip_addr(addr, t));
-        let opt = InviteOption {
-            caller: caller_uri,
-            callee,
-            destination,
-            content_type: Some("application/sdp".into()),
-            offer: Some(sdp),
-            contact: self.contact.clone(),
-            ..Default::default()
+        let Some(opt) = self.invite_option(target, destination, caller, sdp) else {
+            self.reports.push_back(Raw(RawInbound::InviteDone { leg, status: None, body: Vec::new() }));
+            return;
         };
         match self.dialog_layer.do_invite_async(opt, self.state_tx.clone()) {
             Ok((dialog, handle)) => {
@@ -701,6 +686,9 @@ impl SipStack {
     }
 
     pub fn cancel(&mut self, leg: LegId) {
+        if self.cancel_fork(leg) {
+            return;
+        }
         if let Some(LegHandle::Out { dialog, answered: false }) = self.legs.get(&leg) {
             let d = dialog.clone();
             tokio::spawn(async move {
@@ -1084,6 +1072,13 @@ enum RawInbound {
         status: Option<u16>,
         body: Vec<u8>,
     },
+    /// One branch of a forked INVITE ended (fork.rs).
+    BranchDone {
+        leg: LegId,
+        branch: usize,
+        status: Option<u16>,
+        body: Vec<u8>,
+    },
     KeepAlive {
         user: String,
         contact: String,
@@ -1302,6 +1297,7 @@ fn split_contacts(v: &str) -> Vec<String> {
 }
 
 mod early;
+mod fork;
 
 #[cfg(test)]
 mod tests {
