@@ -224,6 +224,10 @@ pub struct SipStack {
     refer_tasks: HashMap<LegId, mpsc::Sender<(ReferStep, Option<rsipstack::dialog::dialog::TransactionHandle>)>>,
 }
 
+/// The Warning of the 501 to a REFER with Replaces (attended transfer).
+pub const REPLACES_UNSUPPORTED: &str =
+    "399 acd \"attended transfer (Refer-To with Replaces) is not supported; use a blind transfer\"";
+
 /// A step of acd's answer to a REFER ([`SipStack::refer_step`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReferStep {
@@ -265,7 +269,9 @@ async fn refer_task(
         match step {
             ReferStep::Refused(status) => {
                 if let Some(h) = handle {
-                    h.reply(StatusCode::from(status)).await.ok();
+                    // 501 is only ever an attended transfer: say so.
+                    let why = (status == 501).then(|| vec![Header::Warning(REPLACES_UNSUPPORTED.into())]);
+                    h.respond(StatusCode::from(status), why, None).await.ok();
                 }
             }
             ReferStep::Trying | ReferStep::Done if !trying_sent || handle.is_some() => {
