@@ -207,7 +207,7 @@ pub struct SipStack {
     unacked: std::collections::VecDeque<(std::time::Instant, LegId, IpAddr)>,
     unacked_per_source: HashMap<IpAddr, u32>,
     /// Callers in an early dialog (early.rs), with their INVITE's source.
-    early_sources: HashMap<LegId, IpAddr>,
+    early_sources: HashMap<LegId, early::Early>,
     /// Offers forked to several contacts of one agent (fork.rs).
     forks: HashMap<LegId, fork::Fork>,
     /// Final reports the adapter makes itself, synchronously (a dialog it

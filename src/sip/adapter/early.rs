@@ -6,13 +6,29 @@
 //! response share one To-tag, and rsipstack's `handle` (spawned here) runs
 //! the INVITE server transaction: a CANCEL from the caller is answered 200
 //! + 487 there and reported as `CallerCancelled`. No PRACK (RFC 3262) is
-//! required of the caller; the provisional is sent unreliably, once.
+//! required of the caller; the provisional is sent unreliably, and again
+//! every [`PROVISIONAL_EVERY`] (RFC 3261 §13.3.1.1: a UAS that takes long
+//! to answer MUST send a provisional every minute, or a proxy's 3-minute
+//! Timer C cancels the INVITE).
 //!
 //! What always holds: an early caller's leg is a `LegHandle::Caller` whose
 //! dialog is not confirmed, with its INVITE's source in `early_sources`
 //! until it is answered or rejected.
 
 use super::*;
+use std::time::Instant;
+
+/// How often an early caller's provisional response is sent again.
+pub const PROVISIONAL_EVERY: Duration = Duration::from_secs(60);
+
+/// An early caller as the adapter keeps it.
+pub(super) struct Early {
+    /// Where its INVITE came from (the unacked-answer budget, once answered).
+    ip: IpAddr,
+    /// The 183's SDP (`None`: a 180).
+    sdp: Option<Vec<u8>>,
+    last_sent: Instant,
+}
 
 impl SipStack {
     /// 183 Session Progress with `sdp` (early media), or 180 Ringing
@@ -47,13 +63,13 @@ impl SipStack {
                 tx.original.headers.unique_push(tagged.into());
             }
         }
+        let sdp_copy = sdp.clone();
         let headers = sdp.as_ref().map(|_| vec![Header::ContentType("application/sdp".into())]);
         if let Err(e) = dialog.ringing(headers, sdp) {
             warn!(error = %e, "provisional response failed");
         }
-        if let Some(ip) = source_addr(&tx).map(|a| a.ip()) {
-            self.early_sources.insert(leg, ip);
-        }
+        let ip = source_addr(&tx).map(|a| a.ip()).unwrap_or(IpAddr::from([0, 0, 0, 0]));
+        self.early_sources.insert(leg, Early { ip, sdp: sdp_copy, last_sent: Instant::now() });
         self.link(id, leg);
         let mut server = dialog.clone();
         self.legs.insert(leg, LegHandle::Caller(dialog));
@@ -67,15 +83,17 @@ impl SipStack {
     /// The 200 to an early caller (its dialog exists): `false` when the
     /// leg is not one.
     pub(super) fn answer_early(&mut self, leg: LegId, sdp: &[u8], extra: &[(String, String)]) -> bool {
-        let Some(ip) = self.early_sources.remove(&leg) else { return false };
+        let Some(Early { ip, .. }) = self.early_sources.remove(&leg) else { return false };
         let Some(LegHandle::Caller(dialog)) = self.legs.get(&leg) else { return false };
         let mut headers = vec![Header::ContentType("application/sdp".into())];
         headers.extend(extra.iter().map(|(n, v)| to_header(n, v.clone())));
         if let Err(e) = dialog.accept(Some(headers), Some(sdp.to_vec())) {
             warn!(error = %e, "accept failed");
         }
-        self.unacked.push_back((std::time::Instant::now(), leg, ip));
-        *self.unacked_per_source.entry(ip).or_default() += 1;
+        if !ip.is_unspecified() {
+            self.unacked.push_back((Instant::now(), leg, ip));
+            *self.unacked_per_source.entry(ip).or_default() += 1;
+        }
         true
     }
 
@@ -94,5 +112,40 @@ impl SipStack {
         }
         dialog.reject(Some(StatusCode::from(status)), None).ok();
         true
+    }
+
+    /// Sends the provisional again to every early caller that has had none
+    /// for [`PROVISIONAL_EVERY`]; the shell calls it every few seconds.
+    pub fn repeat_provisionals(&mut self, now: Instant) {
+        for leg in due(self.early_sources.iter().map(|(l, e)| (*l, e.last_sent)), now, PROVISIONAL_EVERY) {
+            let (Some(e), Some(LegHandle::Caller(d))) = (self.early_sources.get_mut(&leg), self.legs.get(&leg)) else {
+                continue;
+            };
+            e.last_sent = now;
+            let headers = e.sdp.as_ref().map(|_| vec![Header::ContentType("application/sdp".into())]);
+            debug!(%leg, "early caller still waiting: provisional again");
+            d.ringing(headers, e.sdp.clone()).ok();
+        }
+    }
+}
+
+/// The legs whose last provisional is `every` old or older.
+fn due(last: impl Iterator<Item = (LegId, Instant)>, now: Instant, every: Duration) -> Vec<LegId> {
+    last.filter(|(_, at)| now.saturating_duration_since(*at) >= every).map(|(l, _)| l).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_provisional_is_due_again_after_a_minute_of_waiting_not_before() {
+        let t0 = Instant::now();
+        let legs = [(LegId(1), t0), (LegId(2), t0 + Duration::from_secs(30))];
+        assert!(due(legs.into_iter(), t0 + Duration::from_secs(59), PROVISIONAL_EVERY).is_empty());
+        assert_eq!(due(legs.into_iter(), t0 + Duration::from_secs(60), PROVISIONAL_EVERY), [LegId(1)]);
+        let mut both = due(legs.into_iter(), t0 + Duration::from_secs(95), PROVISIONAL_EVERY);
+        both.sort();
+        assert_eq!(both, [LegId(1), LegId(2)]);
     }
 }
