@@ -57,9 +57,10 @@ fn baresip_registers_with_the_defaults_and_a_wrong_password_is_refused() {
 
 /// baresip (auto answer) as the agent: it answers acd's INVITE, the caller
 /// and baresip hear each other (tones checked by frequency on both sides),
-/// baresip holds the call longer than the media timeout and resumes it (its
-/// re-INVITEs answered by acd, the call not cut, audio flowing again), and
-/// baresip's hang-up ends the caller's call.
+/// baresip holds the call longer than the media timeout (the caller hears
+/// the queue's music meanwhile, not baresip and not silence) and resumes it
+/// (its re-INVITEs answered by acd, the call not cut, baresip heard again),
+/// and baresip's hang-up ends the caller's call.
 #[test]
 fn baresip_answers_holds_resumes_and_hangs_up() {
     if !installed() {
@@ -70,10 +71,18 @@ fn baresip_answers_holds_resumes_and_hangs_up() {
     std::fs::create_dir_all(&dir).unwrap();
     let source = dir.join("agent-tone.wav");
     write_tone_wav(&source, 8000, &[600.0], 30.0);
+    let music = dir.join("music.wav");
+    write_tone_wav(&music, 8000, &[440.0], 4.0);
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let port = free_port();
-    let text =
-        config_text(port, &format!("{}\n[media]\ntimeout_secs = 5\n", queue_q(r#"members = [{ agent = "anna" }]"#)));
+    let text = config_text(
+        port,
+        &format!(
+            "{}\n[media]\ntimeout_secs = 5\n\n[music.default]\nfile = \"{}\"\n",
+            queue_q(r#"members = [{ agent = "anna" }]"#),
+            music.display()
+        ),
+    );
     let d =
         acd::shell::DaemonHandle::spawn(acd::config::from_toml_str("baresip.toml", &text).unwrap()).expect("daemon");
     let mut anna = baresip_with("anna", "anna-pw", port, Audio { source: Some(source), dump: true });
@@ -98,7 +107,15 @@ fn baresip_answers_holds_resumes_and_hangs_up() {
     // Hold (re-INVITE a=sendonly) for longer than the 5 s media timeout.
     anna.command("/hold");
     anna.wait_for("call: hold", 1, Duration::from_secs(5));
-    trunk.quiet("disconnected", Duration::from_secs(8));
+    // While held the caller hears the queue's 440 Hz music, not baresip.
+    std::thread::sleep(Duration::from_millis(500));
+    let (heard, rate) = record(&mut trunk, 1, &dir.join("caller-held.wav"), 2.0);
+    let (music_r, agent_r) = (tone_ratio(&heard, rate, 440.0), tone_ratio(&heard, rate, 600.0));
+    assert!(
+        music_r > 0.8 && agent_r < 0.1,
+        "on hold the caller should hear the music: 440 Hz {music_r}, 600 Hz {agent_r}"
+    );
+    trunk.quiet("disconnected", Duration::from_secs(6));
     assert_eq!(d.snapshot().calls, 1, "the held call must stay up:\n{}", anna.log());
     anna.command("/resume");
     anna.wait_for("call: resume", 1, Duration::from_secs(5));
@@ -106,6 +123,7 @@ fn baresip_answers_holds_resumes_and_hangs_up() {
     let (heard, rate) = record(&mut trunk, 1, &dir.join("caller-2.wav"), 2.0);
     let r = tone_ratio(&heard, rate, 600.0);
     assert!(r > 0.8, "after the resume the caller should hear baresip again: {r}\n{}", anna.log());
+    assert!(tone_ratio(&heard, rate, 440.0) < 0.1, "the music stopped on resume");
 
     // baresip hangs up: the caller's call ends, nothing is left in acd.
     anna.command("/hangup");

@@ -26,6 +26,9 @@
 //!        Invite(transfer leg) → Transferring(leg) ── 2xx ──► TransferBridged(leg)
 //!                                    └── final failure: BYE the caller ──► Ended
 //!
+//!   Arriving ── StartHold in an `answer = "on_agent"` queue: EarlyMedia (183 + music,
+//!     or 180), no 200 ──► Early; the agent's Bridge brings AnswerCaller (early.rs)
+//!   Bridged ── the agent's hold / resume re-INVITE: music / bridge (agent_hold.rs)
 //!   Bridged ── agent's REFER to a queue's number (transfer.rs): ReferAccepted
 //!     (the agent leg ends) ──► Queued in that queue; refused: stays Bridged
 //!   Bridged ── REFER to an agent: ReferTrying, Invite(target) while bridged;
@@ -58,7 +61,9 @@
 //! are counted ([`Core::races`]); events that cannot happen are bugs, logged
 //! at error and counted ([`Core::errors`], the last [`RECENT_ERRORS`] kept).
 
+mod agent_hold;
 mod counters;
+mod early;
 mod state;
 #[cfg(test)]
 mod tests;
@@ -210,6 +215,14 @@ pub enum Command {
         call: CallId,
         caller: LegId,
         other: LegId,
+    },
+    /// A provisional response to the caller's INVITE, which stays
+    /// unanswered (early.rs): with `music`, 183 Session Progress with acd's
+    /// SDP and that music class as early media; without, 180 Ringing.
+    EarlyMedia {
+        call: CallId,
+        leg: LegId,
+        music: Option<String>,
     },
     /// Play music to the caller (media).
     Hold {
@@ -755,7 +768,7 @@ impl Core {
                 let l = &mut self.calls.get_mut(&call_id).expect("call exists").legs[idx];
                 set_leg_state(call_id, l, LegState::Alerting, &status.to_string());
                 match (out.agent, state) {
-                    (Some(agent), CallState::Queued | CallState::Bridged { .. }) => {
+                    (Some(agent), CallState::Queued | CallState::Early { .. } | CallState::Bridged { .. }) => {
                         self.offer_input(now, leg, Input::OfferRinging { call: call_id, agent })
                     }
                     _ => Ok(()),
@@ -769,7 +782,7 @@ impl Core {
                 set_leg_state(call_id, l, LegState::Answered, "2xx");
                 match (out.agent, state) {
                     // A ring, or a transfer ringing another agent.
-                    (Some(agent), CallState::Queued | CallState::Bridged { .. }) => {
+                    (Some(agent), CallState::Queued | CallState::Early { .. } | CallState::Bridged { .. }) => {
                         match self.engine.handle(now, Input::OfferAnswered { call: call_id, agent }) {
                             Ok(()) => Ok(()), // the engine's Bridge follows
                             Err(e) => {
@@ -805,7 +818,7 @@ impl Core {
                 let why = status.map_or("no response".to_string(), |s| s.to_string());
                 self.take_leg(call_id, leg, &why);
                 match (out.agent, state) {
-                    (Some(agent), CallState::Queued) => {
+                    (Some(agent), CallState::Queued | CallState::Early { .. }) => {
                         let cause = status.map(RejectCause::from_sip_status).unwrap_or(RejectCause::Unreachable);
                         self.offer_input(now, leg, Input::OfferRejected { call: call_id, agent, cause })
                     }
@@ -910,24 +923,23 @@ impl Core {
         let (state, caller) = (call.state, call.caller_leg);
         let wrong = |action: &'static str| unexpected(call_id, caller, action, state);
         match action {
-            Action::StartHold { music, .. } => match state {
-                CallState::Arriving => {
-                    self.commands.push_back(Command::AnswerCaller { call: call_id, leg: caller });
-                    self.set_state(call_id, Next::To(CallState::Queued), "answered, waiting");
-                    self.commands.push_back(Command::Hold { call: call_id, leg: caller, music });
-                }
+            Action::StartHold { music, queue, .. } => match state {
+                CallState::Arriving => self.start_waiting(call_id, caller, queue, music),
                 // Moved to another queue: its music.
-                CallState::Queued => self.commands.push_back(Command::Hold { call: call_id, leg: caller, music }),
+                CallState::Queued | CallState::Early { music: true } => {
+                    self.commands.push_back(Command::Hold { call: call_id, leg: caller, music })
+                }
+                CallState::Early { music: false } => {} // 180: no media to play on
                 _ => self.bug(wrong("StartHold")),
             },
             Action::StopHold { .. } => {
-                if state.answered() {
+                if state.answered() || state == (CallState::Early { music: true }) {
                     self.commands.push_back(Command::StopHold { call: call_id, leg: caller });
                 }
             }
             Action::Ring { agent, .. } => {
                 // Bridged: a transfer to an agent (transfer.rs).
-                if !matches!(state, CallState::Queued | CallState::Bridged { .. }) {
+                if !matches!(state, CallState::Queued | CallState::Early { .. } | CallState::Bridged { .. }) {
                     return self.bug(wrong("Ring"));
                 }
                 let caller_number = call.caller.clone();
@@ -967,7 +979,10 @@ impl Core {
                 let leg =
                     call.legs.iter().find(|l| l.agent == Some(agent) && l.state == LegState::Answered).map(|l| l.leg);
                 match leg {
-                    Some(leg) if state == CallState::Queued => {
+                    Some(leg) if state.waiting() => {
+                        if !state.answered() {
+                            self.commands.push_back(Command::AnswerCaller { call: call_id, leg: caller });
+                        }
                         self.set_state(call_id, Next::To(CallState::Bridged { agent, leg }), "agent answered");
                         self.commands.push_back(Command::Bridge { call: call_id, caller, other: leg });
                     }
@@ -989,7 +1004,7 @@ impl Core {
                 self.commands.push_back(Command::PlayFile { call: call_id, leg: caller, file });
             }
             Action::Transfer { uri, .. } => {
-                if !matches!(state, CallState::Arriving | CallState::Queued) {
+                if !matches!(state, CallState::Arriving | CallState::Queued | CallState::Early { .. }) {
                     return self.bug(wrong("Transfer"));
                 }
                 if !state.answered() {

@@ -20,6 +20,10 @@ pub(super) enum CallState {
     Arriving,
     /// Answered, with hold music, in a queue of the engine (agents may ring).
     Queued,
+    /// Not answered: in a queue of the engine that answers only when an agent
+    /// does (183 with early-media music, or 180 when not `music`); agents
+    /// may ring (early.rs).
+    Early { music: bool },
     /// Answered and bridged to `agent`'s answered `leg`; the engine holds the
     /// call (the agent is on it).
     Bridged { agent: AgentId, leg: LegId },
@@ -34,11 +38,15 @@ pub(super) enum CallState {
 impl CallState {
     /// The caller's INVITE was answered with our 200 OK.
     pub(super) fn answered(self) -> bool {
-        !matches!(self, CallState::Arriving)
+        !matches!(self, CallState::Arriving | CallState::Early { .. })
     }
     /// The engine still holds the call: it must hear how the call ends.
     pub(super) fn in_engine(self) -> bool {
-        matches!(self, CallState::Arriving | CallState::Queued | CallState::Bridged { .. })
+        matches!(self, CallState::Arriving | CallState::Queued | CallState::Early { .. } | CallState::Bridged { .. })
+    }
+    /// Waiting in a queue for an agent, answered or in early media.
+    pub(super) fn waiting(self) -> bool {
+        matches!(self, CallState::Queued | CallState::Early { .. })
     }
 }
 
@@ -47,6 +55,8 @@ impl std::fmt::Display for CallState {
         match self {
             CallState::Arriving => write!(f, "Arriving"),
             CallState::Queued => write!(f, "Queued"),
+            CallState::Early { music: true } => write!(f, "Early(183, music)"),
+            CallState::Early { music: false } => write!(f, "Early(180)"),
             CallState::Bridged { agent, leg } => write!(f, "Bridged({agent}, {leg})"),
             CallState::Transferring { leg } => write!(f, "Transferring({leg})"),
             CallState::TransferBridged { leg } => write!(f, "TransferBridged({leg})"),

@@ -22,6 +22,8 @@ use crate::config::from_toml_str;
 use crate::engine::{AgentId, AgentState, CallId, Event, Input, Outcome, OverflowReason, RejectCause, Skip, Time};
 use std::collections::BTreeMap;
 
+mod flows;
+
 /// One-way delay between acd and any phone.
 const LATENCY_MS: u64 = 20;
 
@@ -75,6 +77,8 @@ struct CallerSide {
     number: String,
     answered: bool,
     ended: bool,
+    /// acd sent a 183 with SDP: media may flow before the answer.
+    early_media: bool,
 }
 
 #[derive(Debug)]
@@ -169,7 +173,7 @@ impl Net {
         let number = inc.caller.clone();
         let r = self.core.incoming_call(self.now, inc);
         if let Ok((call, leg)) = r {
-            self.callers.insert(call, CallerSide { leg, number, answered: false, ended: false });
+            self.callers.insert(call, CallerSide { leg, number, answered: false, ended: false, early_media: false });
         }
         self.drain();
         r.map(|(call, _)| call)
@@ -326,6 +330,7 @@ impl Net {
         self.log.push((self.now, line.clone()));
         match &cmd {
             Command::AnswerCaller { call, leg }
+            | Command::EarlyMedia { call, leg, .. }
             | Command::RejectCaller { call, leg, .. }
             | Command::Hold { call, leg, .. }
             | Command::StopHold { call, leg }
@@ -345,12 +350,17 @@ impl Net {
                             c.answered = true;
                             None
                         }
+                        Command::EarlyMedia { .. } if c.answered => Some("a provisional after the answer"),
+                        Command::EarlyMedia { music, .. } => {
+                            c.early_media |= music.is_some();
+                            None
+                        }
                         Command::RejectCaller { .. } if c.answered => Some("rejecting an answered caller"),
                         Command::RejectCaller { .. } => {
                             c.ended = true;
                             None
                         }
-                        _ if !c.answered => Some("media before the caller was answered"),
+                        _ if !c.answered && !c.early_media => Some("media before the caller was answered"),
                         _ => None,
                     }
                 };
@@ -519,6 +529,8 @@ impl Net {
             Command::Bye { call, leg } => format!("c{}: bye {}", call.0, self.leg_name(*call, *leg)),
             Command::Bridge { call, other, .. } => format!("c{}: bridge {}", call.0, self.leg_name(*call, *other)),
             Command::Hold { call, music, .. } => format!("c{}: hold {music}", call.0),
+            Command::EarlyMedia { call, music: Some(m), .. } => format!("c{}: 183 early media {m}", call.0),
+            Command::EarlyMedia { call, music: None, .. } => format!("c{}: 180", call.0),
             Command::StopHold { call, .. } => format!("c{}: stop hold", call.0),
             Command::Announce { call, position, estimated_wait_secs, .. } => {
                 let say = |v: Option<u32>| v.map_or("-".to_string(), |v| v.to_string());

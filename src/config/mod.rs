@@ -287,6 +287,21 @@ impl EmptyWhen {
     pub const NAMES: [&'static str; 4] = ["unregistered", "paused", "wrap-up", "in-use"];
 }
 
+/// When a queue answers a caller's INVITE (`answer`, `early_media`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Answer {
+    /// 200 OK on arrival, the queue's music until an agent answers (default:
+    /// every trunk and phone handles it).
+    OnArrival,
+    /// `answer = "on_agent"`, `early_media = "music"`: 183 Session Progress
+    /// with SDP and the queue's music as early media; 200 OK only when an
+    /// agent answers, so the carrier does not bill the wait.
+    EarlyMusic,
+    /// `answer = "on_agent"`, `early_media = "ringing"`: 180 Ringing without
+    /// media (the caller's network plays ringback); 200 OK when an agent answers.
+    EarlyRinging,
+}
+
 /// Callers waiting when a queue's schedule closes it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AtClose {
@@ -377,6 +392,8 @@ pub struct QueueConfig {
     pub relax: Vec<RelaxStep>,
     /// Music-on-hold class (default `default`).
     pub music: String,
+    /// When the caller is answered (default: on arrival).
+    pub answer: Answer,
     /// Business hours (`[schedule.<name>]`); none = always open.
     pub schedule: Option<String>,
     /// Where a caller goes while the queue is closed (default `reject:480`).

@@ -229,6 +229,8 @@ pub struct RawQueue {
     pub tiers: Option<Vec<RawTier>>,
     pub relax: Option<Vec<RawRelax>>,
     pub music: Option<String>,
+    pub answer: Option<String>,
+    pub early_media: Option<String>,
     pub announce_every_secs: Option<u32>,
     pub announce_position: Option<bool>,
     pub announce_wait: Option<bool>,

@@ -485,6 +485,24 @@ fn queue(
     }
 
     let music = pick!(music).map(|(m, _)| m).unwrap_or_else(|| "default".to_string());
+    let on_agent = match pick!(answer) {
+        Some((s, k)) => parse_choice(cx, &k, &s, "answer choice", &[("on_arrival", false), ("on_agent", true)])?,
+        None => false,
+    };
+    let answer = match pick!(early_media) {
+        Some((s, k)) if !on_agent && !k.starts_with("defaults.") => {
+            return Err(cx.err(k, format!("early_media = \"{s}\" needs answer = \"on_agent\" on this queue")));
+        }
+        _ if !on_agent => Answer::OnArrival,
+        Some((s, k)) => parse_choice(
+            cx,
+            &k,
+            &s,
+            "early_media choice",
+            &[("music", Answer::EarlyMusic), ("ringing", Answer::EarlyRinging)],
+        )?,
+        None => Answer::EarlyMusic,
+    };
 
     let mut members: Vec<MemberConfig> = Vec::new();
     for (i, m) in q.members.iter().flatten().enumerate() {
@@ -580,6 +598,7 @@ fn queue(
         tiers,
         relax,
         music,
+        answer,
         announce_every_secs,
         announce_position,
         announce_wait,

@@ -316,6 +316,12 @@ impl Shard {
         if let Some(leg) = self.legs.get_mut(&key) {
             if leg.latched_ssrc.is_none() {
                 leg.remote = remote.or(leg.remote);
+            } else if remote.is_some() && remote != leg.remote {
+                // Early RTP latched another device of a forked offer (or a
+                // stale address): the answer's address now, the next packet
+                // latches again.
+                leg.remote = remote;
+                leg.latched_ssrc = None;
             }
             leg.codec = codec;
             leg.dtmf_pt = dtmf_pt;

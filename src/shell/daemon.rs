@@ -36,6 +36,7 @@ use tracing::info;
 
 mod commands;
 mod control;
+mod early;
 mod inbound;
 
 /// Everything the daemon holds. Public so tests can drive it in-process.
@@ -355,6 +356,7 @@ impl Daemon {
                     self.timers.set(Timer::Refresh, now + Duration::from_secs(1));
                 }
                 Timer::MediaSweep => {
+                    self.stack.repeat_provisionals(now.into_std()); // early callers (RFC 3261 §13.3.1.1)
                     let core = &self.core;
                     self.media.sweep(|leg| core.leg_call(leg).is_some());
                     // What holds heap: calls, and the stack's transactions

@@ -37,6 +37,11 @@ struct LegMedia {
     negotiated: Option<Negotiated>,
     /// `o=` version of the SDP acd last sent on this leg.
     sdp_version: Option<u64>,
+    /// The far end's last re-INVITE held the stream (not sendrecv, or
+    /// `c=0.0.0.0`).
+    held: bool,
+    /// acd's SDP to the caller, once sent in a 183: the 200 repeats it.
+    caller_sdp: Option<Vec<u8>>,
 }
 
 /// Why a re-INVITE was refused: status and Warning.
@@ -104,6 +109,9 @@ impl MediaLegs {
     /// the pool, but other programs may hold ports in the range).
     pub fn answer_caller(&mut self, call: CallId, leg: LegId) -> Result<Vec<u8>, MediaError> {
         let entry = self.legs.entry(leg).or_default();
+        if let Some(sdp) = entry.caller_sdp.take() {
+            return Ok(sdp); // early media: the 183's ports and SDP
+        }
         let offer = entry.offer.take().unwrap_or(CallerOffer { media: PCMU, remote: None, late: true });
         let n = offer.media;
         match self.plane.open(leg.0, call.0, n.codec, n.dtmf_pt, offer.remote) {
@@ -111,7 +119,9 @@ impl MediaLegs {
                 entry.negotiated = Some(n);
                 entry.sdp_version = Some(leg.0);
                 let codecs: &[Codec] = if offer.late { &[Codec::Pcmu, Codec::Pcma] } else { &[n.codec] };
-                Ok(sdp::build(local, leg.0, codecs, n.dtmf_pt).into_bytes())
+                let sdp = sdp::build(local, leg.0, codecs, n.dtmf_pt).into_bytes();
+                entry.caller_sdp = Some(sdp.clone());
+                Ok(sdp)
             }
             Err(e) => {
                 warn!(%call, %leg, "cannot answer the caller: {e}");
@@ -176,14 +186,24 @@ impl MediaLegs {
             entry.negotiated = Some(n);
             self.plane.set_remote(leg.0, offer.addr, codec, n.dtmf_pt);
             direction = offer.direction;
+            // RFC 2543 hold (c=0.0.0.0 with sendrecv): acd will not send.
+            if offer.addr.is_none() && direction == sdp::Direction::SendRecv {
+                direction = sdp::Direction::SendOnly;
+            }
         }
         let held = direction != sdp::Direction::SendRecv;
         info!(%leg, held, "re-INVITE");
+        entry.held = held;
         self.plane.set_held(leg.0, held);
         let version = entry.sdp_version.get_or_insert(leg.0);
         *version += 1;
         let local = SocketAddr::new(self.rtp_ip, port);
         Ok(sdp::build_with(local, leg.0, *version, &[n.codec], n.dtmf_pt, direction.answer()).into_bytes())
+    }
+
+    /// Whether the far end of `leg` holds its stream, by its last re-INVITE.
+    pub fn held(&self, leg: LegId) -> bool {
+        self.legs.get(&leg).is_some_and(|m| m.held)
     }
 
     pub fn hold(&self, leg: LegId, music: &str) {

@@ -206,6 +206,10 @@ pub struct SipStack {
     /// the address the INVITE came from (a per-source budget and Timer H).
     unacked: std::collections::VecDeque<(std::time::Instant, LegId, IpAddr)>,
     unacked_per_source: HashMap<IpAddr, u32>,
+    /// Callers in an early dialog (early.rs), with their INVITE's source.
+    early_sources: HashMap<LegId, early::Early>,
+    /// Offers forked to several contacts of one agent (fork.rs).
+    forks: HashMap<LegId, fork::Fork>,
     /// Final reports the adapter makes itself, synchronously (a dialog it
     /// could not create, an INVITE it could not send). They never go
     /// through the bounded inbound queue: a full queue would drop a leg's
@@ -219,6 +223,10 @@ pub struct SipStack {
     /// Each leg's transfer task, which sends the steps of its REFERs' answers in order.
     refer_tasks: HashMap<LegId, mpsc::Sender<(ReferStep, Option<rsipstack::dialog::dialog::TransactionHandle>)>>,
 }
+
+/// The Warning of the 501 to a REFER with Replaces (attended transfer).
+pub const REPLACES_UNSUPPORTED: &str =
+    "399 acd \"attended transfer (Refer-To with Replaces) is not supported; use a blind transfer\"";
 
 /// A step of acd's answer to a REFER ([`SipStack::refer_step`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -261,7 +269,9 @@ async fn refer_task(
         match step {
             ReferStep::Refused(status) => {
                 if let Some(h) = handle {
-                    h.reply(StatusCode::from(status)).await.ok();
+                    // 501 is only ever an attended transfer: say so.
+                    let why = (status == 501).then(|| vec![Header::Warning(REPLACES_UNSUPPORTED.into())]);
+                    h.respond(StatusCode::from(status), why, None).await.ok();
                 }
             }
             ReferStep::Trying | ReferStep::Done if !trying_sent || handle.is_some() => {
@@ -471,6 +481,8 @@ impl SipStack {
             leg_dialogs: HashMap::new(),
             unacked: Default::default(),
             unacked_per_source: HashMap::new(),
+            early_sources: HashMap::new(),
+            forks: HashMap::new(),
             reports: Default::default(),
             raw_tx,
             refers: HashMap::new(),
@@ -510,6 +522,7 @@ impl SipStack {
             RawInbound::Tx(tx, received) => self.incoming(*tx, received),
             RawInbound::State(state) => self.dialog_state(*state),
             RawInbound::InviteDone { leg, status, body } => self.invite_done(leg, status, body),
+            RawInbound::BranchDone { leg, branch, status, body } => self.branch_done(leg, branch, status, body),
             RawInbound::KeepAlive { user, contact, reachable } => Some(Inbound::KeepAlive { user, contact, reachable }),
             RawInbound::CallerGone { leg } => Some(Inbound::Leg(SipEvent::CallerHungUp { leg })),
             RawInbound::RefreshDone { leg, status, headers } => Some(Inbound::RefreshDone { leg, status, headers }),
@@ -579,6 +592,9 @@ impl SipStack {
     /// 200 OK with `sdp` and `extra` header fields (the session timer's) to
     /// the caller; the dialog is created here.
     pub fn answer_caller(&mut self, leg: LegId, sdp: Vec<u8>, extra: Vec<(String, String)>) {
+        if self.answer_early(leg, &sdp, &extra) {
+            return;
+        }
         let Some(LegHandle::PendingCaller(tx)) = self.legs.remove(&leg) else {
             warn!(%leg, "answer for a caller leg that is not pending");
             return;
@@ -628,6 +644,9 @@ impl SipStack {
 
     /// A final error to a caller not answered yet.
     pub fn reject_caller(&mut self, leg: LegId, status: u16, retry_after: Option<u32>) {
+        if self.reject_early(leg, status, retry_after) {
+            return;
+        }
         let Some(LegHandle::PendingCaller(tx)) = self.legs.remove(&leg) else {
             warn!(%leg, "reject for a caller leg that is not pending");
             return;
@@ -648,28 +667,9 @@ impl SipStack {
         caller: &str,
         sdp: Vec<u8>,
     ) {
-        let callee = match rsipstack::sip::Uri::try_from(target) {
-            Ok(u) => u,
-            Err(e) => {
-                warn!(%target, error = %e, "bad target URI");
-                self.reports.push_back(Raw(RawInbound::InviteDone { leg, status: None, body: Vec::new() }));
-                return;
-            }
-        };
-        let caller_user: String =
-            caller.chars().filter(|c| c.is_ascii_alphanumeric() || "+-_.*#".contains(*c)).collect();
-        let caller_user = if caller_user.is_empty() { "anonymous".to_string() } else { caller_user };
-        let caller_uri = rsipstack::sip::Uri::try_from(format!("sip:{caller_user}@{}", self.local_host).as_str())
-            .unwrap_or_else(|_| self.contact.clone());
-        let destination = destination.map(|(addr, t)| sip_addr(addr, t));
-        let opt = InviteOption {
-            caller: caller_uri,
-            callee,
-            destination,
-            content_type: Some("application/sdp".into()),
-            offer: Some(sdp),
-            contact: self.contact.clone(),
-            ..Default::default()
+        let Some(opt) = self.invite_option(target, destination, caller, sdp) else {
+            self.reports.push_back(Raw(RawInbound::InviteDone { leg, status: None, body: Vec::new() }));
+            return;
         };
         match self.dialog_layer.do_invite_async(opt, self.state_tx.clone()) {
             Ok((dialog, handle)) => {
@@ -692,6 +692,9 @@ impl SipStack {
     }
 
     pub fn cancel(&mut self, leg: LegId) {
+        if self.cancel_fork(leg) {
+            return;
+        }
         if let Some(LegHandle::Out { dialog, answered: false }) = self.legs.get(&leg) {
             let d = dialog.clone();
             tokio::spawn(async move {
@@ -902,6 +905,9 @@ impl SipStack {
         match state {
             DialogState::Early(id, resp) => {
                 let leg = *self.dialogs.get(&id)?;
+                if matches!(self.legs.get(&leg), Some(LegHandle::Caller(_))) {
+                    return None; // acd's own 180/183 to an early caller (early.rs)
+                }
                 Some(Inbound::Leg(SipEvent::Progress { leg, status: resp.status_code.code() }))
             }
             DialogState::Confirmed(id, resp) => {
@@ -960,6 +966,7 @@ impl SipStack {
                         self.legs.remove(&leg);
                         self.unlink(leg);
                         self.acked(leg);
+                        self.early_sources.remove(&leg);
                         Some(Inbound::Leg(match reason {
                             TerminatedReason::UacCancel => SipEvent::CallerCancelled { leg },
                             _ => SipEvent::CallerHungUp { leg },
@@ -1068,6 +1075,13 @@ enum RawInbound {
     State(Box<DialogState>),
     InviteDone {
         leg: LegId,
+        status: Option<u16>,
+        body: Vec<u8>,
+    },
+    /// One branch of a forked INVITE ended (fork.rs).
+    BranchDone {
+        leg: LegId,
+        branch: usize,
         status: Option<u16>,
         body: Vec<u8>,
     },
@@ -1291,6 +1305,9 @@ fn split_contacts(v: &str) -> Vec<String> {
     }
     out.into_iter().map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect()
 }
+
+mod early;
+mod fork;
 
 #[cfg(test)]
 mod tests {

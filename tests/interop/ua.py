@@ -25,6 +25,9 @@ Commands (stdin):
   xfer <call> <sip-uri>               blind transfer: REFER with Refer-To <uri>
                                       (events xfer_sent, then xfer_status for
                                       the REFER's answer and each NOTIFY)
+  xfer_replaces <call> <other-call>   attended transfer: REFER on <call> with
+                                      Refer-To <other's remote>?Replaces=<other's
+                                      dialog> (events as for xfer)
   hold <call> / unhold <call>         re-INVITE with a=sendonly / a=sendrecv
                                       (events hold_sent/unhold_sent, then
                                       "media" with status local_hold/active)
@@ -906,6 +909,23 @@ class UA:
                     emit("xfer_sent", call=call.no, uri=args[1])
                 except pj.Error as e:
                     emit("error", message="xfer failed: %s" % e.info(), call=call.no)
+        elif verb == "xfer_replaces":
+            # Attended transfer: REFER on <call> whose Refer-To carries
+            # Replaces=<other call's dialog> (pjsua's xferReplaces).
+            if len(args) != 2:
+                emit("error", message="usage: xfer_replaces <call> <other-call>")
+                return
+            calls = {c.no: c for c in self.select_calls("all")}
+            try:
+                call, other = calls[int(args[0])], calls[int(args[1])]
+            except (KeyError, ValueError):
+                emit("error", message="no such calls %r" % rest)
+                return
+            try:
+                call.xferReplaces(other, pj.CallOpParam(True))
+                emit("xfer_sent", call=call.no, replaces=other.no)
+            except pj.Error as e:
+                emit("error", message="xfer_replaces failed: %s" % e.info(), call=call.no)
         elif verb == "register":
             self.register(True)
         elif verb == "unregister":

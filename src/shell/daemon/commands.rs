@@ -66,6 +66,7 @@ impl Daemon {
             Command::ReferTrying { leg, .. } => self.stack.refer_step(leg, ReferStep::Trying),
             Command::ReferFailed { leg, status, .. } => self.stack.refer_step(leg, ReferStep::Failed(status)),
             Command::ReferRefused { leg, status, .. } => self.stack.refer_step(leg, ReferStep::Refused(status)),
+            Command::EarlyMedia { call, leg, music } => self.early_media(t, call, leg, music),
             Command::Hold { leg, music, .. } => self.media.hold(leg, &music),
             Command::StopHold { leg, .. } => self.media.stop_hold(leg),
             Command::Bridge { caller, other, .. } => self.media.bridge(caller, other),
@@ -90,13 +91,19 @@ impl Daemon {
             Target::Agent(agent) => {
                 let name = self.core.engine().agent_name(agent).to_string();
                 let user = self.core.config().agent(&name).map(|a| a.sip_user.clone()).unwrap_or(name);
-                let binding = self.front.registrar().contacts(&user).next().map(|b| {
-                    let dest = crate::sip::front::agent_destination(&b.contact, b.source, b.transport);
-                    (b.contact.clone(), dest.map(|a| (a, transport(b.transport))))
-                });
-                match binding {
-                    Some((contact, dest)) => self.stack.invite(leg, &contact, dest, caller, sdp),
-                    None => {
+                // Every registered device of the agent rings (sip/adapter/fork.rs).
+                let contacts: Vec<_> = self
+                    .front
+                    .registrar()
+                    .contacts(&user)
+                    .map(|b| {
+                        let dest = crate::sip::front::agent_destination(&b.contact, b.source, b.transport);
+                        (b.contact.clone(), dest.map(|a| (a, transport(b.transport))))
+                    })
+                    .collect();
+                match contacts.is_empty() {
+                    false => self.stack.invite_all(leg, contacts, caller, sdp),
+                    true => {
                         self.core.handle_sip(t, SipEvent::Failed { leg, status: None });
                         self.drop_leg(leg);
                     }

@@ -75,11 +75,15 @@ impl Daemon {
         sdp: &[u8],
         headers: &[(String, String)],
     ) -> Result<(Vec<u8>, Headers), (u16, Headers)> {
+        let was_held = self.media.held(leg);
         let answer = if update && sdp.is_empty() {
             Vec::new()
         } else {
             self.media.reinvite(leg, sdp).map_err(|r| (r.status, vec![("Warning".to_string(), r.warning)]))?
         };
+        if self.media.held(leg) != was_held {
+            self.core.leg_hold(leg, !was_held); // the caller hears music while the agent holds
+        }
         let is_caller = self.core.leg_call(leg).is_some_and(|call| self.core.caller_leg(call) == Some(leg));
         let extra = if is_caller {
             self.sessions.refresh(t, leg, headers.iter().map(|(n, v)| (n.as_str(), v.as_str())))?
