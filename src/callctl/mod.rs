@@ -59,6 +59,7 @@
 //! at error and counted ([`Core::errors`], the last [`RECENT_ERRORS`] kept).
 
 mod counters;
+mod keypad;
 mod state;
 #[cfg(test)]
 mod tests;
