@@ -5,7 +5,8 @@
 //! Exit key: a caller waits in `front` (anna's phone is not registered, so
 //! nobody rings); keys that mean nothing there change nothing; the exit key
 //! `0` takes it to `tech`, where bert is rung, answers, and the caller hears
-//! bert's tone (and bert the caller's), checked by frequency on both sides.
+//! bert's tone (and bert the caller's), checked by frequency on both sides;
+//! the event log has the `exited` record.
 mod common;
 
 use common::audio::*;
@@ -51,7 +52,11 @@ fn pjsua2_caller_pressing_the_exit_key_reaches_an_agent_of_the_target_queue() {
     std::fs::create_dir_all(&dir).unwrap();
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let port = free_port();
-    let d = acd::shell::DaemonHandle::spawn(config(port, FLOOR)).expect("daemon");
+    let log = dir.join("events.jsonl");
+    let ops =
+        format!("[metrics]\nlisten = \"\"\n\n[admin]\nlisten = \"\"\n\n[event_log]\npath = \"{}\"\n", log.display());
+    let text = config_text_with(port, &ops, FLOOR);
+    let d = acd::shell::DaemonHandle::spawn(acd::config::from_toml_str("keypad.toml", &text).unwrap()).expect("daemon");
     let mut bert = Ua::agent("bert", port, "bert-pw", "answer");
 
     let mut trunk = trunk();
@@ -83,5 +88,14 @@ fn pjsua2_caller_pressing_the_exit_key_reaches_an_agent_of_the_target_queue() {
     drop(bert);
     drop(trunk);
     assert_drained(&d);
+    drop(d);
+    // One `exited` record, from front to tech, before tech's `call_queued`.
+    let lines: Vec<serde_json::Value> =
+        std::fs::read_to_string(&log).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let exited: Vec<usize> = (0..lines.len()).filter(|&i| lines[i]["event"] == "exited").collect();
+    assert_eq!(exited.len(), 1, "{lines:?}");
+    let e = &lines[exited[0]];
+    assert_eq!((e["queue"].as_str(), e["to"].as_str()), (Some("front"), Some("queue:tech")), "{e}");
+    assert!(lines[exited[0]..].iter().any(|l| l["event"] == "call_queued" && l["queue"] == "tech"), "{lines:?}");
     std::fs::remove_dir_all(&dir).ok();
 }

@@ -6,7 +6,8 @@
 //! What always holds after validation: a key is one of `0-9 * #`; a queue's
 //! exit and callback keys differ; an exit key has a target that exists (a
 //! queue other than this one, or a SIP URI the admin wrote); a callback key
-//! has a trunk `host:port` to dial the customer through.
+//! has a trunk `host:port` to dial the customer through. Callback itself is
+//! not built yet: a valid `callback_key` is refused with that reason.
 
 use super::raw::RawQueue;
 use super::sip::{route_for, NumberRoute};
@@ -139,6 +140,13 @@ pub(super) fn keypad(cx: &Ctx, key: &str, q: &RawQueue, d: &RawQueue) -> Result<
             })
         }
     };
+    if callback.is_some() {
+        // The keys are read and checked above so the names are settled, but
+        // nothing dials a callback yet: refuse rather than accept a key
+        // that would do nothing when a caller presses it.
+        let k = pick!(callback_key).map(|x| x.1).unwrap_or_default();
+        return Err(cx.err(k, "callback (virtual hold) is not available in this version yet; remove `callback_key`"));
+    }
     let raw_target = exit_target.map(|(s, _)| s);
     Ok((Keypad { exit_key, exit_target: None, callback }, raw_target))
 }
@@ -273,10 +281,9 @@ members = [{ agent = "anna" }]
     }
 
     #[test]
-    fn callback_defaults() {
-        let c = with("callback_key = \"1\"\ncallback_trunk = \"127.0.0.1:5070\"").unwrap();
-        let cb = c.queues.iter().find(|q| q.name == "sales").unwrap().keypad.callback.clone().unwrap();
-        assert_eq!((cb.key, cb.trunk.as_str()), ('1', "127.0.0.1:5070"));
-        assert_eq!((cb.offer_after_secs, cb.initial_delay_secs, cb.max_attempts, cb.retry_delay_secs), (0, 0, 3, 60));
+    fn a_valid_callback_key_is_refused_until_callback_exists() {
+        let (k, r) = err("callback_key = \"1\"\ncallback_trunk = \"127.0.0.1:5070\"");
+        assert_eq!(k, "queue[sales].callback_key");
+        assert!(r.contains("not available"), "{r}");
     }
 }
