@@ -797,6 +797,7 @@ impl Sim {
             Input::Drain => "drain".to_string(),
             Input::SetEmergency { schedule, state } => format!("admin sets {schedule}'s emergency switch to {state:?}"),
             Input::OfferRinging { call, agent } => format!("{}'s phone rings for {call}", self.agent_name(*agent)),
+            Input::CallerDigit { call, digit } => format!("caller of {call} presses {digit}"),
         }
     }
 
@@ -843,6 +844,7 @@ impl Sim {
             | Input::AgentUnregistered { agent } => self.agent_ix.contains_key(agent),
             Input::ConfigReplaced(_) => true,
             Input::MoveCall { .. }
+            | Input::CallerDigit { .. }
             | Input::WithdrawCall { .. }
             | Input::TransferCall { .. }
             | Input::TransferToAgent { .. }
@@ -1004,6 +1006,7 @@ impl Sim {
             }
             Input::ConfigReplaced(_)
             | Input::MoveCall { .. }
+            | Input::CallerDigit { .. }
             | Input::SetEmergency { .. }
             | Input::WithdrawCall { .. }
             | Input::TransferCall { .. }
