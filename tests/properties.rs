@@ -818,6 +818,7 @@ impl Sim {
             Input::Drain => "drain".to_string(),
             Input::SetEmergency { schedule, state } => format!("admin sets {schedule}'s emergency switch to {state:?}"),
             Input::OfferRinging { call, agent } => format!("{}'s phone rings for {call}", self.agent_name(*agent)),
+            Input::CallerDigit { call, digit } => format!("caller of {call} presses {digit}"),
         }
     }
 
@@ -870,6 +871,7 @@ impl Sim {
                     && self.queue_ix.get(queue).is_some_and(|&q| self.route_join(q) == Dest::Join(q))
             }
             Input::MoveCall { .. }
+            | Input::CallerDigit { .. }
             | Input::WithdrawCall { .. }
             | Input::TransferToAgent { .. }
             | Input::Drain
@@ -1042,6 +1044,7 @@ impl Sim {
             }
             Input::ConfigReplaced(_)
             | Input::MoveCall { .. }
+            | Input::CallerDigit { .. }
             | Input::SetEmergency { .. }
             | Input::WithdrawCall { .. }
             | Input::TransferToAgent { .. }

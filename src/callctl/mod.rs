@@ -64,6 +64,7 @@
 mod agent_hold;
 mod counters;
 mod early;
+mod keypad;
 mod state;
 #[cfg(test)]
 mod tests;

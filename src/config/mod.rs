@@ -13,6 +13,7 @@
 //! [`AgentConfig`] and [`EngineSettings`], and the shipped `config/acd.toml`
 //! repeats them in comments.
 
+mod keypad;
 mod media;
 mod ops;
 pub mod raw;
@@ -20,6 +21,7 @@ mod schedule;
 mod sip;
 mod validate;
 
+pub use keypad::{CallbackConfig, ExitTarget, Keypad};
 pub use media::{MediaSettings, MusicClassConfig, RINGBACK};
 pub use ops::OpsSettings;
 
@@ -414,6 +416,8 @@ pub struct QueueConfig {
     pub periodic_announce_every_secs: u32,
     /// Answer threshold for the service level (default 20 s, the 80/20 norm).
     pub service_level_secs: u32,
+    /// Exit and callback keys for waiting callers (default: none).
+    pub keypad: Keypad,
     /// In member order (used by `linear` and `round-robin`).
     pub members: Vec<MemberConfig>,
 }

@@ -242,6 +242,14 @@ pub struct RawQueue {
     pub empty_when: Option<Vec<String>>,
     pub leave_when_empty: Option<bool>,
     pub at_close: Option<String>,
+    pub exit_key: Option<String>,
+    pub exit_target: Option<String>,
+    pub callback_key: Option<String>,
+    pub callback_offer_after_secs: Option<u32>,
+    pub callback_trunk: Option<String>,
+    pub callback_initial_delay_secs: Option<u32>,
+    pub callback_max_attempts: Option<u32>,
+    pub callback_retry_delay_secs: Option<u32>,
     pub members: Option<Vec<RawMember>>,
 }
 

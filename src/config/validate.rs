@@ -61,6 +61,7 @@ pub fn validate(file: &str, raw: RawConfig) -> Result<Config, ConfigError> {
 
     let mut queues = Vec::with_capacity(raw.queues.len());
     let mut queue_names: HashMap<String, usize> = HashMap::new();
+    let mut exit_targets: Vec<Option<String>> = Vec::with_capacity(raw.queues.len());
     for (i, q) in raw.queues.iter().enumerate() {
         let name = q.name.clone().unwrap_or_default();
         let key = format!("queue[{}]", label(&name, i));
@@ -75,6 +76,9 @@ pub fn validate(file: &str, raw: RawConfig) -> Result<Config, ConfigError> {
         }
         let known = Known { declared: &declared, agents: &agent_ids, schedules: &schedules };
         queues.push(queue(&cx, &key, name, q, &defaults, &known)?);
+        let (pad, exit_target) = super::keypad::keypad(&cx, &key, q, &defaults)?;
+        queues.last_mut().expect("just pushed").keypad = pad;
+        exit_targets.push(exit_target);
     }
 
     check_overflow_targets(&cx, &queues)?;
@@ -127,6 +131,7 @@ pub fn validate(file: &str, raw: RawConfig) -> Result<Config, ConfigError> {
     }
     let trunks = super::sip::trunks(&cx, &raw.trunks)?;
     let numbers = super::sip::numbers(&cx, &raw.numbers, &queues, &declared)?;
+    super::keypad::resolve_exit_targets(&cx, &mut queues, &exit_targets, &numbers)?;
     let ops = super::ops::ops_settings(&cx, &raw)?;
     let mut media = super::media::media_settings(&cx, file, &raw)?;
     for q in &mut queues {
@@ -608,6 +613,7 @@ fn queue(
         schedule,
         when_closed,
         at_close,
+        keypad: Keypad::default(),
         members,
     })
 }

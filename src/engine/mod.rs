@@ -65,6 +65,7 @@ mod announce;
 mod empty;
 mod hours;
 mod index;
+mod keypad;
 mod order;
 mod routing;
 pub mod schedule;
@@ -554,6 +555,7 @@ impl Engine {
             Input::SetEmergency { schedule, state } => self.set_emergency(&schedule, state),
             Input::TransferCall { call, queue } => self.transfer_call(call, queue),
             Input::TransferToAgent { call, agent } => self.transfer_to_agent(call, agent),
+            Input::CallerDigit { call, digit } => self.caller_digit(call, digit),
             Input::WithdrawCall { call, status } => {
                 self.waiting_call(call)?;
                 debug!(call = call.0, status, "Queued => Withdrawn");

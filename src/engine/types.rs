@@ -178,6 +178,14 @@ pub enum Input {
         call: CallId,
         agent: AgentId,
     },
+    /// A waiting caller pressed a key (RFC 4733, from the media plane):
+    /// its queue's exit key sends it to the exit target; any other key, or
+    /// a call that is not waiting, changes nothing (`NotWaiting` for the
+    /// latter).
+    CallerDigit {
+        call: CallId,
+        digit: char,
+    },
     /// Admin: take a waiting call out of its queue and end it with `status`.
     WithdrawCall {
         call: CallId,
@@ -372,6 +380,14 @@ pub enum Event {
         from: QueueId,
         agent: AgentId,
         to: TransferTarget,
+    },
+    /// A waiting caller pressed its queue's exit key; `to` is the target
+    /// (`queue:NAME` or a SIP URI). `CallQueued` in that queue (or the
+    /// call's end) follows.
+    Exited {
+        call: CallId,
+        from: QueueId,
+        to: String,
     },
     CallQueued {
         call: CallId,

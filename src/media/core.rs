@@ -25,6 +25,7 @@
 //! deadline passed, not every leg of the shard.
 
 use super::audio::{Clip, FRAME_SAMPLES};
+use super::dtmf::Detector;
 use super::g711::{self, Codec};
 use super::stream::OutStream;
 use rtc_rtp::header::Header;
@@ -49,6 +50,9 @@ const TIMEOUT_CHECK_US: u64 = 250_000;
 /// Deadlines handled per `timed_out` call: legs that all came due at once
 /// are spread over the next few calls instead of delaying a music slot.
 const TIMEOUT_BATCH: usize = 512;
+/// Digits kept between two [`Shard::take_digits`]: a phone cannot press
+/// faster than this within one poll turn; more is a flood, dropped.
+const MAX_DIGITS: usize = 256;
 
 /// How a new leg starts.
 #[derive(Debug, Clone)]
@@ -103,6 +107,8 @@ struct Leg {
     held: bool,
     /// The stamp of this leg's live entry in [`Deadlines`], if any.
     watch: Option<u64>,
+    /// Keypad digits while not bridged ([`super::dtmf`]).
+    keys: Detector,
 }
 
 impl Leg {
@@ -229,6 +235,8 @@ pub struct Shard {
     stats: ShardStats,
     scratch: Vec<i16>,
     scratch_bytes: Vec<u8>,
+    /// Digits pressed on legs not bridged, for [`Shard::take_digits`].
+    digits: Vec<(Key, char)>,
 }
 
 impl Shard {
@@ -245,6 +253,7 @@ impl Shard {
             stats: ShardStats { lateness: vec![0; LATE_BUCKETS], ..Default::default() },
             scratch: Vec::new(),
             scratch_bytes: Vec::new(),
+            digits: Vec::new(),
         }
     }
 
@@ -302,6 +311,7 @@ impl Shard {
                 timed_out: false,
                 held: false,
                 watch: None,
+                keys: Detector::default(),
             },
         );
     }
@@ -530,7 +540,16 @@ impl Shard {
             Some(s) if s != header.ssrc && leg.remote == Some(from) => leg.latched_ssrc = Some(header.ssrc),
             _ => {}
         }
-        let Mode::Bridged { peer } = leg.mode else { return Verdict::Drop };
+        let Mode::Bridged { peer } = leg.mode else {
+            // A waiting caller's keypad (a bridge relays digits instead).
+            if Some(header.payload_type) == leg.dtmf_pt && self.digits.len() < MAX_DIGITS {
+                let payload = &buf[header.marshal_size().min(len)..len];
+                if let Some(d) = leg.keys.on_packet(header.ssrc, header.timestamp, payload) {
+                    self.digits.push((key, d));
+                }
+            }
+            return Verdict::Drop;
+        };
         let (in_codec, in_dtmf) = (leg.codec, leg.dtmf_pt);
         let Some(p) = self.legs.get_mut(&peer) else { return Verdict::Drop };
         let Some(to) = p.remote else {
@@ -582,6 +601,12 @@ impl Shard {
         }
         self.stats.relayed += 1;
         Verdict::Forward { via: peer, to, len: out_len }
+    }
+
+    /// Keys pressed on legs that are not bridged (a caller on music), in
+    /// order, since the last call.
+    pub fn take_digits(&mut self) -> Vec<(Key, char)> {
+        std::mem::take(&mut self.digits)
     }
 
     /// Judged legs (see the module doc) silent for longer than the media

@@ -7,7 +7,8 @@
 //!   timestamp, continuous across music → prompts → agent);
 //! - [`core`]: one shard's legs: hold music and prompts paced on a 1 ms slot
 //!   clock (one clock for every listener, not a timer per caller), symmetric
-//!   RTP latching, the bridge relay, media timeouts;
+//!   RTP latching, the bridge relay, media timeouts, a waiting caller's keys;
+//! - [`dtmf`]: RFC 4733 telephone-event key presses;
 //! - [`audio`], [`g711`], [`prompts`]: sound files, loaded and encoded once.
 //!
 //! The I/O shell is [`plane`]: a few OS threads ("shards"), each with a mio
@@ -15,6 +16,7 @@
 
 pub mod audio;
 pub mod core;
+pub mod dtmf;
 pub mod g711;
 pub mod plane;
 pub mod ports;

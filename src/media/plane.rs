@@ -62,6 +62,9 @@ pub enum MediaEvent {
     /// sent RTP while waiting (see [`super::core`]'s module doc); never
     /// while the far end holds the stream.
     Timeout { leg: u64 },
+    /// A key pressed on a leg that is not bridged (a caller on music),
+    /// once per press (RFC 4733 end packets, see [`crate::media::dtmf`]).
+    Digit { leg: u64, digit: char },
 }
 
 enum Cmd {
@@ -443,6 +446,13 @@ fn shard_main(
         for _ in 0..4 {
             let Some(ms) = shard.due_slot(clock()) else { break };
             shard.play_slot(ms, &mut clock, |k, to, p| slab.send(k, to, p));
+        }
+        // A key press the daemon's full queue cannot take is dropped (the
+        // caller presses again); a timeout is kept until it fits.
+        for (leg, digit) in shard.take_digits() {
+            if events.try_send(MediaEvent::Digit { leg, digit }).is_err() {
+                warn!(leg, "media event queue full: key press dropped");
+            }
         }
         unsent.extend(shard.timed_out(clock()));
         while let Some(&leg) = unsent.first() {

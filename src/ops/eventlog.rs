@@ -54,6 +54,7 @@ pub fn event_name(event: &Event) -> &'static str {
     match event {
         Event::CallArrived { .. } => "call_arrived",
         Event::CallMoved { .. } => "call_moved",
+        Event::Exited { .. } => "exited",
         Event::Transferred { .. } => "transferred",
         Event::CallQueued { .. } => "call_queued",
         Event::Offered { .. } => "offered",
@@ -86,6 +87,11 @@ pub fn event_json(engine: &Engine, at_unix_ms: u64, event: &Event) -> Value {
             put("priority", json!(priority));
             let attrs: Map<String, Value> = attributes.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
             put("attributes", Value::Object(attrs));
+        }
+        Event::Exited { call, from, to } => {
+            put("call", json!(call.0));
+            put("queue", json!(engine.queue_name(*from)));
+            put("to", json!(to));
         }
         Event::CallMoved { call, from, to } => {
             put("call", json!(call.0));
@@ -487,6 +493,10 @@ mod tests {
             (
                 Event::Answered { call: c, queue: q, agent: a, waited: Duration::from_millis(12_345) },
                 json!({"call":3,"queue":"billing","agent":"aino","waited_ms":12345}),
+            ),
+            (
+                Event::Exited { call: c, from: q, to: "queue:tech".into() },
+                json!({"call":3,"queue":"billing","to":"queue:tech"}),
             ),
             (
                 Event::CallMoved { call: c, from: q, to: e.queue_id("tech").unwrap() },

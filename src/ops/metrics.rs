@@ -83,6 +83,8 @@ pub const ABANDONED: &str = "acd_calls_abandoned_total";
 pub const OVERFLOWED: &str = "acd_calls_overflowed_total";
 /// Counter `{queue}`: bridged calls transferred out of the queue (blind).
 pub const TRANSFERRED: &str = "acd_calls_transferred_total";
+/// Counter `{queue}`: waiting callers who left by the queue's exit key.
+pub const EXITED: &str = "acd_calls_exited_total";
 /// Counter `{queue, status}`: calls answered with a SIP error status.
 pub const REJECTED: &str = "acd_calls_rejected_total";
 /// Counter `{queue, cause}`: offers that ended without an answer.
@@ -225,6 +227,7 @@ pub fn describe() {
     describe_counter!(ABANDONED, Unit::Count, "Callers who hung up while waiting or ringing.");
     describe_counter!(OVERFLOWED, Unit::Count, "Calls sent to the queue's overflow target, by reason.");
     describe_counter!(TRANSFERRED, Unit::Count, "Bridged calls transferred out of the queue by its agent or an admin.");
+    describe_counter!(EXITED, Unit::Count, "Waiting callers who left the queue by its exit key.");
     describe_counter!(REJECTED, Unit::Count, "Calls of the queue answered with a SIP error status.");
     describe_counter!(RING_NO_ANSWER, Unit::Count, "Offers to agents that ended without an answer, by cause.");
     describe_histogram!(
@@ -592,6 +595,13 @@ impl Metrics {
                 self.calls
                     .insert(*call, CallRecord { arrived: now, joined: None, rings: Vec::new(), answered_at: None });
             }
+            Event::Exited { call, from, .. } => {
+                let qm = queue_of(&mut self.queues, window, engine, *from);
+                counter!(EXITED, "queue" => Arc::clone(&qm.name)).increment(1);
+                if let Some(r) = self.calls.get_mut(call) {
+                    r.joined = None;
+                }
+            }
             Event::CallMoved { call, .. } => {
                 if let Some(r) = self.calls.get_mut(call) {
                     r.joined = None;
@@ -766,7 +776,7 @@ impl Metrics {
             gauge!(QUEUE_OPEN, "queue" => Arc::clone(&qm.name)).set(if open { 1.0 } else { 0.0 });
             // Counters exist from the start, so rate() sees their first call.
             let name = &qm.name;
-            for c in [OFFERED, ANSWERED, ABANDONED, TRANSFERRED] {
+            for c in [OFFERED, ANSWERED, ABANDONED, TRANSFERRED, EXITED] {
                 counter!(c, "queue" => Arc::clone(name)).increment(0);
             }
             for cause in CAUSES {

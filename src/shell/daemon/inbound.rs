@@ -111,6 +111,11 @@ impl Daemon {
                 self.core.media_lost(self.time(now), leg);
                 self.flush(now);
             }
+            MediaEvent::Digit { leg, digit } => {
+                debug!(leg, %digit, "key pressed");
+                self.core.caller_digit(self.time(now), LegId(leg), digit);
+                self.flush(now);
+            }
         }
     }
 
