@@ -505,7 +505,7 @@ impl SipStack {
         let stats = self.endpoint_inner.get_stats();
         StackCounts {
             // A leg still linked to a dialog counts, so a leak there shows too.
-            legs: self.legs.len().max(self.leg_dialogs.len()),
+            legs: self.legs.len().max(self.leg_dialogs.len()).max(self.forks.len()),
             dialogs: self.dialog_layer.len(),
             pending_requests: self.pending.len(),
             running_transactions: stats.running_transactions,

@@ -185,7 +185,8 @@ impl SipStack {
             }
             if fork.winner.is_none() {
                 self.unlink(leg);
-                let best = best_status(fork.branches.iter().filter_map(|b| b.status.flatten()));
+                // A 2xx here crossed a CANCEL and was BYEd: not a status to report.
+                let best = best_status(fork.branches.iter().filter_map(|b| b.status.flatten()).filter(|s| *s >= 300));
                 return Some(Inbound::Leg(SipEvent::Failed { leg, status: best }));
             }
         }
