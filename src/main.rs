@@ -79,7 +79,7 @@ fn main() -> ExitCode {
             for line in acd::shell::summary(&cfg) {
                 tracing::info!("{line}");
             }
-            let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+            let rt = match acd::shell::runtime::build(cfg.sip.workers) {
                 Ok(rt) => rt,
                 Err(e) => {
                     eprintln!("acd: cannot start the runtime: {e}");

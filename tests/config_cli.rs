@@ -121,6 +121,11 @@ fn mistakes_name_the_key_and_the_reason() {
         error_after(|t| t.replace("members = [{ agent = \"eleni\" }", "members = [{ agent = \"elena\" }")),
     );
     invalid(
+        "sip.workers",
+        "65 is out of range 0..=64",
+        error_after(|t| t.replacen("workers = 0 ", "workers = 65 ", 1)),
+    );
+    invalid(
         "defaults.ring_timeout_secs",
         "0 is out of range 1..=600",
         error_after(|t| t.replace("ring_timeout_secs = 15        # default", "ring_timeout_secs = 0 #")),

@@ -671,6 +671,21 @@ fn with_the_sip_io_thread_a_call_is_answered_and_released() {
     d.shutdown();
 }
 
+/// `sip.workers = 2`: rsipstack's tasks on two worker threads, the daemon
+/// loop on its own. A trunk's call is answered (queued) and released on its
+/// BYE, and no call or RTP port is left behind.
+#[test]
+fn with_two_sip_workers_a_call_is_answered_and_released() {
+    let (port, d) = daemon("workers = 2", "", 4);
+    let trunk = Trunk::new("127.0.0.18", port);
+    let (mut call, ok) = trunk.answered("workers-2", "");
+    assert_eq!(status(&ok), Some(200), "{ok}");
+    wait_for(&d, Duration::from_secs(5), "the call is up", |s| s.calls == 1);
+    trunk.bye(&mut call);
+    wait_for(&d, Duration::from_secs(5), "no call left", |s| s.calls == 0 && s.rtp_ports_in_use == 0);
+    d.shutdown();
+}
+
 /// An agent's phone whose 200 OK crosses acd's ACK (or loses it) sends the
 /// 200 again (RFC 3261 §13.3.1.4) and must be ACKed again, or it hangs up
 /// after 32 s. acd keeps the ACK for that among the stack's finished

@@ -147,6 +147,59 @@ fn busy_and_unanswered_offers_roll_over_to_other_agents() {
     d.shutdown();
 }
 
+/// `sip.workers = 2`: rsipstack's receive loops, transactions and the
+/// adapter's dialog tasks run on two worker threads while the daemon loop
+/// owns the engine and call control on its own. Calls still reach agents,
+/// busy and unanswered offers still roll over (CANCEL and 486 handled on a
+/// worker while the loop decides), audio is relayed without crosstalk, and
+/// every leg, dialog and port is released.
+#[test]
+fn with_two_sip_workers_calls_roll_over_and_reach_agents_and_nothing_is_left() {
+    let (_g, port, d) = daemon(60, |t| {
+        t.replacen("[sip]\n", "[sip]\nworkers = 2\n", 1).replace("ring_timeout_secs = 5", "ring_timeout_secs = 1")
+    });
+    // The daemon runs in this process: its two workers are threads here.
+    let workers = std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .filter(|name| name.trim() == "acd-sip")
+        .count();
+    assert!(workers >= 2, "sip.workers = 2 starts two acd-sip worker threads, found {workers}");
+    // The daemon has 64 RTP port pairs (32 calls at once): 8 calls/s of
+    // 3 s stay under that.
+    let (code, r) = run(
+        port,
+        &[
+            "--agents",
+            "60",
+            "--calls",
+            "24",
+            "--rate",
+            "8",
+            "--duration",
+            "3",
+            "--busy",
+            "0.2",
+            "--no-answer",
+            "0.1",
+            "--seed",
+            "3",
+        ],
+    );
+    assert_eq!(n(&r, "failed"), 0.0, "{r}");
+    assert_eq!(n(&r, "agent_answered"), 24.0, "every caller reached an agent: {r}");
+    let busy = n(&r, "offers_busy");
+    let let_ring = n(&r, "offers_no_answer");
+    assert!(busy > 0.0 && let_ring > 0.0, "{r}");
+    assert_eq!(n(&r, "offers_cancelled"), let_ring, "{r}");
+    assert_eq!(n(&r, "offers"), 24.0 + busy + let_ring, "{r}");
+    assert_eq!(n(&r, "rtp.lost"), 0.0, "{r}");
+    assert_eq!(n(&r, "rtp.crosstalk"), 0.0, "{r}");
+    assert_eq!(code, 0, "{r}");
+    assert_drained(&d);
+    d.shutdown();
+}
+
 #[test]
 fn waiting_callers_hear_music_until_they_hang_up() {
     let (_g, port, d) = daemon(1, |t| t);

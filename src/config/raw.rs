@@ -148,6 +148,7 @@ pub struct RawSip {
     pub overload_queue_delay_ms: Option<u32>,
     pub fd_headroom: Option<u32>,
     pub io_thread: Option<bool>,
+    pub workers: Option<u32>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]

@@ -110,6 +110,12 @@ pub struct SipSettings {
     /// and refused more at 2,000/s (520 against 63 503s): the cross-thread
     /// hand-offs cost more than the parsing it moves. Needs a restart.
     pub io_thread: bool,
+    /// Worker threads of the tokio runtime that runs the SIP stack's tasks
+    /// (transport receive loops, transaction and dialog tasks, timers) and
+    /// the shell's other I/O; the daemon loop (engine and call control)
+    /// stays one task on the main thread either way. 0 (default): one
+    /// current-thread runtime for everything, as before. Needs a restart.
+    pub workers: u32,
 }
 
 /// Numbers an agent dials from a registered phone to change state.
@@ -216,6 +222,7 @@ impl Default for SipSettings {
             overload_queue_delay_ms: 100,
             fd_headroom: 256,
             io_thread: false,
+            workers: 0,
         }
     }
 }
@@ -341,6 +348,8 @@ pub(super) fn sip_settings(cx: &Ctx, raw: Option<&RawSip>) -> Result<SipSettings
     check_range(cx, "sip.overload_queue_delay_ms", overload_queue_delay_ms, 10, 10_000)?;
     let fd_headroom = r.fd_headroom.unwrap_or(d.fd_headroom);
     check_range(cx, "sip.fd_headroom", fd_headroom, 16, 100_000)?;
+    let workers = r.workers.unwrap_or(d.workers);
+    check_range(cx, "sip.workers", workers, 0, 64)?;
     let mut seen = HashSet::new();
     for (k, v) in [
         ("login", &feature_codes.login),
@@ -382,6 +391,7 @@ pub(super) fn sip_settings(cx: &Ctx, raw: Option<&RawSip>) -> Result<SipSettings
         overload_queue_delay_ms,
         fd_headroom,
         io_thread: r.io_thread.unwrap_or(d.io_thread),
+        workers,
     })
 }
 

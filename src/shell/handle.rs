@@ -73,7 +73,7 @@ impl DaemonHandle {
         let snap = snapshot.clone();
         let ctl = control_tx.clone();
         let thread = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+            let rt = super::runtime::build(config.sip.workers).expect("runtime");
             rt.block_on(async move {
                 let started = async {
                     let (daemon, raw, media) = Daemon::start(config, path).await?;

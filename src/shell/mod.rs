@@ -11,6 +11,7 @@
 //! - `views.rs`: the admin API's JSON views; `admin.rs`: its HTTP side;
 //! - `ops.rs`: metrics, event log, file-descriptor budget; `timers.rs`: the shell's deadlines;
 //! - `sessions.rs`: the callers' RFC 4028 session timers, by deadline;
+//! - `runtime.rs`: the tokio runtime for `sip.workers`;
 //! - `error.rs`: [`ShellError`], [`ReloadError`]; `watch.rs`: the config file watcher.
 
 mod admin;
@@ -19,6 +20,7 @@ mod error;
 mod handle;
 mod media_legs;
 mod ops;
+pub mod runtime;
 mod sessions;
 mod timers;
 mod views;

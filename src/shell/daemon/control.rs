@@ -153,6 +153,7 @@ impl Daemon {
                 "sip.listen_udp / sip.listen_tcp",
             ),
             (new.sip.io_thread != old.sip.io_thread, "sip.io_thread"),
+            (new.sip.workers != old.sip.workers, "sip.workers"),
             (new.ops.metrics_listen != old.ops.metrics_listen, "metrics.listen"),
             (
                 new.ops.admin_listen != old.ops.admin_listen || new.ops.admin_token != old.ops.admin_token,
