@@ -91,7 +91,7 @@ fn an_early_caller_past_max_wait_gets_a_final_error_not_a_bye() {
         two_agents("answer = \"on_agent\"\nearly_media = \"ringing\"\nmax_wait_secs = 30\noverflow = \"reject:486\"");
     net.phone("anna", Phone::Rings);
     net.phone("ben", Phone::Rings);
-    let c1 = net.call("100", CALLER);
+    let _c1 = net.call("100", CALLER);
     assert_eq!(net.said(), ["c1: 180", "c1: invite anna"], "180 without media");
     net.run_until(40.0);
     let said = net.said();
