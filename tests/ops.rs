@@ -377,6 +377,9 @@ fn the_metrics_endpoint_is_scraped_after_real_calls() {
     // the finished transactions (BYEs, the 404, ...) are kept for
     // retransmissions.
     assert_eq!(get("acd_sip_dialogs"), Some(0.0), "{body}");
+    // Hold music's own health: no slot given up (frames never sent).
+    assert_eq!(get("acd_media_skipped_slots_total"), Some(0.0), "{body}");
+    assert!(get("acd_media_frames_generated_total").is_some(), "{body}");
     let running = get("acd_sip_transactions{state=\"running\"}").expect("running transactions");
     assert!(running <= 1.0, "{body}");
     let finished = get("acd_sip_transactions{state=\"finished\"}").expect("finished transactions");

@@ -269,6 +269,10 @@ impl MediaLegs {
         metrics::gauge!("acd_rtp_ports_in_use").set(self.plane.ports_in_use() as f64);
         let window = p.stats.since(&self.prev_lateness);
         metrics::gauge!("acd_media_pacing_p99_seconds").set(window.lateness_quantile_us(0.99) as f64 / 1e6);
+        // Slots a shard gave up on (more than 200 ms behind): frames never
+        // sent, so the music played slowly. The pacing gauge cannot show it.
+        metrics::counter!("acd_media_skipped_slots_total").increment(window.skipped_slots);
+        metrics::counter!("acd_media_frames_generated_total").increment(window.generated);
         self.prev_lateness = p.stats;
     }
 
