@@ -14,9 +14,9 @@
 //! key; every exit is one `Exited` event before the call's next
 //! `CallQueued` or `CallFinished`.
 
-use super::{CallState, Engine, Entry};
-use crate::config::{ExitTarget, WhenNoAgents};
-use crate::engine::{Action, CallId, EngineError, Event, Outcome, TimerKind};
+use super::Engine;
+use crate::config::ExitTarget;
+use crate::engine::{Action, CallId, EngineError, Event, Outcome};
 use tracing::debug;
 
 impl Engine {
@@ -53,31 +53,11 @@ impl Engine {
                     self.join_queue(c, from);
                     return;
                 };
-                let t = &self.queues[to.0 as usize];
-                let can_take = !t.closed
-                    && self.queue_open(to)
-                    && t.line.len() < t.cfg.max_waiting as usize
-                    && (t.cfg.when_no_agents == WhenNoAgents::Join || !self.queue_empty(to));
-                if !can_take {
+                if self.takes_transfer(to).is_err() {
                     self.join_queue(c, to);
                     return;
                 }
-                let now = self.now;
-                let call = self.calls.get_mut(&c).expect("waiting call exists");
-                call.queue = to;
-                call.state = CallState::Waiting;
-                call.joined = now;
-                call.on_hold = true;
-                let (priority, seq, entered) = (call.priority, call.seq, call.entered);
-                let queue = &mut self.queues[to.0 as usize];
-                queue.line.insert(priority, seq, Entry { call: c, entered });
-                let aging = queue.cfg.aging_secs;
-                let position = queue.line.iter(now, aging).position(|e| e.call == c).map_or(0, |p| p as u32 + 1);
-                self.actions.push_back(Action::StartHold { call: c, queue: to, music: queue.cfg.music.clone() });
-                self.events.push_back(Event::CallQueued { call: c, queue: to, priority, position });
-                self.timers.cancel(TimerKind::Announce(c));
-                self.arm_call_timers(c, true);
-                self.dirty.insert(to);
+                self.requeue_keeping_place(c, to);
             }
         }
     }

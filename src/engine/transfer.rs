@@ -21,14 +21,10 @@ use crate::engine::{Action, AgentId, CallId, EngineError, Event, QueueId, TimerK
 use tracing::debug;
 
 impl Engine {
-    pub(super) fn transfer_call(&mut self, c: CallId, to: QueueId) -> Result<(), EngineError> {
-        let call = self.calls.get(&c).ok_or(EngineError::UnknownCall(c))?;
-        let CallState::Bridged { agent, since } = call.state else {
-            return Err(EngineError::NotBridged(c));
-        };
-        if !call.ringing.is_empty() {
-            return Err(EngineError::TransferPending(c));
-        }
+    /// Whether queue `to` takes a caller moved into it now (a transfer or an
+    /// exit key): open, not full, and staffed by its own `empty_when` rules
+    /// unless it takes callers regardless.
+    pub(super) fn takes_transfer(&self, to: QueueId) -> Result<(), EngineError> {
         let target = self.queues.get(to.0 as usize).ok_or(EngineError::UnknownQueue(to))?;
         let name = || target.cfg.name.clone();
         // Removed by a reload, or outside its business hours.
@@ -38,18 +34,18 @@ impl Engine {
         if target.line.len() >= target.cfg.max_waiting as usize {
             return Err(EngineError::QueueFull(name()));
         }
-        // "Nobody there" by the target's own `empty_when` rules.
         if target.cfg.when_no_agents != WhenNoAgents::Join && self.queue_empty(to) {
             return Err(EngineError::NoAgents(name()));
         }
+        Ok(())
+    }
 
-        let from = call.queue;
-        debug!(call = c.0, agent = agent.0, from = from.0, to = to.0, "Bridged => Waiting (transferred)");
-        self.count_handle_time(from, since);
-        self.events.push_back(Event::Transferred { call: c, from, agent, to: TransferTarget::Queue(to) });
-
+    /// Puts call `c` (out of any line) into queue `to` keeping its place:
+    /// its priority, arrival order and `entered` time; only max wait
+    /// restarts. Its music starts and its timers are armed afresh.
+    pub(super) fn requeue_keeping_place(&mut self, c: CallId, to: QueueId) {
         let now = self.now;
-        let call = self.calls.get_mut(&c).expect("checked above");
+        let call = self.calls.get_mut(&c).expect("requeued call exists");
         call.queue = to;
         call.state = CallState::Waiting;
         call.joined = now;
@@ -65,6 +61,24 @@ impl Engine {
         self.timers.cancel(TimerKind::PeriodicAnnounce(c));
         self.arm_call_timers(c, true);
         self.dirty.insert(to);
+    }
+
+    pub(super) fn transfer_call(&mut self, c: CallId, to: QueueId) -> Result<(), EngineError> {
+        let call = self.calls.get(&c).ok_or(EngineError::UnknownCall(c))?;
+        let CallState::Bridged { agent, since } = call.state else {
+            return Err(EngineError::NotBridged(c));
+        };
+        if !call.ringing.is_empty() {
+            return Err(EngineError::TransferPending(c));
+        }
+        self.takes_transfer(to)?;
+
+        let from = call.queue;
+        debug!(call = c.0, agent = agent.0, from = from.0, to = to.0, "Bridged => Waiting (transferred)");
+        self.count_handle_time(from, since);
+        self.events.push_back(Event::Transferred { call: c, from, agent, to: TransferTarget::Queue(to) });
+
+        self.requeue_keeping_place(c, to);
         // The agent's call is over, as after a hang-up (wrap-up, or a pause
         // or logout asked for during the call). After the caller is queued,
         // so an agent who is in the target queue and free at once is not

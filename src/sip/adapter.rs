@@ -589,15 +589,15 @@ impl SipStack {
         }
     }
 
-    /// 200 OK with `sdp` and `extra` header fields (the session timer's) to
-    /// the caller; the dialog is created here.
-    pub fn answer_caller(&mut self, leg: LegId, sdp: Vec<u8>, extra: Vec<(String, String)>) {
-        if self.answer_early(leg, &sdp, &extra) {
-            return;
-        }
+    /// A pending caller's INVITE transaction and its dialog, created now,
+    /// with the dialog's To-tag put on the request (rsipstack trap: a 487
+    /// after a CANCEL would otherwise carry a fresh To-tag unlike the
+    /// dialog's). `None` when the leg is not pending, or when the dialog
+    /// cannot be made (then the caller got 500 and is reported gone).
+    pub(super) fn caller_dialog(&mut self, leg: LegId, what: &str) -> Option<(Transaction, InviteDialog)> {
         let Some(LegHandle::PendingCaller(tx)) = self.legs.remove(&leg) else {
-            warn!(%leg, "answer for a caller leg that is not pending");
-            return;
+            warn!(%leg, "{what} for a caller leg that is not pending");
+            return None;
         };
         let mut tx = *tx;
         let dialog = match self.dialog_layer.get_or_create_server_invite(
@@ -611,18 +611,26 @@ impl SipStack {
                 warn!(error = %e, "cannot create the caller's dialog");
                 reply_spawn(tx, 500, vec![], None);
                 self.reports.push_back(Raw(RawInbound::CallerGone { leg }));
-                return;
+                return None;
             }
         };
-        let id = dialog.id();
-        // rsipstack trap: a 487 after CANCEL would carry a fresh To-tag unlike
-        // our dialog's; put the dialog's tag on the request first.
+        let tag = dialog.id().local_tag.clone();
         if let Ok(to) = tx.original.to_header() {
             if let Ok(typed) = to.typed() {
-                let tagged = typed.with_tag(id.local_tag.clone().into());
-                tx.original.headers.unique_push(tagged.into());
+                tx.original.headers.unique_push(typed.with_tag(tag.into()).into());
             }
         }
+        Some((tx, dialog))
+    }
+
+    /// 200 OK with `sdp` and `extra` header fields (the session timer's) to
+    /// the caller; the dialog is created here.
+    pub fn answer_caller(&mut self, leg: LegId, sdp: Vec<u8>, extra: Vec<(String, String)>) {
+        if self.answer_early(leg, &sdp, &extra) {
+            return;
+        }
+        let Some((mut tx, dialog)) = self.caller_dialog(leg, "answer") else { return };
+        let id = dialog.id();
         let mut server = dialog.clone();
         let mut headers = vec![Header::ContentType("application/sdp".into())];
         headers.extend(extra.into_iter().map(|(n, v)| to_header(&n, v)));

@@ -36,33 +36,8 @@ impl SipStack {
     /// created here. Later: [`SipStack::answer_caller`] or
     /// [`SipStack::reject_caller`].
     pub fn early_caller(&mut self, leg: LegId, sdp: Option<Vec<u8>>) {
-        let Some(LegHandle::PendingCaller(tx)) = self.legs.remove(&leg) else {
-            warn!(%leg, "early media for a caller leg that is not pending");
-            return;
-        };
-        let mut tx = *tx;
-        let dialog = match self.dialog_layer.get_or_create_server_invite(
-            &tx,
-            self.state_tx.clone(),
-            None,
-            Some(self.contact.clone()),
-        ) {
-            Ok(d) => d,
-            Err(e) => {
-                warn!(error = %e, "cannot create the caller's dialog");
-                reply_spawn(tx, 500, vec![], None);
-                self.reports.push_back(Raw(RawInbound::CallerGone { leg }));
-                return;
-            }
-        };
+        let Some((mut tx, dialog)) = self.caller_dialog(leg, "early media") else { return };
         let id = dialog.id();
-        // rsipstack trap: the 487 after a CANCEL would carry a fresh To-tag.
-        if let Ok(to) = tx.original.to_header() {
-            if let Ok(typed) = to.typed() {
-                let tagged = typed.with_tag(id.local_tag.clone().into());
-                tx.original.headers.unique_push(tagged.into());
-            }
-        }
         let sdp_copy = sdp.clone();
         let headers = sdp.as_ref().map(|_| vec![Header::ContentType("application/sdp".into())]);
         if let Err(e) = dialog.ringing(headers, sdp) {
