@@ -9,42 +9,8 @@
 //! the event log has the `exited` record.
 mod common;
 
-use common::audio::*;
 use common::*;
 use std::time::Duration;
-
-const FLOOR: &str = r#"
-[[agent]]
-id = "anna"
-password = "anna-pw"
-
-[[agent]]
-id = "bert"
-password = "bert-pw"
-
-[[queue]]
-name = "front"
-members = [{ agent = "anna" }]
-exit_key = "0"
-exit_target = "200"
-
-[[queue]]
-name = "tech"
-members = [{ agent = "bert" }]
-
-[[number]]
-number = "100"
-queue = "front"
-
-[[number]]
-number = "200"
-queue = "tech"
-"#;
-
-fn hears(ua: &mut Ua, call: i64, dir: &std::path::Path, label: &str, freq: f32) -> f32 {
-    let (heard, rate) = record(ua, call, &dir.join(format!("{label}.wav")), 1.5);
-    tone_ratio(&heard, rate, freq)
-}
 
 #[test]
 fn pjsua2_caller_pressing_the_exit_key_reaches_an_agent_of_the_target_queue() {
@@ -55,7 +21,7 @@ fn pjsua2_caller_pressing_the_exit_key_reaches_an_agent_of_the_target_queue() {
     let log = dir.join("events.jsonl");
     let ops =
         format!("[metrics]\nlisten = \"\"\n\n[admin]\nlisten = \"\"\n\n[event_log]\npath = \"{}\"\n", log.display());
-    let text = config_text_with(port, &ops, FLOOR);
+    let text = config_text_with(port, &ops, &front_and_tech("exit_key = \"0\"\nexit_target = \"200\""));
     let d = acd::shell::DaemonHandle::spawn(acd::config::from_toml_str("keypad.toml", &text).unwrap()).expect("daemon");
     let mut bert = Ua::agent("bert", port, "bert-pw", "answer");
 

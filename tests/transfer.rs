@@ -17,32 +17,6 @@ use common::baresip::{installed, Audio, Baresip};
 use common::*;
 use std::time::{Duration, Instant};
 
-const FLOOR: &str = r#"
-[[agent]]
-id = "anna"
-password = "anna-pw"
-
-[[agent]]
-id = "bert"
-password = "bert-pw"
-
-[[queue]]
-name = "front"
-members = [{ agent = "anna" }]
-
-[[queue]]
-name = "tech"
-members = [{ agent = "bert" }]
-
-[[number]]
-number = "100"
-queue = "front"
-
-[[number]]
-number = "200"
-queue = "tech"
-"#;
-
 /// With `ACD_TEST_LOG=path`, the daemon's debug log goes to that file.
 fn test_log() {
     if let Some(path) = std::env::var_os("ACD_TEST_LOG") {
@@ -61,12 +35,6 @@ fn wait_until(what: &str, within: Duration, mut f: impl FnMut() -> bool) {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         std::thread::sleep(Duration::from_millis(100));
     }
-}
-
-/// How much of `freq` caller `call` of `trunk` hears over 1.5 s.
-fn hears(trunk: &mut Ua, call: i64, dir: &std::path::Path, label: &str, freq: f32) -> f32 {
-    let (heard, rate) = record(trunk, call, &dir.join(format!("{label}.wav")), 1.5);
-    tone_ratio(&heard, rate, freq)
 }
 
 /// The second half of the story, common to both phones: caller 1 waits in
@@ -117,7 +85,7 @@ fn baresip_blind_transfer_to_a_queue_keeps_the_callers_place_and_a_refused_one_k
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     test_log();
     let port = free_port();
-    let d = acd::shell::DaemonHandle::spawn(config(port, FLOOR)).expect("daemon");
+    let d = acd::shell::DaemonHandle::spawn(config(port, &front_and_tech(""))).expect("daemon");
     let mut anna = Baresip::agent("xfer", "anna", "anna-pw", port, Audio { source: Some(source.clone()), dump: false });
     wait_until("baresip to register", Duration::from_secs(10), || d.snapshot().registered_contacts == 1);
 
@@ -161,7 +129,7 @@ fn pjsua2_blind_transfer_to_a_queue_keeps_the_callers_place_and_a_refused_one_ke
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     test_log();
     let port = free_port();
-    let d = acd::shell::DaemonHandle::spawn(config(port, FLOOR)).expect("daemon");
+    let d = acd::shell::DaemonHandle::spawn(config(port, &front_and_tech(""))).expect("daemon");
     let mut anna = Ua::agent("anna", port, "anna-pw", "answer");
 
     let mut trunk = two_callers(port);
@@ -214,7 +182,7 @@ fn pjsua2_blind_transfer_to_an_agent_rings_them_and_a_busy_one_keeps_the_bridge(
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     test_log();
     let port = free_port();
-    let d = acd::shell::DaemonHandle::spawn(config(port, FLOOR)).expect("daemon");
+    let d = acd::shell::DaemonHandle::spawn(config(port, &front_and_tech(""))).expect("daemon");
     let mut anna = Ua::agent("anna", port, "anna-pw", "answer");
     let mut bert = Ua::agent("bert", port, "bert-pw", "busy");
     let mut trunk = trunk();
@@ -281,7 +249,7 @@ fn admin_transfers_a_bridged_call_to_a_queue() {
     test_log();
     let port = free_port();
     let ops = format!("[metrics]\nlisten = \"\"\n\n[admin]\nlisten = \"127.0.0.1:0\"\ntoken = \"{TOKEN}\"\n");
-    let text = config_text_with(port, &ops, FLOOR);
+    let text = config_text_with(port, &ops, &front_and_tech(""));
     let d = acd::shell::DaemonHandle::spawn(acd::config::from_toml_str("xfer.toml", &text).unwrap()).expect("daemon");
     let admin = d.admin_addr.expect("admin API bound");
     let mut anna = Ua::agent("anna", port, "anna-pw", "answer");

@@ -307,3 +307,44 @@ pub fn record(ua: &mut Ua, call: i64, path: &std::path::Path, secs: f32) -> (Vec
     let skip = (rate as usize * 3 / 10).min(s.len());
     (s[skip..].to_vec(), rate)
 }
+
+/// How much of `freq` `ua`'s call `call` hears over 1.5 s (the recording is
+/// kept in `dir` as `<label>.wav`).
+pub fn hears(ua: &mut Ua, call: i64, dir: &std::path::Path, label: &str, freq: f32) -> f32 {
+    let (heard, rate) = record(ua, call, &dir.join(format!("{label}.wav")), 1.5);
+    audio::tone_ratio(&heard, rate, freq)
+}
+
+/// Two queues, each with one agent: "front" (anna, number 100, plus
+/// `front_extra` keys) and "tech" (bert, number 200): a floor for
+/// escalations from the front line.
+pub fn front_and_tech(front_extra: &str) -> String {
+    format!(
+        r#"
+[[agent]]
+id = "anna"
+password = "anna-pw"
+
+[[agent]]
+id = "bert"
+password = "bert-pw"
+
+[[queue]]
+name = "front"
+members = [{{ agent = "anna" }}]
+{front_extra}
+
+[[queue]]
+name = "tech"
+members = [{{ agent = "bert" }}]
+
+[[number]]
+number = "100"
+queue = "front"
+
+[[number]]
+number = "200"
+queue = "tech"
+"#
+    )
+}
