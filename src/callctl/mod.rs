@@ -765,7 +765,10 @@ impl Core {
                     }
                     self.end_call(Some(now), call_id, CallerEnd::Gone, "caller cancelled")
                 }
-                SipEvent::CallerHungUp { .. } => self.end_call(Some(now), call_id, CallerEnd::Gone, "caller hung up"),
+                // RemoteBye: a caller leg acd dialled (a callback's customer).
+                SipEvent::CallerHungUp { .. } | SipEvent::RemoteBye { .. } => {
+                    self.end_call(Some(now), call_id, CallerEnd::Gone, "caller hung up")
+                }
                 SipEvent::Refer { .. } => self.refer_elsewhere(call_id, leg, state),
                 other => Err(unexpected(call_id, leg, name_of(&other), state)),
             };
