@@ -4,7 +4,7 @@
 //!
 //! ```text
 //!   Waiting/Offering ── callback_key ──► Callback pending (rings withdrawn,
-//!        StopHold, ConfirmCallback: the shell plays the prompt and BYEs)
+//!        ConfirmCallback: the shell plays the prompt over the hold, BYEs)
 //!        keeps priority, arrival order (seq) and `entered`; no max wait,
 //!        no announcements; a hang-up of the caller changes nothing
 //!   pending ── not before now + callback_initial_delay_secs ──► offerable
@@ -62,9 +62,11 @@ impl Engine {
         }
         debug!(call = c.0, "Queued => CallbackPending");
         self.withdraw_all_rings(c);
-        self.stop_hold(c);
         let not_before = self.now.plus_secs(cfg.initial_delay_secs);
         let call = self.calls.get_mut(&c).expect("waiting call exists");
+        // No StopHold: the confirmation plays over the hold (the media plane
+        // plays prompts to held legs) and the caller leg ends after it.
+        call.on_hold = false;
         call.callback = Some(Pending { not_before, failed: 0, dialling: false });
         self.actions.push_back(Action::ConfirmCallback { call: c });
         self.events.push_back(Event::Callback { call: c, queue: q, step: CallbackStep::Requested });

@@ -51,7 +51,7 @@ fn requested(max_attempts: u32, retry: u32) -> (Core, CallId, LegId) {
     commands(&mut c);
     c.caller_digit(Time::from_secs(5), leg, '*');
     let cmds = commands(&mut c);
-    assert_eq!(cmds, vec![Command::StopHold { call, leg }, Command::ConfirmCallback { call, leg }]);
+    assert_eq!(cmds, vec![Command::ConfirmCallback { call, leg }]);
     // The caller leg is not the core's any more: its BYE changes nothing.
     c.handle_sip(Time::from_secs(7), SipEvent::CallerHungUp { leg });
     assert_eq!(commands(&mut c), vec![]);

@@ -133,7 +133,7 @@ fn a_callback_keeps_its_place_rings_an_agent_dials_the_customer_and_bridges() {
     h.input(20, Input::CallerDigit { call: CallId(1), digit: '5' }).unwrap();
     assert!(h.actions.is_empty() && h.events.is_empty());
     h.input(20, Input::CallerDigit { call: CallId(1), digit: '*' }).unwrap();
-    assert_eq!(h.actions, vec![Action::StopHold { call: CallId(1) }, Action::ConfirmCallback { call: CallId(1) }]);
+    assert_eq!(h.actions, vec![Action::ConfirmCallback { call: CallId(1) }]);
     assert_eq!(h.steps(), vec![CallbackStep::Requested]);
     assert_eq!(h.e.callbacks_pending(sales), 1);
     assert_eq!(h.e.waiting(sales), vec![CallId(1), CallId(2)], "still first in line");

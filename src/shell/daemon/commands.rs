@@ -74,13 +74,7 @@ impl Daemon {
                 self.media.announce(self.core.config(), leg, position, estimated_wait_secs)
             }
             Command::PlayFile { leg, file, .. } => self.media.play_file(self.core.config(), leg, &file),
-            // Not finished: the confirmation prompt is not played yet, the
-            // caller is hung up at once. Unreachable while src/config/keypad.rs
-            // refuses `callback_key`.
-            Command::ConfirmCallback { leg, .. } => {
-                self.drop_leg(leg);
-                self.stack.bye(leg);
-            }
+            Command::ConfirmCallback { leg, .. } => self.confirm_callback(leg),
         }
     }
 
