@@ -131,6 +131,16 @@ pub(super) fn keypad(cx: &Ctx, key: &str, q: &RawQueue, d: &RawQueue) -> Result<
                     None => Ok(default),
                 }
             };
+            if let Some((v, k)) = pick!(callback_offer_after_secs).filter(|(v, _)| *v > 0) {
+                // Offering callback past an estimated wait is not built: a
+                // value here would do nothing.
+                return Err(cx.err(
+                    k,
+                    format!(
+                        "{v}: offering callback automatically past a wait is not available yet; only 0 (the key alone)"
+                    ),
+                ));
+            }
             Some(CallbackConfig {
                 key: c,
                 offer_after_secs: num(pick!(callback_offer_after_secs), 0, 0, 86_400)?,
@@ -283,5 +293,8 @@ members = [{ agent = "anna" }]
         assert_eq!((cb.initial_delay_secs, cb.max_attempts, cb.retry_delay_secs), (0, 3, 60));
         let (k, r) = err("callback_key = \"1\"");
         assert_eq!(k, "queue[sales].callback_trunk", "{r}");
+        let (k, r) = err("callback_key = \"1\"\ncallback_trunk = \"127.0.0.1:5070\"\ncallback_offer_after_secs = 120");
+        assert_eq!(k, "queue[sales].callback_offer_after_secs", "{r}");
+        assert!(r.contains("not available"), "{r}");
     }
 }
