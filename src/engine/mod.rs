@@ -554,6 +554,11 @@ impl Engine {
                 self.apply_config(&config);
                 Ok(())
             }
+            Input::MoveCall { call, .. } | Input::TransferCall { call, .. } | Input::TransferToAgent { call, .. }
+                if self.is_callback(call) =>
+            {
+                Err(EngineError::IsCallback(call))
+            }
             Input::MoveCall { call, queue } => self.move_call(call, queue),
             Input::SetEmergency { schedule, state } => self.set_emergency(&schedule, state),
             Input::TransferCall { call, queue } => self.transfer_call(call, queue),

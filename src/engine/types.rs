@@ -530,6 +530,8 @@ pub enum EngineError {
     NotWaiting(CallId),
     #[error("no schedule \"{0}\" in the config")]
     UnknownSchedule(String),
+    #[error("{0} is a callback not connected yet: it cannot be moved or transferred")]
+    IsCallback(CallId),
     #[error("{0} is not a callback being dialled")]
     NotDialling(CallId),
     #[error("{0} is not bridged to an agent")]

@@ -22,6 +22,13 @@ pub fn describe() {
     );
 }
 
+/// Refreshes `acd_callbacks_pending` of queue `name` (each second, with the
+/// other queue gauges; a callback withdrawn by an admin has no step event).
+pub fn set_pending(engine: &Engine, name: &str) {
+    let pending = engine.queue_id(name).map_or(0, |q| engine.callbacks_pending(q));
+    gauge!(CALLBACKS_PENDING, "queue" => name.to_string()).set(pending as f64);
+}
+
 /// The keys of one callback event line.
 pub fn put_step(engine: &Engine, call: CallId, queue: QueueId, step: &CallbackStep, mut put: impl FnMut(&str, Value)) {
     put("call", json!(call.0));

@@ -773,6 +773,7 @@ impl Metrics {
             }
             qm.prune(now);
             set_queue_gauges(&qm.name, waiting, longest, &by_state, &qm.figures(now));
+            crate::ops::callback_log::set_pending(engine, &qm.name);
             // Business hours: 1 open, 0 closed (always 1 without a schedule).
             let open = engine.queue_id(&qm.name).is_none_or(|q| engine.queue_open(q));
             gauge!(QUEUE_OPEN, "queue" => Arc::clone(&qm.name)).set(if open { 1.0 } else { 0.0 });

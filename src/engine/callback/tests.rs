@@ -319,6 +319,32 @@ fn drain_reports_pending_callbacks_as_lost() {
 }
 
 #[test]
+fn a_closing_queue_keeps_its_callbacks_and_a_callback_cannot_be_moved() {
+    let mut cfg = config(0, 3, 60);
+    // Every caller left in "sales" goes to "tech" when nobody is logged in.
+    let sales_cfg = cfg.queues.iter_mut().find(|q| q.name == "sales").unwrap();
+    sales_cfg.leave_when_empty = true;
+    sales_cfg.when_no_agents = crate::config::WhenNoAgents::Overflow;
+    let mut h = H::new(&cfg);
+    let sales = h.e.queue_id("sales").unwrap();
+    let tech = h.e.queue_id("tech").unwrap();
+    h.pause(0, "anna");
+    h.pause(0, "ben");
+    h.call(0, 1, "sales");
+    h.input(1, Input::CallerDigit { call: CallId(1), digit: '*' }).unwrap();
+    h.call(2, 2, "sales");
+    assert_eq!(h.input(3, Input::MoveCall { call: CallId(1), queue: tech }), Err(EngineError::IsCallback(CallId(1))));
+    h.clear();
+    for a in ["anna", "ben"] {
+        let a = h.agent(a);
+        h.input(4, Input::AgentLogout { agent: a }).unwrap();
+    }
+    assert_eq!(h.e.call(CallId(2)).map(|v| v.queue), Some(tech), "the ordinary caller left the empty queue");
+    assert_eq!(h.e.call(CallId(1)).map(|v| v.queue), Some(sales), "the callback stays");
+    assert!(!h.actions.iter().any(|a| matches!(a, Action::StartHold { call: CallId(1), .. })));
+}
+
+#[test]
 fn a_queue_without_callback_ignores_the_key() {
     let mut h = H::new(&config(0, 3, 60));
     h.pause(0, "ben");
