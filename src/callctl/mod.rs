@@ -427,7 +427,10 @@ impl Core {
         ids.sort();
         for call_id in ids {
             let Some(call) = self.calls.get(&call_id) else { continue };
-            let end = if call.state.answered() {
+            // A callback's caller was hung up after the confirmation.
+            let end = if matches!(call.state, CallState::Callback | CallState::CallbackDialling { .. }) {
+                CallerEnd::Gone
+            } else if call.state.answered() {
                 CallerEnd::Bye
             } else {
                 CallerEnd::Reject { status: 503, retry_after: Some(self.config.sip.retry_after_secs) }

@@ -123,3 +123,34 @@ fn the_agent_hanging_up_while_the_customer_rings_cancels_the_customer() {
     c.handle_sip(Time::from_secs(13), SipEvent::Failed { leg: customer, status: Some(487) });
     assert_eq!(c.errors().total(), 0, "{:?}", c.errors());
 }
+
+#[test]
+fn shutdown_while_the_customer_rings_cancels_it_and_byes_only_the_agent() {
+    let (mut c, call, agent_leg) = requested(3, 30);
+    c.handle_sip(Time::from_secs(12), SipEvent::Answered { leg: agent_leg });
+    let customer = invite_to(&commands(&mut c), &Target::Uri("sip:+35840123@127.0.0.1:5099".into())).unwrap();
+    c.drain(Time::from_secs(13));
+    assert_eq!(commands(&mut c), vec![], "a callback being dialled carries on through the drain");
+    c.hang_up_all(Time::from_secs(20));
+    let cmds = commands(&mut c);
+    assert!(cmds.contains(&Command::Cancel { call, leg: customer }), "{cmds:?}");
+    assert!(cmds.contains(&Command::Bye { call, leg: agent_leg }), "{cmds:?}");
+    assert_eq!(
+        cmds.iter().filter(|x| matches!(x, Command::Bye { .. })).count(),
+        1,
+        "no BYE to the gone caller: {cmds:?}"
+    );
+    assert_eq!(c.call_count(), 0);
+}
+
+#[test]
+fn drain_forgets_a_pending_callback() {
+    let (mut c, _call, agent_leg) = requested(3, 30);
+    // anna is ringing for the callback; the drain drops it (lost), so her
+    // ring is cancelled.
+    c.drain(Time::from_secs(11));
+    let cmds = commands(&mut c);
+    assert!(cmds.iter().any(|x| matches!(x, Command::Cancel { leg, .. } if *leg == agent_leg)), "{cmds:?}");
+    assert_eq!(c.call_count(), 0, "lost at shutdown");
+    assert_eq!(c.errors().total(), 0, "{:?}", c.errors());
+}
