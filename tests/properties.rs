@@ -819,6 +819,8 @@ impl Sim {
             Input::SetEmergency { schedule, state } => format!("admin sets {schedule}'s emergency switch to {state:?}"),
             Input::OfferRinging { call, agent } => format!("{}'s phone rings for {call}", self.agent_name(*agent)),
             Input::CallerDigit { call, digit } => format!("caller of {call} presses {digit}"),
+            Input::CallbackAnswered { call } => format!("the customer of callback {call} answers"),
+            Input::CallbackFailed { call, cause } => format!("the customer of callback {call} fails ({cause:?})"),
         }
     }
 
@@ -872,6 +874,8 @@ impl Sim {
             }
             Input::MoveCall { .. }
             | Input::CallerDigit { .. }
+            | Input::CallbackAnswered { .. }
+            | Input::CallbackFailed { .. }
             | Input::WithdrawCall { .. }
             | Input::TransferToAgent { .. }
             | Input::Drain
@@ -1045,6 +1049,8 @@ impl Sim {
             Input::ConfigReplaced(_)
             | Input::MoveCall { .. }
             | Input::CallerDigit { .. }
+            | Input::CallbackAnswered { .. }
+            | Input::CallbackFailed { .. }
             | Input::SetEmergency { .. }
             | Input::WithdrawCall { .. }
             | Input::TransferToAgent { .. }
@@ -1194,6 +1200,10 @@ impl Sim {
                     self.check_route(call, Dest::Reject(status))?;
                     self.call_leaves(call, Outcome::Rejected { status }, b)?
                 }
+                // The model has no callback keys (CallerDigit is not generated).
+                Action::ConfirmCallback { call } | Action::DialCallback { call, .. } => {
+                    return Err(self.fail(format!("a callback action for {call}, but no caller asked for one")));
+                }
             }
         }
         Ok(())
@@ -1211,6 +1221,8 @@ impl Sim {
             }
             Action::Transfer { call, uri } => format!("transfer {call} to {uri}"),
             Action::Reject { call, status } => format!("reject {call} with {status}"),
+            Action::ConfirmCallback { call } => format!("confirm callback of {call}"),
+            Action::DialCallback { call, .. } => format!("dial the customer of {call}"),
             Action::StopHold { .. } | Action::Announce { .. } | Action::PlayFile { .. } => return,
         };
         self.trace.push(format!("{:>12}  -> {line}", ""));

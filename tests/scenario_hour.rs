@@ -445,6 +445,8 @@ impl Net {
                 | Action::StopHold { .. }
                 | Action::Announce { .. }
                 | Action::PlayFile { .. }
+                | Action::ConfirmCallback { .. }
+                | Action::DialCallback { .. }
                 | Action::Transfer { .. }
                 | Action::Reject { .. } => {}
             }
@@ -481,8 +483,8 @@ fn per_queue(net: &Net) -> BTreeMap<String, Counts> {
                     Outcome::Answered { .. } => c.answered += 1,
                     Outcome::Abandoned => c.abandoned += 1,
                     Outcome::Rejected { .. } => c.rejected += 1,
-                    // Counted above from Event::Overflowed.
-                    Outcome::Overflowed { .. } => {}
+                    // Counted above from Event::Overflowed; no callbacks in this hour.
+                    Outcome::Overflowed { .. } | Outcome::CallbackFailed { .. } => {}
                 }
             }
             _ => {}
@@ -656,6 +658,7 @@ fn scenario_hour() {
                 assert!(acts.is_empty(), "abandoned {call} was also {acts:?}");
                 continue;
             }
+            Outcome::CallbackFailed { .. } => panic!("{call}: no caller of this hour asks for a callback"),
         };
         assert_eq!(acts, vec![&want], "{call} finished {outcome:?}");
     }

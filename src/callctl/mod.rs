@@ -62,6 +62,7 @@
 //! at error and counted ([`Core::errors`], the last [`RECENT_ERRORS`] kept).
 
 mod agent_hold;
+mod callback;
 mod counters;
 mod early;
 mod keypad;
@@ -275,6 +276,12 @@ pub enum Command {
         leg: LegId,
         status: u16,
     },
+    /// The caller asked for a callback: play the confirmation prompt to
+    /// `leg`, then BYE it. The leg is no longer the core's.
+    ConfirmCallback {
+        call: CallId,
+        leg: LegId,
+    },
     /// Free the media (RTP ports) of an outgoing leg the call let go of
     /// before its final response; its INVITE transaction may live on.
     ReleaseMedia {
@@ -405,6 +412,7 @@ impl Core {
             self.bug(e.into());
         }
         self.pump();
+        self.forget_finished_callbacks();
     }
 
     pub fn is_draining(&self) -> bool {
@@ -419,7 +427,10 @@ impl Core {
         ids.sort();
         for call_id in ids {
             let Some(call) = self.calls.get(&call_id) else { continue };
-            let end = if call.state.answered() {
+            // A callback's caller was hung up after the confirmation.
+            let end = if matches!(call.state, CallState::Callback | CallState::CallbackDialling { .. }) {
+                CallerEnd::Gone
+            } else if call.state.answered() {
                 CallerEnd::Bye
             } else {
                 CallerEnd::Reject { status: 503, retry_after: Some(self.config.sip.retry_after_secs) }
@@ -745,6 +756,9 @@ impl Core {
         };
         let call = self.calls.get(&call_id).expect("leg owner exists");
         let state = call.state;
+        if matches!(state, CallState::Callback | CallState::CallbackDialling { .. }) {
+            return self.callback_sip_event(now, call_id, ev, state);
+        }
 
         if leg == call.caller_leg {
             return match ev {
@@ -754,7 +768,10 @@ impl Core {
                     }
                     self.end_call(Some(now), call_id, CallerEnd::Gone, "caller cancelled")
                 }
-                SipEvent::CallerHungUp { .. } => self.end_call(Some(now), call_id, CallerEnd::Gone, "caller hung up"),
+                // RemoteBye: a caller leg acd dialled (a callback's customer).
+                SipEvent::CallerHungUp { .. } | SipEvent::RemoteBye { .. } => {
+                    self.end_call(Some(now), call_id, CallerEnd::Gone, "caller hung up")
+                }
                 SipEvent::Refer { .. } => self.refer_elsewhere(call_id, leg, state),
                 other => Err(unexpected(call_id, leg, name_of(&other), state)),
             };
@@ -910,6 +927,8 @@ impl Core {
             | Action::Announce { call, .. }
             | Action::PlayFile { call, .. }
             | Action::Transfer { call, .. }
+            | Action::ConfirmCallback { call }
+            | Action::DialCallback { call, .. }
             | Action::Reject { call, .. } => *call,
         };
         if self.ending == Some(call_id) {
@@ -940,7 +959,10 @@ impl Core {
             }
             Action::Ring { agent, .. } => {
                 // Bridged: a transfer to an agent (transfer.rs).
-                if !matches!(state, CallState::Queued | CallState::Early { .. } | CallState::Bridged { .. }) {
+                if !matches!(
+                    state,
+                    CallState::Queued | CallState::Early { .. } | CallState::Bridged { .. } | CallState::Callback
+                ) {
                     return self.bug(wrong("Ring"));
                 }
                 let caller_number = call.caller.clone();
@@ -976,6 +998,9 @@ impl Core {
                     None => debug!(call = %call_id, %agent, "CancelRing for a leg already ended"),
                 }
             }
+            Action::Bridge { .. } if matches!(state, CallState::CallbackDialling { .. }) => {
+                self.callback_bridge(call_id)
+            }
             Action::Bridge { agent, .. } => {
                 let leg =
                     call.legs.iter().find(|l| l.agent == Some(agent) && l.state == LegState::Answered).map(|l| l.leg);
@@ -993,6 +1018,8 @@ impl Core {
                     _ => self.bug(wrong("Bridge")),
                 }
             }
+            Action::ConfirmCallback { .. } => self.confirm_callback(call_id),
+            Action::DialCallback { agent, trunk, .. } => self.dial_callback(call_id, agent, trunk),
             Action::Announce { position, estimated_wait_secs, .. } => {
                 self.commands.push_back(Command::Announce {
                     call: call_id,
@@ -1040,7 +1067,9 @@ impl Core {
                 });
             }
             Action::Reject { status, .. } => {
-                let end = if state.answered() {
+                let end = if state == CallState::Callback {
+                    CallerEnd::Gone // hung up after the callback confirmation
+                } else if state.answered() {
                     CallerEnd::Bye
                 } else {
                     let retry_after = (status == 503).then_some(self.config.sip.retry_after_secs);

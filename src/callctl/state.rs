@@ -33,6 +33,12 @@ pub(super) enum CallState {
     /// Answered and bridged to the transfer target's answered `leg`; the
     /// engine let go.
     TransferBridged { leg: LegId },
+    /// A callback: the caller was hung up after the confirmation; the engine
+    /// keeps its place (agents may ring). callback.rs
+    Callback,
+    /// A callback's agent answered (`agent_leg`, hearing ringback) and the
+    /// customer is being dialled (`customer`).
+    CallbackDialling { agent: AgentId, agent_leg: LegId, customer: LegId },
 }
 
 impl CallState {
@@ -42,7 +48,15 @@ impl CallState {
     }
     /// The engine still holds the call: it must hear how the call ends.
     pub(super) fn in_engine(self) -> bool {
-        matches!(self, CallState::Arriving | CallState::Queued | CallState::Early { .. } | CallState::Bridged { .. })
+        matches!(
+            self,
+            CallState::Arriving
+                | CallState::Queued
+                | CallState::Early { .. }
+                | CallState::Bridged { .. }
+                | CallState::Callback
+                | CallState::CallbackDialling { .. }
+        )
     }
     /// Waiting in a queue for an agent, answered or in early media.
     pub(super) fn waiting(self) -> bool {
@@ -60,6 +74,10 @@ impl std::fmt::Display for CallState {
             CallState::Bridged { agent, leg } => write!(f, "Bridged({agent}, {leg})"),
             CallState::Transferring { leg } => write!(f, "Transferring({leg})"),
             CallState::TransferBridged { leg } => write!(f, "TransferBridged({leg})"),
+            CallState::Callback => write!(f, "Callback"),
+            CallState::CallbackDialling { agent, agent_leg, customer } => {
+                write!(f, "CallbackDialling({agent}, {agent_leg}, customer {customer})")
+            }
         }
     }
 }

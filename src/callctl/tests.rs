@@ -403,6 +403,11 @@ impl Net {
                 }
                 _ => self.violation(format!("{line}: no INVITE of this call to cancel")),
             },
+            // The prompt, then a BYE to the caller.
+            Command::ConfirmCallback { call, leg } => match self.callers.get_mut(call) {
+                Some(c) if c.leg == *leg && c.answered && !c.ended => c.ended = true,
+                _ => self.violation(format!("{line}: caller not in a call")),
+            },
             Command::Bye { call, leg } => {
                 if let Some(c) = self.callers.get_mut(call).filter(|c| c.leg == *leg) {
                     let was_in_call = c.answered && !c.ended;
@@ -537,6 +542,7 @@ impl Net {
                 format!("c{}: announce {} ({} s)", call.0, say(*position), say(*estimated_wait_secs))
             }
             Command::PlayFile { call, file, .. } => format!("c{}: play {}", call.0, file.display()),
+            Command::ConfirmCallback { call, .. } => format!("c{}: callback confirmed, bye caller", call.0),
             Command::ReleaseMedia { call, leg } => {
                 format!("c{}: release media of {}", call.0, self.leg_name(*call, *leg))
             }

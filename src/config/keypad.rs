@@ -6,8 +6,8 @@
 //! What always holds after validation: a key is one of `0-9 * #`; a queue's
 //! exit and callback keys differ; an exit key has a target that exists (a
 //! queue other than this one, or a SIP URI the admin wrote); a callback key
-//! has a trunk `host:port` to dial the customer through. Callback itself is
-//! not built yet: a valid `callback_key` is refused with that reason.
+//! has a trunk `host:port` to dial the customer through (what a callback
+//! does: `engine/callback.rs`).
 
 use super::raw::RawQueue;
 use super::sip::{route_for, NumberRoute};
@@ -54,12 +54,13 @@ pub struct CallbackConfig {
     pub offer_after_secs: u32,
     /// `host:port` the customer is dialled through (`sip:<caller>@trunk`).
     pub trunk: String,
-    /// Seconds between the agent answering and the first dial of the
-    /// customer (default 0).
+    /// Seconds after the key press before the callback is offered to an
+    /// agent (default 0: as soon as its turn comes).
     pub initial_delay_secs: u32,
     /// Dials of the customer before giving up (default 3).
     pub max_attempts: u32,
-    /// Seconds between a failed dial and the next (default 60).
+    /// Seconds after a failed dial before the callback is offered again
+    /// (default 60).
     pub retry_delay_secs: u32,
 }
 
@@ -130,6 +131,16 @@ pub(super) fn keypad(cx: &Ctx, key: &str, q: &RawQueue, d: &RawQueue) -> Result<
                     None => Ok(default),
                 }
             };
+            if let Some((v, k)) = pick!(callback_offer_after_secs).filter(|(v, _)| *v > 0) {
+                // Offering callback past an estimated wait is not built: a
+                // value here would do nothing.
+                return Err(cx.err(
+                    k,
+                    format!(
+                        "{v}: offering callback automatically past a wait is not available yet; only 0 (the key alone)"
+                    ),
+                ));
+            }
             Some(CallbackConfig {
                 key: c,
                 offer_after_secs: num(pick!(callback_offer_after_secs), 0, 0, 86_400)?,
@@ -140,13 +151,6 @@ pub(super) fn keypad(cx: &Ctx, key: &str, q: &RawQueue, d: &RawQueue) -> Result<
             })
         }
     };
-    if callback.is_some() {
-        // The keys are read and checked above so the names are settled, but
-        // nothing dials a callback yet: refuse rather than accept a key
-        // that would do nothing when a caller presses it.
-        let k = pick!(callback_key).map(|x| x.1).unwrap_or_default();
-        return Err(cx.err(k, "callback (virtual hold) is not available in this version yet; remove `callback_key`"));
-    }
     let raw_target = exit_target.map(|(s, _)| s);
     Ok((Keypad { exit_key, exit_target: None, callback }, raw_target))
 }
@@ -281,9 +285,16 @@ members = [{ agent = "anna" }]
     }
 
     #[test]
-    fn a_valid_callback_key_is_refused_until_callback_exists() {
-        let (k, r) = err("callback_key = \"1\"\ncallback_trunk = \"127.0.0.1:5070\"");
-        assert_eq!(k, "queue[sales].callback_key");
+    fn a_callback_key_with_a_trunk_is_accepted_with_the_documented_defaults() {
+        let cfg = with("callback_key = \"1\"\ncallback_trunk = \"127.0.0.1:5070\"").unwrap();
+        let q = cfg.queues.iter().find(|q| q.name == "sales").unwrap();
+        let cb = q.keypad.callback.as_ref().expect("callback on");
+        assert_eq!((cb.key, cb.trunk.as_str()), ('1', "127.0.0.1:5070"));
+        assert_eq!((cb.initial_delay_secs, cb.max_attempts, cb.retry_delay_secs), (0, 3, 60));
+        let (k, r) = err("callback_key = \"1\"");
+        assert_eq!(k, "queue[sales].callback_trunk", "{r}");
+        let (k, r) = err("callback_key = \"1\"\ncallback_trunk = \"127.0.0.1:5070\"\ncallback_offer_after_secs = 120");
+        assert_eq!(k, "queue[sales].callback_offer_after_secs", "{r}");
         assert!(r.contains("not available"), "{r}");
     }
 }

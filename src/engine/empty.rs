@@ -44,11 +44,13 @@ impl Engine {
     }
 
     /// The callers waiting in `q` (not those being rung), in arrival order.
+    /// Callbacks are left out: they have no caller leg to send anywhere, so
+    /// a closing or emptied queue keeps them.
     pub(super) fn waiting_in(&self, q: QueueId) -> Vec<CallId> {
         let mut waiting: Vec<(u64, CallId)> = self
             .calls
             .iter()
-            .filter(|(_, c)| c.queue == q && c.state == CallState::Waiting)
+            .filter(|(_, c)| c.queue == q && c.state == CallState::Waiting && c.callback.is_none())
             .map(|(id, c)| (c.seq, *id))
             .collect();
         waiting.sort();

@@ -30,6 +30,10 @@ impl Engine {
             }
             return Ok(());
         }
+        if pad.callback.as_ref().is_some_and(|cb| cb.key == digit) {
+            self.callback_requested(c);
+            return Ok(());
+        }
         debug!(call = c.0, %digit, "key with no meaning in this queue");
         Ok(())
     }

@@ -62,6 +62,7 @@
 //! may take the call, which keeps it independent of the number of idle agents.
 
 mod announce;
+mod callback;
 mod empty;
 mod hours;
 mod index;
@@ -303,6 +304,8 @@ struct Call {
     state: CallState,
     ringing: Vec<AgentId>,
     on_hold: bool,
+    /// A callback (virtual hold) not connected yet (`callback.rs`).
+    callback: Option<callback::Pending>,
 }
 
 /// Read-only view of a call, for the admin API and tests.
@@ -551,11 +554,18 @@ impl Engine {
                 self.apply_config(&config);
                 Ok(())
             }
+            Input::MoveCall { call, .. } | Input::TransferCall { call, .. } | Input::TransferToAgent { call, .. }
+                if self.is_callback(call) =>
+            {
+                Err(EngineError::IsCallback(call))
+            }
             Input::MoveCall { call, queue } => self.move_call(call, queue),
             Input::SetEmergency { schedule, state } => self.set_emergency(&schedule, state),
             Input::TransferCall { call, queue } => self.transfer_call(call, queue),
             Input::TransferToAgent { call, agent } => self.transfer_to_agent(call, agent),
             Input::CallerDigit { call, digit } => self.caller_digit(call, digit),
+            Input::CallbackAnswered { call } => self.callback_answered(call),
+            Input::CallbackFailed { call, cause } => self.callback_failed(call, Some(cause)),
             Input::WithdrawCall { call, status } => {
                 self.waiting_call(call)?;
                 debug!(call = call.0, status, "Queued => Withdrawn");
@@ -567,9 +577,11 @@ impl Engine {
                     .calls
                     .iter()
                     .filter(|(_, c)| matches!(c.state, CallState::Waiting | CallState::Offering))
+                    .filter(|(_, c)| c.callback.is_none())
                     .map(|(id, c)| (c.seq, *id))
                     .collect();
                 waiting.sort();
+                self.drain_callbacks();
                 // Nothing may join a queue while draining: close them all
                 // first, so an overflow to another queue goes on to that
                 // queue's own target (or stays).
@@ -655,6 +667,7 @@ impl Engine {
                 state: CallState::Waiting,
                 ringing: Vec::new(),
                 on_hold: false,
+                callback: None,
             },
         );
         self.join_queue(nc.id, nc.queue);
@@ -706,6 +719,9 @@ impl Engine {
     /// Sets or clears the max-wait, step and announcement timers of a
     /// waiting call from its queue's current settings.
     fn arm_call_timers(&mut self, c: CallId, joined: bool) {
+        if self.arm_callback_timers(c) {
+            return;
+        }
         let call = &self.calls[&c];
         let queue = &self.queues[call.queue.0 as usize];
         let cfg = &queue.cfg;
@@ -781,9 +797,13 @@ impl Engine {
         if matches!(call.state, CallState::Waiting | CallState::Offering) {
             self.queues[call.queue.0 as usize].line.remove(call.priority, call.seq);
         }
-        for kind in
-            [TimerKind::MaxWait(c), TimerKind::CallStep(c), TimerKind::Announce(c), TimerKind::PeriodicAnnounce(c)]
-        {
+        for kind in [
+            TimerKind::MaxWait(c),
+            TimerKind::CallStep(c),
+            TimerKind::Announce(c),
+            TimerKind::PeriodicAnnounce(c),
+            TimerKind::CallbackDue(c),
+        ] {
             self.timers.cancel(kind);
         }
     }
@@ -817,6 +837,10 @@ impl Engine {
     /// Caller hung up (abandon) or a bridged call ended.
     fn call_gone(&mut self, c: CallId) -> Result<(), EngineError> {
         let call = self.calls.get(&c).ok_or(EngineError::UnknownCall(c))?;
+        if call.callback.is_some() && self.callback_gone(c) {
+            return Ok(());
+        }
+        let call = &self.calls[&c];
         match call.state {
             CallState::Bridged { agent, since } => {
                 let q = call.queue;
@@ -896,6 +920,9 @@ impl Engine {
         self.agents[a.0 as usize].misses = 0;
         self.set_state(a, AgentState::OnCall { call: c, since: now }, "answered");
         self.stop_hold(c);
+        if self.callback_agent_answered(c, a) {
+            return Ok(());
+        }
         self.actions.push_back(Action::Bridge { call: c, agent: a });
         debug!(call = c.0, agent = a.0, "Offering => Bridged");
         self.events.push_back(Event::Answered { call: c, queue: q, agent: a, waited });
@@ -1135,6 +1162,11 @@ impl Engine {
             TimerKind::ScheduleEdge(q) => self.fire_schedule_edge(q),
             TimerKind::Announce(c) => self.fire_announce(c, now),
             TimerKind::PeriodicAnnounce(c) => self.fire_periodic(c, now),
+            TimerKind::CallbackDue(c) => {
+                if let Some(call) = self.calls.get(&c) {
+                    self.dirty.insert(call.queue);
+                }
+            }
         }
     }
 
@@ -1269,7 +1301,9 @@ impl Engine {
         }
         if config.engine.removed_queue_callers == RemovedQueueCallers::Overflow {
             for &(_, c) in &waiting {
-                if self.calls.get(&c).is_some_and(|x| closing.contains(&x.queue)) {
+                // A pending callback stays in its removed queue (served by
+                // its last members): it has no caller leg to send on.
+                if self.calls.get(&c).is_some_and(|x| closing.contains(&x.queue) && x.callback.is_none()) {
                     self.overflow(c, OverflowReason::QueueRemoved);
                 }
             }

@@ -89,7 +89,7 @@ impl Engine {
         let mut failed: Vec<(usize, usize)> = Vec::new();
         for e in queue.line.iter(self.now, queue.cfg.aging_secs) {
             let call = &self.calls[&e.call];
-            if call.state != CallState::Waiting {
+            if call.state != CallState::Waiting || !self.callback_offerable(e.call) {
                 continue;
             }
             let waited = self.now.since(e.entered).as_millis() as u64;

@@ -27,6 +27,8 @@ pub enum TimerKind {
     PeriodicAnnounce(CallId),
     /// The queue's schedule opens or closes it now.
     ScheduleEdge(QueueId),
+    /// A pending callback may be offered from now (initial or retry delay).
+    CallbackDue(CallId),
 }
 
 #[derive(Debug, Default)]

@@ -186,6 +186,16 @@ pub enum Input {
         call: CallId,
         digit: char,
     },
+    /// The customer answered a callback's dial ([`Action::DialCallback`]).
+    CallbackAnswered {
+        call: CallId,
+    },
+    /// A callback's dial of the customer failed (busy, declined, no answer,
+    /// unreachable); the agent's leg is to be released by the shell.
+    CallbackFailed {
+        call: CallId,
+        cause: RejectCause,
+    },
     /// Admin: take a waiting call out of its queue and end it with `status`.
     WithdrawCall {
         call: CallId,
@@ -243,6 +253,20 @@ pub enum Action {
         call: CallId,
         uri: String,
     },
+    /// The caller asked for a callback: play the confirmation prompt, then
+    /// hang the caller up. The engine keeps the call in its queue.
+    ConfirmCallback {
+        call: CallId,
+    },
+    /// The agent answered a callback: dial the customer (the caller's number
+    /// at `trunk`, `host:port`); the agent hears ringback meanwhile. Answer
+    /// with [`Input::CallbackAnswered`] or [`Input::CallbackFailed`].
+    DialCallback {
+        call: CallId,
+        agent: AgentId,
+        trunk: String,
+        attempt: u32,
+    },
     /// Answer the caller with a final status; the engine forgets the call.
     Reject {
         call: CallId,
@@ -283,6 +307,11 @@ pub enum Outcome {
     Rejected {
         status: u16,
     },
+    /// A callback that was never connected: given up after `attempts`
+    /// failed dials, or lost at shutdown.
+    CallbackFailed {
+        attempts: u32,
+    },
 }
 
 impl Outcome {
@@ -292,6 +321,7 @@ impl Outcome {
             Outcome::Abandoned => "abandoned",
             Outcome::Overflowed { .. } => "overflowed",
             Outcome::Rejected { .. } => "rejected",
+            Outcome::CallbackFailed { .. } => "callback-failed",
         }
     }
 }
@@ -440,6 +470,42 @@ pub enum Event {
         queues: usize,
         agents: usize,
     },
+    /// A step of a callback (virtual hold), see [`CallbackStep`].
+    Callback {
+        call: CallId,
+        queue: QueueId,
+        step: CallbackStep,
+    },
+}
+
+/// The steps of a callback's life, each one event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallbackStep {
+    /// The caller pressed the callback key; it keeps its place.
+    Requested,
+    /// `agent` answered; the customer is dialled (attempt 1, 2, …).
+    Attempt { agent: AgentId, attempt: u32 },
+    /// The customer answered and is bridged to `agent`.
+    Connected { agent: AgentId, attempt: u32 },
+    /// The dial failed (`reason`: a [`RejectCause`] name, or `agent-left`).
+    Failed { attempt: u32, reason: &'static str },
+    /// No attempts left: the callback is dropped.
+    GivenUp { attempts: u32 },
+    /// Still pending at shutdown (no state file keeps it).
+    Lost,
+}
+
+impl CallbackStep {
+    pub fn name(&self) -> &'static str {
+        match self {
+            CallbackStep::Requested => "callback_requested",
+            CallbackStep::Attempt { .. } => "callback_attempt",
+            CallbackStep::Connected { .. } => "callback_connected",
+            CallbackStep::Failed { .. } => "callback_failed",
+            CallbackStep::GivenUp { .. } => "callback_given_up",
+            CallbackStep::Lost => "callback_lost",
+        }
+    }
 }
 
 /// An input the engine cannot apply in its current state. Nothing changed.
@@ -464,6 +530,10 @@ pub enum EngineError {
     NotWaiting(CallId),
     #[error("no schedule \"{0}\" in the config")]
     UnknownSchedule(String),
+    #[error("{0} is a callback not connected yet: it cannot be moved or transferred")]
+    IsCallback(CallId),
+    #[error("{0} is not a callback being dialled")]
+    NotDialling(CallId),
     #[error("{0} is not bridged to an agent")]
     NotBridged(CallId),
     #[error("{0} is not free to take a transfer ({1})")]

@@ -36,6 +36,14 @@ const PHRASES: [&str; 7] = [
     "more-than",
 ];
 
+/// Prompts a directory may hold; without them the feature that plays one
+/// goes without (a site's older recordings stay valid).
+/// scripts/make-sounds generates them too.
+pub const OPTIONAL: [&str; 1] = [CALLBACK_CONFIRM];
+
+/// Played to a caller who pressed the callback key, before acd hangs up.
+pub const CALLBACK_CONFIRM: &str = "we-will-call-you-back";
+
 /// Why a prompt directory cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum PromptError {
@@ -82,7 +90,18 @@ impl PromptSet {
             let clip = Clip::from_pcm(&audio::load_wav(&path)?);
             clips.insert(name, clip);
         }
+        for name in OPTIONAL {
+            let path = dir.join(format!("{name}.wav"));
+            if path.is_file() {
+                clips.insert(name.to_string(), Clip::from_pcm(&audio::load_wav(&path)?));
+            }
+        }
         Ok(PromptSet { clips })
+    }
+
+    /// One prompt by name, if the set has it.
+    pub fn clip(&self, name: &str) -> Option<&Clip> {
+        self.clips.get(name)
     }
 
     /// The announcement for a caller at `position` (1 = next) with an

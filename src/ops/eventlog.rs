@@ -65,6 +65,7 @@ pub fn event_name(event: &Event) -> &'static str {
         Event::CallFinished { .. } => "call_finished",
         Event::AgentStateChanged { .. } => "agent_state",
         Event::ConfigApplied { .. } => "config_applied",
+        Event::Callback { step, .. } => step.name(),
     }
 }
 
@@ -169,6 +170,7 @@ pub fn event_json(engine: &Engine, at_unix_ms: u64, event: &Event) -> Value {
                 crate::engine::Outcome::Overflowed { uri } => put("uri", json!(uri)),
                 crate::engine::Outcome::Rejected { status } => put("status", json!(status)),
                 crate::engine::Outcome::Abandoned => {}
+                crate::engine::Outcome::CallbackFailed { attempts } => put("attempts", json!(attempts)),
             }
         }
         Event::AgentStateChanged { agent, from, to, reason } => {
@@ -181,6 +183,7 @@ pub fn event_json(engine: &Engine, at_unix_ms: u64, event: &Event) -> Value {
             put("queues", json!(queues));
             put("agents", json!(agents));
         }
+        Event::Callback { call, queue, step } => crate::ops::callback_log::put_step(engine, *call, *queue, step, put),
     }
     Value::Object(m)
 }

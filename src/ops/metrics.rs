@@ -209,6 +209,7 @@ pub fn install_exporter(listen: SocketAddr) -> Result<(), ExporterError> {
 /// Registers the help text and unit of every metric with the installed
 /// recorder. Idempotent; [`install_exporter`] and [`Metrics::new`] call it.
 pub fn describe() {
+    crate::ops::callback_log::describe();
     describe_gauge!(CALLERS_WAITING, Unit::Count, "Callers in the queue now, waiting or being rung for.");
     describe_gauge!(LONGEST_WAIT, Unit::Seconds, "How long the longest-waiting caller has been in the queue.");
     describe_gauge!(
@@ -691,7 +692,7 @@ impl Metrics {
                         }
                     }
                     // Counted at its `Overflowed` event.
-                    Outcome::Overflowed { .. } => {}
+                    Outcome::Overflowed { .. } | Outcome::CallbackFailed { .. } => {}
                     Outcome::Rejected { status } => {
                         counter!(REJECTED, "queue" => Arc::clone(&qm.name), "status" => status.to_string())
                             .increment(1);
@@ -722,6 +723,7 @@ impl Metrics {
                 }
             }
             Event::ConfigApplied { .. } => {}
+            Event::Callback { queue, step, .. } => crate::ops::callback_log::count(engine, *queue, step),
         }
     }
 
@@ -771,6 +773,7 @@ impl Metrics {
             }
             qm.prune(now);
             set_queue_gauges(&qm.name, waiting, longest, &by_state, &qm.figures(now));
+            crate::ops::callback_log::set_pending(engine, &qm.name);
             // Business hours: 1 open, 0 closed (always 1 without a schedule).
             let open = engine.queue_id(&qm.name).is_none_or(|q| engine.queue_open(q));
             gauge!(QUEUE_OPEN, "queue" => Arc::clone(&qm.name)).set(if open { 1.0 } else { 0.0 });

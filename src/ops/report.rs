@@ -133,6 +133,9 @@ enum Ending {
     Abandoned,
     Overflowed,
     Rejected,
+    /// A callback never connected (given up, or lost at shutdown): offered,
+    /// but neither answered nor abandoned.
+    CallbackFailed,
 }
 
 /// Everything the log says about one call.
@@ -246,7 +249,7 @@ pub fn report(
                 }
                 // Per queue this was already counted from `overflowed`.
                 Ending::Overflowed => total.overflowed += 1,
-                Ending::Answered => {}
+                Ending::Answered | Ending::CallbackFailed => {}
             }
         }
     }
@@ -332,6 +335,7 @@ fn read_calls(lines: impl BufRead) -> Result<Vec<CallRec>, ReportError> {
                     "abandoned" => Ending::Abandoned,
                     "overflowed" => Ending::Overflowed,
                     "rejected" => Ending::Rejected,
+                    "callback-failed" => Ending::CallbackFailed,
                     other => return Err(ReportError::BadValue { line, field: "outcome", value: other.to_string() }),
                 };
                 let idx = rec_of(c, false);
@@ -579,6 +583,21 @@ mod tests {
             json!({"call": c, "queue": q, "outcome": "answered", "agent": agent, "waited_ms": wait}),
         ));
         v
+    }
+
+    #[test]
+    fn a_callback_given_up_is_offered_but_neither_answered_nor_abandoned() {
+        let mut e = arrive(1, "sales", "+1", 0);
+        e.push(ev(5 * S, "callback_requested", json!({"call": 1, "queue": "sales"})));
+        e.push(ev(90 * S, "callback_given_up", json!({"call": 1, "queue": "sales", "attempts": 3})));
+        e.push(ev(
+            90 * S,
+            "call_finished",
+            json!({"call": 1, "queue": "sales", "outcome": "callback-failed", "attempts": 3, "waited_ms": 90_000}),
+        ));
+        let r = report(log(&e).as_bytes(), None, None, 20).unwrap();
+        let q = &r.queues["sales"];
+        assert_eq!((q.offered, q.answered, q.abandoned, q.rejected), (1, 0, 0, 0));
     }
 
     #[test]

@@ -34,6 +34,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use tracing::info;
 
+mod callback;
 mod commands;
 mod control;
 mod early;
@@ -59,6 +60,8 @@ pub struct Daemon {
     fds: FdBudget,
     /// When freed heap goes back to the OS after a peak.
     trim: super::ops::TrimPolicy,
+    /// Callers hearing the callback confirmation, BYEd at the instant (callback.rs).
+    confirming: Vec<(Instant, crate::callctl::LegId)>,
 }
 
 /// SIGTERM's sequence.
@@ -228,6 +231,7 @@ impl Daemon {
             reloads: (0, 0),
             fds: FdBudget::new(),
             trim: Default::default(),
+            confirming: Vec::new(),
         };
         d.fds.sample(0);
         // Engine time 0 is `start`; business hours need the wall clock.
@@ -358,7 +362,8 @@ impl Daemon {
                 Timer::MediaSweep => {
                     self.stack.repeat_provisionals(now.into_std()); // early callers (RFC 3261 §13.3.1.1)
                     let core = &self.core;
-                    self.media.sweep(|leg| core.leg_call(leg).is_some());
+                    let confirming = &self.confirming;
+                    self.media.sweep(|leg| core.leg_call(leg).is_some() || confirming.iter().any(|(_, l)| *l == leg));
                     // What holds heap: calls, and the stack's transactions
                     // (finished ones stay 64*T1 after their calls ended).
                     let stack = self.stack.counts();
@@ -382,6 +387,7 @@ impl Daemon {
                     self.reload(now).ok();
                 }
                 Timer::Drain => self.drain_timer(now),
+                Timer::CallbackBye => self.callback_byes(now),
             }
         }
         self.flush(now);

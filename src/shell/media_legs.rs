@@ -236,6 +236,11 @@ impl MediaLegs {
         self.plane.announce(leg.0, clip);
     }
 
+    /// Plays a clip to a leg (a prompt).
+    pub fn play_clip(&mut self, leg: LegId, clip: crate::media::audio::Clip) {
+        self.plane.announce(leg.0, clip);
+    }
+
     /// Plays one of a queue's `periodic_announce` files (read at load).
     pub fn play_file(&mut self, config: &Config, leg: LegId, file: &std::path::Path) {
         match config.media.announcements.get(file) {

@@ -17,12 +17,15 @@ pub enum Timer {
     Drain,
     /// The config file changed: reload once it has been quiet this long.
     Reload,
+    /// A callback confirmation prompt is over: BYE that caller.
+    CallbackBye,
 }
 
-const KINDS: usize = 5;
+const KINDS: usize = 6;
 
 impl Timer {
-    const ALL: [Timer; KINDS] = [Timer::KeepAlive, Timer::Refresh, Timer::MediaSweep, Timer::Drain, Timer::Reload];
+    const ALL: [Timer; KINDS] =
+        [Timer::KeepAlive, Timer::Refresh, Timer::MediaSweep, Timer::Drain, Timer::Reload, Timer::CallbackBye];
     fn slot(self) -> usize {
         self as usize
     }

@@ -74,6 +74,7 @@ impl Daemon {
                 self.media.announce(self.core.config(), leg, position, estimated_wait_secs)
             }
             Command::PlayFile { leg, file, .. } => self.media.play_file(self.core.config(), leg, &file),
+            Command::ConfirmCallback { leg, .. } => self.confirm_callback(leg),
         }
     }
 

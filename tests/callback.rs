@@ -1,0 +1,171 @@
+//! Callback (virtual hold) with real phones, all pjsua2 (tests/interop/ua.py):
+//! the trunk's caller presses the callback key (RFC 4733), hears the
+//! confirmation prompt and is hung up by acd; the registered agent bert is
+//! rung and answers; acd dials the customer — a pjsua2 UA on a free port
+//! standing in for the carrier (`callback_trunk = "127.0.0.1:<port>"`) —
+//! at the caller's number, and bridges: audio is checked both ways by tone
+//! frequency. Second case: the customer declines the first dial, bert is
+//! released, and the retry (2 s later) is answered.
+mod common;
+
+use common::audio::*;
+use common::*;
+use std::time::Duration;
+
+/// Hold music: a steady 300 Hz tone, so the prompt is told from it.
+const MUSIC_HZ: f32 = 300.0;
+
+fn floor(trunk_port: u16, retry: u32, music: &std::path::Path) -> String {
+    format!(
+        r#"
+[media]
+prompts = "{root}/config/sounds/prompts/en"
+
+[music.default]
+file = "{music}"
+
+[[agent]]
+id = "bert"
+password = "bert-pw"
+
+[[queue]]
+name = "front"
+members = [{{ agent = "bert" }}]
+callback_key = "*"
+callback_trunk = "127.0.0.1:{trunk_port}"
+callback_retry_delay_secs = {retry}
+callback_max_attempts = 2
+
+[[number]]
+number = "100"
+queue = "front"
+"#,
+        root = root().display(),
+        music = music.display()
+    )
+}
+
+fn hears(ua: &mut Ua, call: i64, dir: &std::path::Path, label: &str, freq: f32) -> f32 {
+    let (heard, rate) = record(ua, call, &dir.join(format!("{label}.wav")), 1.5);
+    tone_ratio(&heard, rate, freq)
+}
+
+fn events(log: &std::path::Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(log).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+}
+
+/// The caller waits (nobody registered), presses `*`, hears the
+/// prompt and is hung up; returns once acd's BYE arrived.
+fn request_callback(trunk: &mut Ua, d: &acd::shell::DaemonHandle, port: u16, dir: &std::path::Path) {
+    trunk.send(&format!("call {}", uri("100", port)));
+    trunk.expect("answered", Duration::from_secs(5));
+    let (heard, rate) = record(trunk, 1, &dir.join("music.wav"), 1.0);
+    let r = tone_ratio(&heard, rate, MUSIC_HZ);
+    assert!(r > 0.8, "the waiting caller should hear the 300 Hz music: {r}");
+    trunk.send("dtmf 1 *");
+    std::thread::sleep(Duration::from_millis(300));
+    // The confirmation prompt (about 5 s of speech) plays instead of the music.
+    let (heard, rate) = record(trunk, 1, &dir.join("confirmation.wav"), 1.5);
+    let r = tone_ratio(&heard, rate, MUSIC_HZ);
+    assert!(
+        rms(&heard) > 0.01 && r < 0.3,
+        "the caller should hear the confirmation, not music: rms {} ratio {r}",
+        rms(&heard)
+    );
+    trunk.expect("disconnected", Duration::from_secs(10));
+    assert_eq!(d.snapshot().calls, 1, "the callback keeps its place in acd");
+}
+
+fn bridged_both_ways(bert: &mut Ua, bcall: i64, customer: &mut Ua, ccall: i64, dir: &std::path::Path) {
+    bert.send(&format!("tone {bcall} 700"));
+    bert.expect("playing", Duration::from_secs(5));
+    customer.send(&format!("tone {ccall} 450"));
+    customer.expect("playing", Duration::from_secs(5));
+    std::thread::sleep(Duration::from_millis(600));
+    let r = hears(customer, ccall, dir, "customer-hears-bert", 700.0);
+    assert!(r > 0.8, "the customer should hear bert's 700 Hz: {r}");
+    let r = hears(bert, bcall, dir, "bert-hears-customer", 450.0);
+    assert!(r > 0.8, "bert should hear the customer's 450 Hz: {r}");
+}
+
+/// acd with the customer's UA as its callback trunk; bert's phone is not
+/// registered yet, so callers wait.
+fn setup(tag: &str, behaviour: &str, retry: u32) -> (std::path::PathBuf, u16, Ua, acd::shell::DaemonHandle, Ua) {
+    let dir = std::env::temp_dir().join(format!("acd-callback-{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let port = free_port();
+    let customer = Ua::spawn("customer", &["--behaviour", behaviour]);
+    let cport = customer.seen[0]["port"].as_u64().expect("customer port") as u16;
+    let log = dir.join("events.jsonl");
+    let ops =
+        format!("[metrics]\nlisten = \"\"\n\n[admin]\nlisten = \"\"\n\n[event_log]\npath = \"{}\"\n", log.display());
+    let music = dir.join("music-300.wav");
+    write_tone_wav(&music, 8000, &[MUSIC_HZ], 6.0);
+    let text = config_text_with(port, &ops, &floor(cport, retry, &music));
+    let d =
+        acd::shell::DaemonHandle::spawn(acd::config::from_toml_str("callback.toml", &text).unwrap()).expect("daemon");
+    (dir, port, customer, d, trunk())
+}
+
+#[test]
+fn pjsua2_caller_asks_for_a_callback_the_agent_answers_and_the_customer_is_bridged() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let (dir, port, mut customer, d, mut trunk) = setup("ok", "answer", 2);
+    request_callback(&mut trunk, &d, port, &dir);
+    let mut bert = Ua::agent("bert", port, "bert-pw", "answer");
+    let inc = bert.expect("incoming", Duration::from_secs(5));
+    let bcall = inc["call"].as_i64().unwrap();
+    bert.expect("answered", Duration::from_secs(5));
+    let inc = customer.expect("incoming", Duration::from_secs(5));
+    assert!(
+        inc["ruri"].as_str().unwrap_or("").starts_with("sip:trunk@127.0.0.1"),
+        "dialled the caller's number: {inc}"
+    );
+    let ccall = inc["call"].as_i64().unwrap();
+    customer.expect("answered", Duration::from_secs(5));
+    bridged_both_ways(&mut bert, bcall, &mut customer, ccall, &dir);
+    customer.send("hangup all");
+    customer.expect("disconnected", Duration::from_secs(5));
+    bert.expect("disconnected", Duration::from_secs(5));
+    drop((bert, customer, trunk));
+    assert_drained(&d);
+    drop(d);
+    let lines = events(&dir.join("events.jsonl"));
+    let steps: Vec<&str> =
+        lines.iter().filter_map(|l| l["event"].as_str()).filter(|e| e.starts_with("callback_")).collect();
+    assert_eq!(steps, ["callback_requested", "callback_attempt", "callback_connected"], "{lines:?}");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn pjsua2_customer_declining_the_first_dial_is_called_again_after_the_retry_delay() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let (dir, port, mut customer, d, mut trunk) = setup("retry", "decline", 2);
+    request_callback(&mut trunk, &d, port, &dir);
+    let mut bert = Ua::agent("bert", port, "bert-pw", "answer");
+    bert.expect("incoming", Duration::from_secs(5));
+    bert.expect("answered", Duration::from_secs(5));
+    customer.expect("rejected", Duration::from_secs(5));
+    // bert's leg is released: acd hangs up on him.
+    bert.expect("disconnected", Duration::from_secs(5));
+    customer.send("behaviour answer");
+    let inc = bert.expect("incoming", Duration::from_secs(8));
+    let bcall = inc["call"].as_i64().unwrap();
+    bert.expect("answered", Duration::from_secs(5));
+    let inc = customer.expect("incoming", Duration::from_secs(5));
+    let ccall = inc["call"].as_i64().unwrap();
+    customer.expect("answered", Duration::from_secs(5));
+    bridged_both_ways(&mut bert, bcall, &mut customer, ccall, &dir);
+    bert.send("hangup all");
+    bert.expect("disconnected", Duration::from_secs(5));
+    customer.expect("disconnected", Duration::from_secs(5));
+    drop((bert, customer, trunk));
+    assert_drained(&d);
+    drop(d);
+    let lines = events(&dir.join("events.jsonl"));
+    let failed: Vec<&serde_json::Value> = lines.iter().filter(|l| l["event"] == "callback_failed").collect();
+    assert_eq!(failed.len(), 1, "{lines:?}");
+    assert_eq!((failed[0]["attempt"].as_u64(), failed[0]["reason"].as_str()), (Some(1), Some("declined")));
+    assert!(lines.iter().any(|l| l["event"] == "callback_connected" && l["attempt"] == 2), "{lines:?}");
+    std::fs::remove_dir_all(&dir).ok();
+}
