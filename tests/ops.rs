@@ -386,6 +386,15 @@ fn the_metrics_endpoint_is_scraped_after_real_calls() {
     assert!(running <= 1.0, "{body}");
     let finished = get("acd_sip_transactions{state=\"finished\"}").expect("finished transactions");
     assert!(finished >= 3.0, "{body}");
+    // The SIP socket's own queue, from the kernel's receive timestamps:
+    // every datagram read (anna's REGISTERs, two INVITEs, ACKs, a BYE, the
+    // 200 to acd's BYE) waited there a little, and none was dropped.
+    let listen = format!("listen=\"127.0.0.1:{port}\"");
+    let read = get(&format!("acd_sip_socket_wait_seconds_count{{{listen}}}")).expect("socket wait histogram");
+    assert!(read >= 6.0, "{read} datagrams: {body}");
+    let waited = get(&format!("acd_sip_socket_wait_seconds_sum{{{listen}}}")).unwrap();
+    assert!(waited / read < 0.5, "mean wait {} s: {body}", waited / read);
+    assert_eq!(get(&format!("acd_sip_socket_drops_total{{{listen}}}")), Some(0.0), "{body}");
 }
 
 /// A fire drill: the admin closes queue q's schedule (always open by its

@@ -183,7 +183,12 @@ pub enum ExporterError {
 pub fn prometheus_builder() -> PrometheusBuilder {
     PrometheusBuilder::new()
         .set_buckets_for_metric(Matcher::Suffix("_seconds".to_string()), SECONDS_BUCKETS)
-        .expect("SECONDS_BUCKETS is not empty")
+        .and_then(|b| {
+            // Full matchers win over suffixes: socket waits are milliseconds.
+            let socket = crate::sip::socket::SOCKET_WAIT.to_string();
+            b.set_buckets_for_metric(Matcher::Full(socket), crate::sip::socket::SOCKET_WAIT_BUCKETS)
+        })
+        .expect("bucket lists are not empty")
 }
 
 /// Installs the Prometheus exporter as the process's `metrics` recorder,

@@ -35,6 +35,9 @@ impl Ops {
                 Ok(()) => {
                     info!("Prometheus metrics on http://{addr}/metrics");
                     describe();
+                    for listen in &config.sip.listen_udp {
+                        crate::sip::socket::TimedUdpSocket::register(*listen);
+                    }
                 }
                 Err(e) => warn!("metrics exporter on {addr} not started: {e}"),
             }
@@ -115,6 +118,7 @@ impl Ops {
 }
 
 fn describe() {
+    crate::sip::socket::describe();
     metrics::describe_gauge!(
         "acd_sip_transactions",
         "SIP transactions in the stack: running, or finished and kept for retransmissions (64*T1 on UDP)"

@@ -350,9 +350,13 @@ async fn build_endpoint(
     for addr in &settings.listen_udp {
         let listen_err = |e: std::io::Error| SipError::Listen { addr: *addr, transport: "udp", reason: e.to_string() };
         let socket = udp_socket(*addr).map_err(listen_err)?;
-        let conn = UdpConnection::from_socket(Arc::new(socket), None, Some(cancel.child_token()))
-            .await
-            .map_err(|e| SipError::Listen { addr: *addr, transport: "udp", reason: e.to_string() })?;
+        let conn = UdpConnection::from_socket(
+            Arc::new(super::socket::TimedUdpSocket::new(socket)),
+            None,
+            Some(cancel.child_token()),
+        )
+        .await
+        .map_err(|e| SipError::Listen { addr: *addr, transport: "udp", reason: e.to_string() })?;
         transport_layer.add_transport(conn.into());
     }
     for addr in &settings.listen_tcp {

@@ -6,3 +6,4 @@ pub mod digest;
 pub mod front;
 pub mod registrar;
 pub mod session_timer;
+pub mod socket;
