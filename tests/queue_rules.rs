@@ -157,38 +157,5 @@ fn an_agent_whose_two_devices_both_refuse_is_passed_over_and_the_next_agent_answ
     std::fs::remove_dir_all(&dir).ok();
 }
 
-// ----- attended transfer: refused clearly, the call kept ---------------------------
-
-#[test]
-fn an_attended_transfer_gets_501_and_the_customer_stays_with_the_agent() {
-    let (_g, port, d, dir) = music_daemon("attended", "members = [{ agent = \"anna\" }]");
-    let mut anna = Ua::agent("anna", port, "anna-pw", "answer");
-    let mut trunk = trunk();
-    trunk.send(&format!("call {}", uri("100", port)));
-    trunk.expect("answered", Duration::from_secs(5));
-    let customer = anna.expect("incoming", Duration::from_secs(5))["call"].as_i64().unwrap();
-    anna.expect("answered", Duration::from_secs(5));
-    // anna holds the customer and consults through acd: a second call.
-    anna.send(&format!("hold {customer}"));
-    anna.expect("hold_sent", Duration::from_secs(5));
-    anna.send(&format!("call {}", uri("100", port)));
-    let consult = anna.expect("calling", Duration::from_secs(5))["call"].as_i64().unwrap();
-    anna.expect("answered", Duration::from_secs(5));
-    // REFER on the customer's call, Refer-To the consultation with Replaces.
-    anna.send(&format!("xfer_replaces {customer} {consult}"));
-    let status = anna.expect("xfer_status", Duration::from_secs(5));
-    assert_eq!(status["code"], 501, "{status}");
-    trunk.quiet("disconnected", Duration::from_secs(1));
-    assert_eq!(d.snapshot().calls, 2, "the customer's call and the consultation are both kept");
-    // The customer is still there: anna resumes and they hear each other.
-    anna.send(&format!("hangup {consult}"));
-    anna.send(&format!("unhold {customer}"));
-    anna.send(&format!("tone {customer} 600"));
-    std::thread::sleep(Duration::from_millis(1000));
-    let (heard, rate) = record(&mut trunk, 1, &dir.join("kept.wav"), 2.0);
-    let r = tone_ratio(&heard, rate, 600.0);
-    assert!(r > 0.8, "the customer should hear anna again: {r}");
-    trunk.send("hangup");
-    assert_drained(&d);
-    std::fs::remove_dir_all(&dir).ok();
-}
+// Attended transfer (REFER with Replaces after a consultation through acd):
+// tests/attended.rs.

@@ -109,7 +109,7 @@ impl Core {
         state: CallState,
     ) -> Result<(), CallCtlError> {
         let leg = ev.leg();
-        if let SipEvent::Refer { .. } = ev {
+        if let SipEvent::Refer { .. } | SipEvent::ReferReplaces { .. } = ev {
             // Nobody is bridged yet: nothing to transfer.
             self.commands.push_back(Command::ReferRefused { call: call_id, leg, status: 403 });
             return Ok(());

@@ -62,6 +62,7 @@
 //! at error and counted ([`Core::errors`], the last [`RECENT_ERRORS`] kept).
 
 mod agent_hold;
+mod attended;
 mod callback;
 mod counters;
 mod early;
@@ -71,6 +72,7 @@ mod state;
 mod tests;
 mod transfer;
 
+pub use attended::{names_dialog, parse_replaces, Replaces};
 pub use counters::{Errors, Race, RaceCounters, RECENT_ERRORS};
 pub use transfer::{parse_refer_to, ReferTo};
 
@@ -103,6 +105,9 @@ pub struct IncomingCall {
     pub skills_header: Option<String>,
     /// Trunk name, for the record.
     pub trunk: String,
+    /// The agent (id) whose registered phone placed the call: a
+    /// consultation (attended.rs). `trunk` is empty then.
+    pub agent: Option<String>,
 }
 
 /// Why a new call is not taken: the adapter answers with this status.
@@ -155,6 +160,11 @@ pub enum SipEvent {
     /// Refer-To value; answered by [`Command::ReferAccepted`] or
     /// [`Command::ReferRefused`], always.
     Refer { leg: LegId, refer_to: String },
+    /// An in-dialog REFER whose Refer-To carries `Replaces` (an attended
+    /// transfer); `consult` is the leg whose dialog it names, when acd has
+    /// one. Answered by [`Command::ReferAccepted`] or
+    /// [`Command::ReferDeclined`] (attended.rs).
+    ReferReplaces { leg: LegId, consult: Option<LegId> },
 }
 
 impl SipEvent {
@@ -167,7 +177,8 @@ impl SipEvent {
             | SipEvent::Answered { leg }
             | SipEvent::Failed { leg, .. }
             | SipEvent::RemoteBye { leg }
-            | SipEvent::Refer { leg, .. } => *leg,
+            | SipEvent::Refer { leg, .. }
+            | SipEvent::ReferReplaces { leg, .. } => *leg,
         }
     }
 }
@@ -276,6 +287,14 @@ pub enum Command {
         leg: LegId,
         status: u16,
     },
+    /// Refuse an attended transfer's REFER on `leg`: `status` with a
+    /// Warning saying `why`; the leg goes on.
+    ReferDeclined {
+        call: CallId,
+        leg: LegId,
+        status: u16,
+        why: &'static str,
+    },
     /// The caller asked for a callback: play the confirmation prompt to
     /// `leg`, then BYE it. The leg is no longer the core's.
     ConfirmCallback {
@@ -368,6 +387,9 @@ pub struct Core {
     ending: Option<CallId>,
     /// Shutting down: new calls get 503.
     draining: bool,
+    /// Media shards (`media.threads` at start; the plane keeps its count
+    /// until a restart): a consultation's id shares its customer's shard.
+    media_shards: u64,
 }
 
 impl Core {
@@ -389,6 +411,7 @@ impl Core {
             errors: Errors::default(),
             ending: None,
             draining: false,
+            media_shards: config.media.threads as u64,
         }
     }
 
@@ -558,8 +581,7 @@ impl Core {
                 }
             }
         }
-        let call = CallId(self.next_call);
-        self.next_call += 1;
+        let call = self.new_call_id(inc.agent.as_deref());
         let leg = self.new_leg(call);
         self.calls.insert(
             call,
@@ -577,7 +599,8 @@ impl Core {
             attributes.push(("trunk".to_string(), inc.trunk.clone()));
         }
         let new = NewCall { id: call, queue, caller: inc.caller, priority, skills, attributes };
-        if let Err(e) = self.engine.handle(now, Input::CallArrived(new)) {
+        let arrival = self.arrival(new, inc.agent.as_deref());
+        if let Err(e) = self.engine.handle(now, arrival) {
             self.set_state(call, Next::Ended, "the engine refused it");
             self.legs.remove(&leg);
             return Err(match e {
@@ -772,12 +795,15 @@ impl Core {
                 SipEvent::CallerHungUp { .. } | SipEvent::RemoteBye { .. } => {
                     self.end_call(Some(now), call_id, CallerEnd::Gone, "caller hung up")
                 }
-                SipEvent::Refer { .. } => self.refer_elsewhere(call_id, leg, state),
+                SipEvent::Refer { .. } | SipEvent::ReferReplaces { .. } => self.refer_elsewhere(call_id, leg, state),
                 other => Err(unexpected(call_id, leg, name_of(&other), state)),
             };
         }
         if let SipEvent::Refer { refer_to, .. } = &ev {
             return self.refer(now, call_id, leg, refer_to);
+        }
+        if let SipEvent::ReferReplaces { consult, .. } = ev {
+            return self.refer_replaces(now, call_id, leg, consult);
         }
         let idx = call.legs.iter().position(|l| l.leg == leg).expect("leg listed in its call");
         let out = call.legs[idx];
@@ -872,7 +898,7 @@ impl Core {
             SipEvent::Failed { status: Some(487) | None, .. } => (None, "INVITE transaction over"),
             SipEvent::Failed { .. } => (Some(Race::FinalAfterCancel), "a final crossed the CANCEL"),
             // Its dialog is over for acd: the adapter answers an unanswered REFER.
-            SipEvent::Refer { .. } => return Ok(()),
+            SipEvent::Refer { .. } | SipEvent::ReferReplaces { .. } => return Ok(()),
             SipEvent::RemoteBye { .. } | SipEvent::CallerCancelled { .. } | SipEvent::CallerHungUp { .. } => {
                 let o = &self.orphans[&leg];
                 return Err(CallCtlError::Unexpected {
@@ -1098,6 +1124,7 @@ fn name_of(ev: &SipEvent) -> &'static str {
         SipEvent::Failed { .. } => "Failed",
         SipEvent::RemoteBye { .. } => "RemoteBye",
         SipEvent::Refer { .. } => "Refer",
+        SipEvent::ReferReplaces { .. } => "ReferReplaces",
     }
 }
 

@@ -22,6 +22,7 @@ use crate::config::from_toml_str;
 use crate::engine::{AgentId, AgentState, CallId, Event, Input, Outcome, OverflowReason, RejectCause, Skip, Time};
 use std::collections::BTreeMap;
 
+mod attended;
 mod flows;
 
 /// One-way delay between acd and any phone.
@@ -443,6 +444,7 @@ impl Net {
                 _ => self.violation(format!("{line}: no REFER from an answered leg of this call")),
             },
             Command::ReferRefused { call, leg, .. }
+            | Command::ReferDeclined { call, leg, .. }
             | Command::ReferTrying { call, leg }
             | Command::ReferFailed { call, leg, .. } => {
                 let ok = self.remotes.get(leg).is_some_and(|r| r.call == *call && r.state == Far::InCall)
@@ -551,6 +553,9 @@ impl Net {
             }
             Command::ReferRefused { call, leg, status } => {
                 format!("c{}: refer from {} refused {status}", call.0, self.leg_name(*call, *leg))
+            }
+            Command::ReferDeclined { call, leg, status, why } => {
+                format!("c{}: refer from {} declined {status} ({why})", call.0, self.leg_name(*call, *leg))
             }
             Command::ReferTrying { call, leg } => {
                 format!("c{}: transfer trying, to {}", call.0, self.leg_name(*call, *leg))

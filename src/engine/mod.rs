@@ -62,6 +62,7 @@
 //! may take the call, which keeps it independent of the number of idle agents.
 
 mod announce;
+mod attended;
 mod callback;
 mod empty;
 mod hours;
@@ -306,6 +307,10 @@ struct Call {
     on_hold: bool,
     /// A callback (virtual hold) not connected yet (`callback.rs`).
     callback: Option<callback::Pending>,
+    /// A consultation from this agent's phone, and whether it was handed
+    /// its caller by an attended transfer (`attended.rs`).
+    consult_by: Option<AgentId>,
+    transferred: bool,
 }
 
 /// Read-only view of a call, for the admin API and tests.
@@ -563,6 +568,8 @@ impl Engine {
             Input::SetEmergency { schedule, state } => self.set_emergency(&schedule, state),
             Input::TransferCall { call, queue } => self.transfer_call(call, queue),
             Input::TransferToAgent { call, agent } => self.transfer_to_agent(call, agent),
+            Input::ConsultArrived { call, by } => self.consult_arrived(call, by),
+            Input::AttendedTransfer { call, consult } => self.attended_transfer(call, consult),
             Input::CallerDigit { call, digit } => self.caller_digit(call, digit),
             Input::CallbackAnswered { call } => self.callback_answered(call),
             Input::CallbackFailed { call, cause } => self.callback_failed(call, Some(cause)),
@@ -668,6 +675,8 @@ impl Engine {
                 ringing: Vec::new(),
                 on_hold: false,
                 callback: None,
+                consult_by: None,
+                transferred: false,
             },
         );
         self.join_queue(nc.id, nc.queue);
@@ -822,6 +831,7 @@ impl Engine {
 
     /// The call leaves the engine. Rings must already be withdrawn.
     fn finish(&mut self, c: CallId, outcome: Outcome) {
+        let outcome = self.recorded_outcome(c, outcome);
         self.leave_line(c);
         self.stop_hold(c);
         let call = self.calls.remove(&c).expect("finishing call exists");

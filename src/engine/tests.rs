@@ -1092,7 +1092,8 @@ fn transfer_keeps_priority_and_place_ahead_of_later_callers_and_wraps_the_agent_
         call: CallId(1),
         from: h.q("front"),
         agent: h.a("anna"),
-        to: TransferTarget::Queue(h.q("tech"))
+        to: TransferTarget::Queue(h.q("tech")),
+        kind: TransferKind::Blind
     }));
     assert!(h.events.contains(&Event::CallQueued { call: CallId(1), queue: h.q("tech"), priority: 5, position: 3 }));
     assert!(h.actions.iter().any(|a| matches!(a, Action::StartHold { call: CallId(1), .. })));
@@ -1181,7 +1182,8 @@ fn transfer_to_an_agent_rings_them_while_the_call_stays_bridged_and_a_miss_chang
         call: CallId(1),
         from: h.q("front"),
         agent: anna,
-        to: TransferTarget::Agent(ben)
+        to: TransferTarget::Agent(ben),
+        kind: TransferKind::Blind
     }));
     assert_eq!(h.state("anna").name(), "wrap-up");
     assert_eq!(h.state("ben").name(), "on-call");

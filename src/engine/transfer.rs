@@ -17,7 +17,7 @@
 use super::{AgentState, CallState, Engine, Entry, Tag};
 use crate::config::WhenNoAgents;
 use crate::engine::Time;
-use crate::engine::{Action, AgentId, CallId, EngineError, Event, QueueId, TimerKind, TransferTarget};
+use crate::engine::{Action, AgentId, CallId, EngineError, Event, QueueId, TimerKind, TransferKind, TransferTarget};
 use tracing::debug;
 
 impl Engine {
@@ -76,7 +76,13 @@ impl Engine {
         let from = call.queue;
         debug!(call = c.0, agent = agent.0, from = from.0, to = to.0, "Bridged => Waiting (transferred)");
         self.count_handle_time(from, since);
-        self.events.push_back(Event::Transferred { call: c, from, agent, to: TransferTarget::Queue(to) });
+        self.events.push_back(Event::Transferred {
+            call: c,
+            from,
+            agent,
+            to: TransferTarget::Queue(to),
+            kind: TransferKind::Blind,
+        });
 
         self.requeue_keeping_place(c, to);
         // The agent's call is over, as after a hang-up (wrap-up, or a pause
@@ -135,7 +141,13 @@ impl Engine {
         let q = call.queue;
         self.count_handle_time(q, since);
         debug!(call = c.0, from = from.0, to = to.0, "Bridged => Bridged (transferred)");
-        self.events.push_back(Event::Transferred { call: c, from: q, agent: from, to: TransferTarget::Agent(to) });
+        self.events.push_back(Event::Transferred {
+            call: c,
+            from: q,
+            agent: from,
+            to: TransferTarget::Agent(to),
+            kind: TransferKind::Blind,
+        });
         self.agents[to.0 as usize].misses = 0;
         self.set_state(to, AgentState::OnCall { call: c, since: now }, "answered a transfer");
         self.actions.push_back(Action::Bridge { call: c, agent: to });

@@ -201,6 +201,26 @@ pub enum Input {
         call: CallId,
         status: u16,
     },
+    /// A call from agent `by`'s own registered phone (a consultation, e.g.
+    /// to another team's queue while its customer holds): routed like any
+    /// call, but recorded as a consultation, and the call an attended
+    /// transfer ([`Input::AttendedTransfer`]) can hand the customer to.
+    ConsultArrived {
+        call: NewCall,
+        by: AgentId,
+    },
+    /// An attended transfer (REFER with Replaces): bridged call `call`'s
+    /// agent consulted with `consult` (its own consultation call, answered
+    /// by another agent) and hands its caller over. `call` is then bridged
+    /// to the consulted agent, who stays on-call; the first agent's call is
+    /// over (wrap-up); `consult` finishes as a transferred consultation.
+    /// Refused, with nothing changed, when `call` is not bridged (or rings a
+    /// transfer), `consult` is not that agent's consultation, or it is not
+    /// answered yet.
+    AttendedTransfer {
+        call: CallId,
+        consult: CallId,
+    },
     /// Shutting down: every waiting caller goes to its queue's overflow
     /// target now (callers of queues without one stay until served or the
     /// shell ends them). Bridged calls are untouched.
@@ -281,6 +301,25 @@ pub enum TransferTarget {
     Agent(AgentId),
 }
 
+/// How a transfer was made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TransferKind {
+    /// The agent (or an admin) named the target; acd reached it.
+    Blind,
+    /// The agent consulted the target first and handed the caller over
+    /// (REFER with Replaces).
+    Attended,
+}
+
+impl TransferKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            TransferKind::Blind => "blind",
+            TransferKind::Attended => "attended",
+        }
+    }
+}
+
 /// Why a call left a queue for its overflow target.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OverflowReason {
@@ -312,6 +351,15 @@ pub enum Outcome {
     CallbackFailed {
         attempts: u32,
     },
+    /// A consultation call from agent `by`'s phone ([`Input::ConsultArrived`]):
+    /// `answered_by` the agent who took it (if anyone did), `transferred`
+    /// when `by` handed its caller over to them (an attended transfer).
+    /// Neither an answered customer call nor an abandon.
+    Consultation {
+        by: AgentId,
+        answered_by: Option<AgentId>,
+        transferred: bool,
+    },
 }
 
 impl Outcome {
@@ -322,6 +370,7 @@ impl Outcome {
             Outcome::Overflowed { .. } => "overflowed",
             Outcome::Rejected { .. } => "rejected",
             Outcome::CallbackFailed { .. } => "callback-failed",
+            Outcome::Consultation { .. } => "consultation",
         }
     }
 }
@@ -410,6 +459,7 @@ pub enum Event {
         from: QueueId,
         agent: AgentId,
         to: TransferTarget,
+        kind: TransferKind,
     },
     /// A waiting caller pressed its queue's exit key; `to` is the target
     /// (`queue:NAME` or a SIP URI). `CallQueued` in that queue (or the
@@ -540,6 +590,10 @@ pub enum EngineError {
     AgentNotFree(AgentId, &'static str),
     #[error("{0} already has a transfer ringing")]
     TransferPending(CallId),
+    #[error("{0} is not a consultation call of {1}")]
+    NotConsultation(CallId, AgentId),
+    #[error("the consultation {0} is not answered yet")]
+    ConsultNotAnswered(CallId),
     #[error("queue \"{0}\" is full")]
     QueueFull(String),
     #[error("queue \"{0}\" has nobody logged in")]

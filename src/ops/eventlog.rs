@@ -99,7 +99,7 @@ pub fn event_json(engine: &Engine, at_unix_ms: u64, event: &Event) -> Value {
             put("queue", json!(engine.queue_name(*from)));
             put("to", json!(engine.queue_name(*to)));
         }
-        Event::Transferred { call, from, agent, to } => {
+        Event::Transferred { call, from, agent, to, kind } => {
             put("call", json!(call.0));
             put("queue", json!(engine.queue_name(*from)));
             put("agent", json!(engine.agent_name(*agent)));
@@ -113,7 +113,7 @@ pub fn event_json(engine: &Engine, at_unix_ms: u64, event: &Event) -> Value {
                     put("target", json!("agent"));
                 }
             }
-            put("kind", json!("blind"));
+            put("kind", json!(kind.name()));
         }
         Event::CallQueued { call, queue, priority, position } => {
             put("call", json!(call.0));
@@ -171,6 +171,13 @@ pub fn event_json(engine: &Engine, at_unix_ms: u64, event: &Event) -> Value {
                 crate::engine::Outcome::Rejected { status } => put("status", json!(status)),
                 crate::engine::Outcome::Abandoned => {}
                 crate::engine::Outcome::CallbackFailed { attempts } => put("attempts", json!(attempts)),
+                crate::engine::Outcome::Consultation { by, answered_by, transferred } => {
+                    put("agent", json!(engine.agent_name(*by)));
+                    if let Some(b) = answered_by {
+                        put("consulted", json!(engine.agent_name(*b)));
+                    }
+                    put("transferred", json!(transferred));
+                }
             }
         }
         Event::AgentStateChanged { agent, from, to, reason } => {
@@ -511,8 +518,29 @@ mod tests {
                     from: q,
                     agent: a,
                     to: crate::engine::TransferTarget::Queue(e.queue_id("tech").unwrap()),
+                    kind: crate::engine::TransferKind::Blind,
                 },
                 json!({"call":3,"queue":"billing","agent":"aino","to":"tech","target":"queue","kind":"blind"}),
+            ),
+            (
+                Event::Transferred {
+                    call: c,
+                    from: q,
+                    agent: a,
+                    to: crate::engine::TransferTarget::Agent(a),
+                    kind: crate::engine::TransferKind::Attended,
+                },
+                json!({"call":3,"queue":"billing","agent":"aino","to":"aino","target":"agent","kind":"attended"}),
+            ),
+            (
+                Event::CallFinished {
+                    call: c,
+                    queue: q,
+                    outcome: Outcome::Consultation { by: a, answered_by: Some(a), transferred: true },
+                    waited: Duration::from_secs(2),
+                },
+                json!({"call":3,"queue":"billing","outcome":"consultation","agent":"aino","consulted":"aino",
+                       "transferred":true,"waited_ms":2000}),
             ),
             (
                 Event::Overflowed { call: c, from: q, to: "queue:support-en".into(), reason: OverflowReason::MaxWait },

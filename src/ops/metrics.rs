@@ -613,7 +613,7 @@ impl Metrics {
                     r.joined = None;
                 }
             }
-            Event::Transferred { call, from, agent, to } => {
+            Event::Transferred { call, from, agent, to, .. } => {
                 // The agent's talk ends here, as at a hang-up: its talk and
                 // then wrap-up count for the queue it answered from.
                 let qm = queue_of(&mut self.queues, window, engine, *from);
@@ -698,6 +698,8 @@ impl Metrics {
                     }
                     // Counted at its `Overflowed` event.
                     Outcome::Overflowed { .. } | Outcome::CallbackFailed { .. } => {}
+                    // Not a customer's call (engine/attended.rs).
+                    Outcome::Consultation { .. } => {}
                     Outcome::Rejected { status } => {
                         counter!(REJECTED, "queue" => Arc::clone(&qm.name), "status" => status.to_string())
                             .increment(1);

@@ -136,6 +136,9 @@ enum Ending {
     /// A callback never connected (given up, or lost at shutdown): offered,
     /// but neither answered nor abandoned.
     CallbackFailed,
+    /// An agent's consultation call (before an attended transfer): not a
+    /// customer's call, so left out of every KPI.
+    Consultation,
 }
 
 /// Everything the log says about one call.
@@ -187,7 +190,8 @@ pub fn report(
     let mut queues: BTreeMap<String, Acc> = BTreeMap::new();
     let mut total = Acc::default();
     let mut calls = 0;
-    for r in recs.iter().filter(|r| in_period(r)) {
+    let customer = |r: &CallRec| !matches!(r.finished, Some((_, Ending::Consultation, _)));
+    for r in recs.iter().filter(|r| in_period(r) && customer(r)) {
         calls += 1;
         let home = r.arrived_in.as_ref().or(r.entered.first());
         let (answered, resolved) = (u64::from(!r.answers.is_empty()), u64::from(r.resolved_first_time()));
@@ -249,7 +253,7 @@ pub fn report(
                 }
                 // Per queue this was already counted from `overflowed`.
                 Ending::Overflowed => total.overflowed += 1,
-                Ending::Answered | Ending::CallbackFailed => {}
+                Ending::Answered | Ending::CallbackFailed | Ending::Consultation => {}
             }
         }
     }
@@ -336,6 +340,7 @@ fn read_calls(lines: impl BufRead) -> Result<Vec<CallRec>, ReportError> {
                     "overflowed" => Ending::Overflowed,
                     "rejected" => Ending::Rejected,
                     "callback-failed" => Ending::CallbackFailed,
+                    "consultation" => Ending::Consultation,
                     other => return Err(ReportError::BadValue { line, field: "outcome", value: other.to_string() }),
                 };
                 let idx = rec_of(c, false);
@@ -583,6 +588,38 @@ mod tests {
             json!({"call": c, "queue": q, "outcome": "answered", "agent": agent, "waited_ms": wait}),
         ));
         v
+    }
+
+    #[test]
+    fn an_attended_transfer_counts_for_the_queue_it_left_and_its_consultation_counts_nowhere() {
+        // Customer 1 answered by anna in front; anna's consultation 2 to tech,
+        // answered by ben; anna hands the customer over; ben ends the call.
+        let mut e = arrive(1, "front", "+1", 0);
+        e.push(ev(2 * S, "answered", json!({"call": 1, "queue": "front", "agent": "anna", "waited_ms": 2000})));
+        e.extend(arrive(2, "tech", "anna", 30 * S));
+        e.push(ev(32 * S, "answered", json!({"call": 2, "queue": "tech", "agent": "ben", "waited_ms": 2000})));
+        e.push(ev(
+            60 * S,
+            "transferred",
+            json!({"call": 1, "queue": "front", "agent": "anna", "to": "ben", "target": "agent", "kind": "attended"}),
+        ));
+        e.push(ev(
+            60 * S,
+            "call_finished",
+            json!({"call": 2, "queue": "tech", "outcome": "consultation", "agent": "anna", "consulted": "ben",
+                   "transferred": true, "waited_ms": 2000}),
+        ));
+        e.push(ev(
+            200 * S,
+            "call_finished",
+            json!({"call": 1, "queue": "front", "outcome": "answered", "agent": "ben", "waited_ms": 2000}),
+        ));
+        let r = report(log(&e).as_bytes(), None, None, 20).unwrap();
+        assert_eq!(r.calls, 1, "the consultation is not a customer's call");
+        let front = &r.queues["front"];
+        assert_eq!((front.offered, front.answered, front.transferred, front.abandoned), (1, 1, 1, 0));
+        assert!(!r.queues.contains_key("tech"), "{:?}", r.queues);
+        assert_eq!((r.total.answered, r.total.transferred, r.total.abandoned), (1, 1, 0));
     }
 
     #[test]

@@ -241,6 +241,9 @@ pub enum ReferStep {
     Failed(u16),
     /// A final `status` to the REFER itself; the leg goes on.
     Refused(u16),
+    /// A final `status` with a Warning saying why (an attended transfer
+    /// acd cannot make); the leg goes on.
+    Declined(u16, &'static str),
 }
 
 type ReferHandle = rsipstack::dialog::dialog::TransactionHandle;
@@ -272,6 +275,11 @@ async fn refer_task(
                     // 501 is only ever an attended transfer: say so.
                     let why = (status == 501).then(|| vec![Header::Warning(REPLACES_UNSUPPORTED.into())]);
                     h.respond(StatusCode::from(status), why, None).await.ok();
+                }
+            }
+            ReferStep::Declined(status, why) => {
+                if let Some(h) = handle {
+                    h.respond(StatusCode::from(status), Some(vec![attended::declined_warning(why)]), None).await.ok();
                 }
             }
             ReferStep::Trying | ReferStep::Done if !trying_sent || handle.is_some() => {
@@ -956,6 +964,9 @@ impl SipStack {
                     return None;
                 };
                 self.refers.insert(leg, handle);
+                if let Some(consult) = self.replaced_leg(&refer_to) {
+                    return Some(Inbound::Leg(SipEvent::ReferReplaces { leg, consult }));
+                }
                 Some(Inbound::Leg(SipEvent::Refer { leg, refer_to }))
             }
             DialogState::Terminated(id, reason) => {
@@ -1318,6 +1329,7 @@ fn split_contacts(v: &str) -> Vec<String> {
     out.into_iter().map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect()
 }
 
+mod attended;
 mod early;
 mod fork;
 

@@ -584,12 +584,25 @@ impl FrontDoor {
                 Err(Refused(reply)) => Verdict::Reply(reply),
             };
         }
-        let Some(trunk) = self.settings.trunks.iter().find(|t| t.allows(r.source.ip())).cloned() else {
-            info!(source = %r.source, to = %r.uri_user, "INVITE from an address that is not a trunk: 403");
-            return Verdict::Reply(Reply::new(403).warning("not a configured trunk"));
+        // An agent's own phone (a consultation call): digest as that agent
+        // (agent_call.rs); otherwise a trunk, or nobody.
+        let from_agent = self.registered_agent_caller(r);
+        let trunk = match &from_agent {
+            Some(_) => None,
+            None => match self.settings.trunks.iter().find(|t| t.allows(r.source.ip())).cloned() {
+                Some(t) => Some(t),
+                None => {
+                    info!(source = %r.source, to = %r.uri_user, "INVITE from an address that is not a trunk: 403");
+                    return Verdict::Reply(Reply::new(403).warning("not a configured trunk"));
+                }
+            },
         };
-        if let Some((user, password)) = &trunk.credentials {
-            if let Err(Refused(reply)) = self.authenticate_with(now, r, user, Some(password.as_str())) {
+        let credentials = match &trunk {
+            Some(t) => t.credentials.clone().map(|(u, p)| (u, Some(p))),
+            None => self.settings.agents.get(&r.from_user).map(|(_, p)| (r.from_user.clone(), p.clone())),
+        };
+        if let Some((user, password)) = credentials {
+            if let Err(Refused(reply)) = self.authenticate_with(now, r, &user, password.as_deref()) {
                 return Verdict::Reply(reply);
             }
         }
@@ -626,14 +639,15 @@ impl FrontDoor {
         if let Some(s) = self.short_of(capacity) {
             return Verdict::Reply(self.shortage(s));
         }
-        let trust = trunk.trust_headers;
+        let trust = trunk.as_ref().is_some_and(|t| t.trust_headers);
         let header = |name: &str| trust.then(|| r.header(name).map(str::to_string)).flatten();
         let call = IncomingCall {
             dialled: r.uri_user.clone(),
             caller: r.from_user.clone(),
             priority_header: header(&self.settings.priority_header),
             skills_header: header(&self.settings.skills_header),
-            trunk: trunk.name.clone(),
+            trunk: trunk.map(|t| t.name).unwrap_or_default(),
+            agent: from_agent,
         };
         Verdict::Call { call, offer, session }
     }
@@ -837,5 +851,6 @@ fn uri_parts(u: &str) -> Option<(String, String, u16)> {
     Some((user, host.to_ascii_lowercase(), port))
 }
 
+mod agent_call;
 #[cfg(test)]
 mod tests;

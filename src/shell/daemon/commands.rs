@@ -66,6 +66,9 @@ impl Daemon {
             Command::ReferTrying { leg, .. } => self.stack.refer_step(leg, ReferStep::Trying),
             Command::ReferFailed { leg, status, .. } => self.stack.refer_step(leg, ReferStep::Failed(status)),
             Command::ReferRefused { leg, status, .. } => self.stack.refer_step(leg, ReferStep::Refused(status)),
+            Command::ReferDeclined { leg, status, why, .. } => {
+                self.stack.refer_step(leg, ReferStep::Declined(status, why))
+            }
             Command::EarlyMedia { call, leg, music } => self.early_media(t, call, leg, music),
             Command::Hold { leg, music, .. } => self.media.hold(leg, &music),
             Command::StopHold { leg, .. } => self.media.stop_hold(leg),

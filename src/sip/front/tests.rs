@@ -457,3 +457,42 @@ fn session_timers_are_negotiated_at_admission() {
         other => panic!("{other:?}"),
     }
 }
+
+// ----- calls from agents' own phones (agent_call.rs) ------------------------------
+
+#[test]
+fn an_agents_registered_phone_calls_a_number_after_digest_as_that_agent() {
+    let mut d = door();
+    reply(login(&mut d, t(1), register("anna", "10.9.0.7:5062"), "anna", "anna-pw"));
+    // Not a trunk address, but anna's registered one: challenged, then taken
+    // as anna's consultation call, with no header trusted.
+    let mut r = invite("anna", "100", "10.9.0.7:5062");
+    r.headers = vec![("X-Priority".into(), "9".into())];
+    match login(&mut d, t(2), r.clone(), "anna", "anna-pw") {
+        Verdict::Call { call, .. } => {
+            assert_eq!(call.agent.as_deref(), Some("anna"));
+            assert_eq!((call.trunk.as_str(), call.dialled.as_str(), call.caller.as_str()), ("", "100", "anna"));
+            assert_eq!(call.priority_header, None);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(reply(login(&mut d, t(3), r, "anna", "guess")).status, 403, "the agent's password, not any");
+    assert_eq!(reply(login(&mut d, t(3), invite("anna", "999", "10.9.0.7:5062"), "anna", "anna-pw")).status, 404);
+}
+
+#[test]
+fn a_from_header_naming_an_agent_opens_nothing_from_elsewhere() {
+    let mut d = door();
+    reply(login(&mut d, t(1), register("anna", "10.9.0.7:5062"), "anna", "anna-pw"));
+    // Another port of the same host, or anna not registered at all: no
+    // challenge, the usual 403 for a source that is no trunk.
+    let other_port = reply(d.handle(t(2), &invite("anna", "100", "10.9.0.7:5999"), &Capacity::ample()));
+    assert_eq!((other_port.status, other_port.header("Warning")), (403, Some("399 acd \"not a configured trunk\"")));
+    let mut fresh = door();
+    assert_eq!(reply(fresh.handle(t(2), &invite("anna", "100", "10.9.0.7:5062"), &Capacity::ample())).status, 403);
+    // From a trunk, a caller id equal to an agent's user is a customer's call.
+    match d.handle(t(2), &invite("anna", "100", "10.1.3.4:5060"), &Capacity::ample()) {
+        Verdict::Call { call, .. } => assert_eq!((call.agent, call.trunk.as_str()), (None, "carrier")),
+        other => panic!("{other:?}"),
+    }
+}
