@@ -821,6 +821,8 @@ impl Sim {
             Input::CallerDigit { call, digit } => format!("caller of {call} presses {digit}"),
             Input::CallbackAnswered { call } => format!("the customer of callback {call} answers"),
             Input::CallbackFailed { call, cause } => format!("the customer of callback {call} fails ({cause:?})"),
+            Input::ConsultArrived { call, by } => format!("{} consults with {}", self.agent_name(*by), call.id),
+            Input::AttendedTransfer { call, consult } => format!("attended transfer of {call} to {consult}"),
         }
     }
 
@@ -876,6 +878,11 @@ impl Sim {
             | Input::CallerDigit { .. }
             | Input::CallbackAnswered { .. }
             | Input::CallbackFailed { .. }
+            // Attended transfers are not generated (the model has no
+            // consultation calls); tests/attended.rs and the engine's own
+            // scenario tests cover them.
+            | Input::ConsultArrived { .. }
+            | Input::AttendedTransfer { .. }
             | Input::WithdrawCall { .. }
             | Input::TransferToAgent { .. }
             | Input::Drain
@@ -1051,6 +1058,11 @@ impl Sim {
             | Input::CallerDigit { .. }
             | Input::CallbackAnswered { .. }
             | Input::CallbackFailed { .. }
+            // Attended transfers are not generated (the model has no
+            // consultation calls); tests/attended.rs and the engine's own
+            // scenario tests cover them.
+            | Input::ConsultArrived { .. }
+            | Input::AttendedTransfer { .. }
             | Input::SetEmergency { .. }
             | Input::WithdrawCall { .. }
             | Input::TransferToAgent { .. }
