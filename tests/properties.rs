@@ -1201,7 +1201,10 @@ impl Sim {
                     self.call_leaves(call, Outcome::Rejected { status }, b)?
                 }
                 // The model has no callback keys (CallerDigit is not generated).
-                Action::ConfirmCallback { call } | Action::DialCallback { call, .. } => {
+                Action::ConfirmCallback { call, .. }
+                | Action::DialCallback { call, .. }
+                | Action::CallbackWhisper { call, .. }
+                | Action::OfferCallback { call, .. } => {
                     return Err(self.fail(format!("a callback action for {call}, but no caller asked for one")));
                 }
             }
@@ -1221,7 +1224,9 @@ impl Sim {
             }
             Action::Transfer { call, uri } => format!("transfer {call} to {uri}"),
             Action::Reject { call, status } => format!("reject {call} with {status}"),
-            Action::ConfirmCallback { call } => format!("confirm callback of {call}"),
+            Action::ConfirmCallback { call, .. } => format!("confirm callback of {call}"),
+            Action::CallbackWhisper { call, .. } => format!("whisper to the agent of {call}"),
+            Action::OfferCallback { call, .. } => format!("offer a callback to {call}"),
             Action::DialCallback { call, .. } => format!("dial the customer of {call}"),
             Action::StopHold { .. } | Action::Announce { .. } | Action::PlayFile { .. } => return,
         };

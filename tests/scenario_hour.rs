@@ -446,6 +446,8 @@ impl Net {
                 | Action::Announce { .. }
                 | Action::PlayFile { .. }
                 | Action::ConfirmCallback { .. }
+                | Action::CallbackWhisper { .. }
+                | Action::OfferCallback { .. }
                 | Action::DialCallback { .. }
                 | Action::Transfer { .. }
                 | Action::Reject { .. } => {}

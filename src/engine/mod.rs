@@ -306,6 +306,8 @@ struct Call {
     on_hold: bool,
     /// A callback (virtual hold) not connected yet (`callback.rs`).
     callback: Option<callback::Pending>,
+    /// The automatic callback offer was made (once per call).
+    callback_offered: bool,
 }
 
 /// Read-only view of a call, for the admin API and tests.
@@ -668,6 +670,7 @@ impl Engine {
                 ringing: Vec::new(),
                 on_hold: false,
                 callback: None,
+                callback_offered: false,
             },
         );
         self.join_queue(nc.id, nc.queue);
@@ -743,6 +746,7 @@ impl Engine {
             None => self.timers.cancel(TimerKind::CallStep(c)),
         }
         self.arm_announcements(c, joined);
+        self.arm_callback_offer(c, joined);
     }
 
     /// Sends a call to its queue's overflow target. Without one: a full queue
@@ -780,6 +784,8 @@ impl Engine {
                 self.finish(c, Outcome::Overflowed { uri });
             }
             (OverflowTarget::Reject(status), _) => self.reject(c, status),
+            // Validation allows "callback" for `when_closed` only.
+            (OverflowTarget::Callback, _) => self.reject(c, 480),
             (OverflowTarget::Queue(_), None) => unreachable!("queue target resolved above"),
         }
     }
@@ -803,6 +809,7 @@ impl Engine {
             TimerKind::Announce(c),
             TimerKind::PeriodicAnnounce(c),
             TimerKind::CallbackDue(c),
+            TimerKind::CallbackOffer(c),
         ] {
             self.timers.cancel(kind);
         }
@@ -1167,6 +1174,8 @@ impl Engine {
                     self.dirty.insert(call.queue);
                 }
             }
+            TimerKind::CallbackDial(c) => self.callback_dial(c),
+            TimerKind::CallbackOffer(c) => self.fire_callback_offer(c),
         }
     }
 
