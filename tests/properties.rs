@@ -1267,6 +1267,8 @@ impl Sim {
             }
             Some(config::OverflowTarget::Uri(u)) => Dest::Transfer(u.clone()),
             Some(config::OverflowTarget::Reject(s)) => Dest::Reject(*s),
+            // Only `when_closed` may say "callback"; the engine answers 480.
+            Some(config::OverflowTarget::Callback) => Dest::Reject(480),
             None => match why {
                 Why::Full => Dest::Reject(503),
                 Why::NoAgents => Dest::Reject(480),
