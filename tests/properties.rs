@@ -1213,7 +1213,10 @@ impl Sim {
                     self.call_leaves(call, Outcome::Rejected { status }, b)?
                 }
                 // The model has no callback keys (CallerDigit is not generated).
-                Action::ConfirmCallback { call } | Action::DialCallback { call, .. } => {
+                Action::ConfirmCallback { call, .. }
+                | Action::DialCallback { call, .. }
+                | Action::CallbackWhisper { call, .. }
+                | Action::OfferCallback { call, .. } => {
                     return Err(self.fail(format!("a callback action for {call}, but no caller asked for one")));
                 }
             }
@@ -1233,7 +1236,9 @@ impl Sim {
             }
             Action::Transfer { call, uri } => format!("transfer {call} to {uri}"),
             Action::Reject { call, status } => format!("reject {call} with {status}"),
-            Action::ConfirmCallback { call } => format!("confirm callback of {call}"),
+            Action::ConfirmCallback { call, .. } => format!("confirm callback of {call}"),
+            Action::CallbackWhisper { call, .. } => format!("whisper to the agent of {call}"),
+            Action::OfferCallback { call, .. } => format!("offer a callback to {call}"),
             Action::DialCallback { call, .. } => format!("dial the customer of {call}"),
             Action::StopHold { .. } | Action::Announce { .. } | Action::PlayFile { .. } => return,
         };
@@ -1274,6 +1279,8 @@ impl Sim {
             }
             Some(config::OverflowTarget::Uri(u)) => Dest::Transfer(u.clone()),
             Some(config::OverflowTarget::Reject(s)) => Dest::Reject(*s),
+            // Only `when_closed` may say "callback"; the engine answers 480.
+            Some(config::OverflowTarget::Callback) => Dest::Reject(480),
             None => match why {
                 Why::Full => Dest::Reject(503),
                 Why::NoAgents => Dest::Reject(480),

@@ -446,6 +446,8 @@ impl Net {
                 | Action::Announce { .. }
                 | Action::PlayFile { .. }
                 | Action::ConfirmCallback { .. }
+                | Action::CallbackWhisper { .. }
+                | Action::OfferCallback { .. }
                 | Action::DialCallback { .. }
                 | Action::Transfer { .. }
                 | Action::Reject { .. } => {}
@@ -483,8 +485,9 @@ fn per_queue(net: &Net) -> BTreeMap<String, Counts> {
                     Outcome::Answered { .. } => c.answered += 1,
                     Outcome::Abandoned => c.abandoned += 1,
                     Outcome::Rejected { .. } => c.rejected += 1,
-                    // Counted above from Event::Overflowed; no callbacks in this hour.
-                    Outcome::Overflowed { .. } | Outcome::CallbackFailed { .. } => {}
+                    // Counted above from Event::Overflowed; no callbacks or
+                    // consultations in this hour.
+                    Outcome::Overflowed { .. } | Outcome::CallbackFailed { .. } | Outcome::Consultation { .. } => {}
                 }
             }
             _ => {}
@@ -659,6 +662,7 @@ fn scenario_hour() {
                 continue;
             }
             Outcome::CallbackFailed { .. } => panic!("{call}: no caller of this hour asks for a callback"),
+            Outcome::Consultation { .. } => panic!("{call}: no agent of this hour consults"),
         };
         assert_eq!(acts, vec![&want], "{call} finished {outcome:?}");
     }

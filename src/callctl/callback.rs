@@ -28,16 +28,52 @@ use crate::engine::{AgentId, CallId, EngineError, Input, RejectCause, Time};
 use tracing::debug;
 
 impl Core {
-    /// The engine's ConfirmCallback: the caller hears the prompt and is hung up.
-    pub(super) fn confirm_callback(&mut self, call_id: CallId) {
+    /// The engine's ConfirmCallback: the caller hears the prompt and is hung
+    /// up. A closed queue's callback may come for a caller not answered yet
+    /// (or in early media): it is answered first, with the queue's music
+    /// under the prompt (media plays prompts to held legs only).
+    pub(super) fn confirm_callback(&mut self, call_id: CallId, closed: bool) {
         let call = &self.calls[&call_id];
         let (state, leg) = (call.state, call.caller_leg);
-        if state != CallState::Queued {
-            return self.bug(unexpected(call_id, leg, "ConfirmCallback", state));
+        match state {
+            CallState::Queued => {}
+            CallState::Arriving | CallState::Early { .. } if closed => {
+                let music = self
+                    .engine
+                    .call(call_id)
+                    .and_then(|v| self.config.queues.iter().find(|q| q.name == self.engine.queue_name(v.queue)))
+                    .map_or_else(|| "default".to_string(), |q| q.music.clone());
+                self.commands.push_back(Command::AnswerCaller { call: call_id, leg });
+                self.commands.push_back(Command::Hold { call: call_id, leg, music });
+            }
+            _ => return self.bug(unexpected(call_id, leg, "ConfirmCallback", state)),
         }
         self.legs.remove(&leg);
-        self.commands.push_back(Command::ConfirmCallback { call: call_id, leg });
+        self.commands.push_back(Command::ConfirmCallback { call: call_id, leg, closed });
         self.set_state(call_id, Next::To(CallState::Callback), "callback requested");
+    }
+
+    /// The engine's CallbackWhisper: the agent who answered hears ringback
+    /// with the whisper in front of it; the engine dials the customer once
+    /// it is over (DialCallback).
+    pub(super) fn callback_whisper(&mut self, call_id: CallId, agent: AgentId, file: Option<std::path::PathBuf>) {
+        let call = &self.calls[&call_id];
+        let agent_leg = call.legs.iter().find(|l| l.agent == Some(agent) && l.state == LegState::Answered);
+        let (CallState::Callback, Some(leg)) = (call.state, agent_leg.map(|l| l.leg)) else {
+            return self.bug(unexpected(call_id, call.caller_leg, "CallbackWhisper", call.state));
+        };
+        debug!(call = %call_id, %leg, "agent answered a callback: whisper");
+        self.commands.push_back(Command::Hold { call: call_id, leg, music: RINGBACK.into() });
+        self.commands.push_back(Command::Whisper { call: call_id, leg, file });
+    }
+
+    /// The engine's OfferCallback: the waiting caller hears the offer (over
+    /// its music, or its early media); a caller without media is not told.
+    pub(super) fn offer_callback(&mut self, call_id: CallId, key: char) {
+        let call = &self.calls[&call_id];
+        if matches!(call.state, CallState::Queued | CallState::Early { music: true }) {
+            self.commands.push_back(Command::OfferCallback { call: call_id, leg: call.caller_leg, key });
+        }
     }
 
     /// The engine's DialCallback: the agent (answered leg) hears ringback

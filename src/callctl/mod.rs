@@ -296,10 +296,25 @@ pub enum Command {
         why: &'static str,
     },
     /// The caller asked for a callback: play the confirmation prompt to
-    /// `leg`, then BYE it. The leg is no longer the core's.
+    /// `leg`, then BYE it. The leg is no longer the core's. `closed`: the
+    /// closed queue's prompt ("we will call you back when we open").
     ConfirmCallback {
         call: CallId,
         leg: LegId,
+        closed: bool,
+    },
+    /// The agent who answered a callback: play the whisper (the prompt
+    /// set's "This is a callback", then the queue's `file`) over ringback.
+    Whisper {
+        call: CallId,
+        leg: LegId,
+        file: Option<std::path::PathBuf>,
+    },
+    /// Tell the waiting caller once to press `key` to be called back.
+    OfferCallback {
+        call: CallId,
+        leg: LegId,
+        key: char,
     },
     /// Free the media (RTP ports) of an outgoing leg the call let go of
     /// before its final response; its INVITE transaction may live on.
@@ -953,7 +968,9 @@ impl Core {
             | Action::Announce { call, .. }
             | Action::PlayFile { call, .. }
             | Action::Transfer { call, .. }
-            | Action::ConfirmCallback { call }
+            | Action::ConfirmCallback { call, .. }
+            | Action::CallbackWhisper { call, .. }
+            | Action::OfferCallback { call, .. }
             | Action::DialCallback { call, .. }
             | Action::Reject { call, .. } => *call,
         };
@@ -1044,8 +1061,10 @@ impl Core {
                     _ => self.bug(wrong("Bridge")),
                 }
             }
-            Action::ConfirmCallback { .. } => self.confirm_callback(call_id),
+            Action::ConfirmCallback { closed, .. } => self.confirm_callback(call_id, closed),
             Action::DialCallback { agent, trunk, .. } => self.dial_callback(call_id, agent, trunk),
+            Action::CallbackWhisper { agent, file, .. } => self.callback_whisper(call_id, agent, file),
+            Action::OfferCallback { key, .. } => self.offer_callback(call_id, key),
             Action::Announce { position, estimated_wait_secs, .. } => {
                 self.commands.push_back(Command::Announce {
                     call: call_id,

@@ -336,6 +336,7 @@ impl Net {
             | Command::Hold { call, leg, .. }
             | Command::StopHold { call, leg }
             | Command::Announce { call, leg, .. }
+            | Command::OfferCallback { call, leg, .. }
             | Command::PlayFile { call, leg, .. } => {
                 let Some(c) = self.callers.get_mut(call) else {
                     return self.violation(format!("{line}: unknown call"));
@@ -405,7 +406,7 @@ impl Net {
                 _ => self.violation(format!("{line}: no INVITE of this call to cancel")),
             },
             // The prompt, then a BYE to the caller.
-            Command::ConfirmCallback { call, leg } => match self.callers.get_mut(call) {
+            Command::ConfirmCallback { call, leg, .. } => match self.callers.get_mut(call) {
                 Some(c) if c.leg == *leg && c.answered && !c.ended => c.ended = true,
                 _ => self.violation(format!("{line}: caller not in a call")),
             },
@@ -451,6 +452,11 @@ impl Net {
                     || self.callers.get(call).is_some_and(|c| c.leg == *leg);
                 if !ok {
                     self.violation(format!("{line}: no REFER from a live leg of this call"));
+                }
+            }
+            Command::Whisper { call, leg, .. } => {
+                if !self.remotes.get(leg).is_some_and(|r| r.call == *call && r.answered && !r.bye_sent) {
+                    self.violation(format!("{line}: no answered agent leg of this call"));
                 }
             }
             Command::ReleaseMedia { .. } => unreachable!("handled above"),
@@ -545,6 +551,8 @@ impl Net {
             }
             Command::PlayFile { call, file, .. } => format!("c{}: play {}", call.0, file.display()),
             Command::ConfirmCallback { call, .. } => format!("c{}: callback confirmed, bye caller", call.0),
+            Command::Whisper { call, .. } => format!("c{}: whisper to the agent", call.0),
+            Command::OfferCallback { call, key, .. } => format!("c{}: offer callback on {key}", call.0),
             Command::ReleaseMedia { call, leg } => {
                 format!("c{}: release media of {}", call.0, self.leg_name(*call, *leg))
             }

@@ -47,10 +47,12 @@ impl std::fmt::Display for ExitTarget {
 /// Callback (virtual hold) for one queue.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CallbackConfig {
-    /// The key a waiting caller presses to be called back.
-    pub key: char,
-    /// Offer the callback (the prompt) once the estimated wait passes this
-    /// (default 0 = only on the key).
+    /// The key a waiting caller presses to be called back; `None` only for
+    /// a queue whose `when_closed = "callback"` is its only way in.
+    pub key: Option<char>,
+    /// Offer the callback (a prompt naming the key) to a caller whose
+    /// estimated wait on joining, or whose wait so far, passes this
+    /// (default 0 = only on the key, never offered).
     pub offer_after_secs: u32,
     /// `host:port` the customer is dialled through (`sip:<caller>@trunk`).
     pub trunk: String,
@@ -62,6 +64,30 @@ pub struct CallbackConfig {
     /// Seconds after a failed dial before the callback is offered again
     /// (default 60).
     pub retry_delay_secs: u32,
+    /// The queue's own whisper (`callback_whisper`, resolved against the
+    /// config file; its audio is in `media.announcements`), played to the
+    /// agent after the generic "This is a callback" prompt.
+    pub whisper: Option<std::path::PathBuf>,
+    /// How long the agent's whisper lasts (generic prompt, the queue's
+    /// file, a short pause): the customer is dialled when it is over. 0
+    /// without prompts or file: dialled at once.
+    pub whisper_ms: u32,
+}
+
+impl CallbackConfig {
+    /// A callback on `key` through `trunk` with the documented defaults.
+    pub fn new(key: Option<char>, trunk: &str) -> CallbackConfig {
+        CallbackConfig {
+            key,
+            offer_after_secs: 0,
+            trunk: trunk.to_string(),
+            initial_delay_secs: 0,
+            max_attempts: 3,
+            retry_delay_secs: 60,
+            whisper: None,
+            whisper_ms: 0,
+        }
+    }
 }
 
 /// Reads the keypad keys of queue `key` (its own, else `[defaults]`).
@@ -93,14 +119,14 @@ pub(super) fn keypad(cx: &Ctx, key: &str, q: &RawQueue, d: &RawQueue) -> Result<
         _ => {}
     }
     let callback_key = digit(pick!(callback_key))?;
-    let callback = match callback_key {
-        None => {
+    let callback = match (callback_key, pick!(callback_trunk)) {
+        (None, None) => {
             for (set, f) in [
-                (pick!(callback_trunk).map(|x| x.1), "callback_trunk"),
                 (pick!(callback_offer_after_secs).map(|x| x.1), "callback_offer_after_secs"),
                 (pick!(callback_max_attempts).map(|x| x.1), "callback_max_attempts"),
                 (pick!(callback_retry_delay_secs).map(|x| x.1), "callback_retry_delay_secs"),
                 (pick!(callback_initial_delay_secs).map(|x| x.1), "callback_initial_delay_secs"),
+                (pick!(callback_whisper).map(|x| x.1), "callback_whisper"),
             ] {
                 if let Some(k) = set.filter(|k| !k.starts_with("defaults.")) {
                     return Err(cx.err(k, format!("`{f}` needs a `callback_key` on this queue (or in [defaults])")));
@@ -108,20 +134,18 @@ pub(super) fn keypad(cx: &Ctx, key: &str, q: &RawQueue, d: &RawQueue) -> Result<
             }
             None
         }
-        Some(c) => {
-            if exit_key == Some(c) {
+        (Some(_), None) => {
+            return Err(cx.err(
+                format!("{key}.callback_trunk"),
+                "a callback key needs a `callback_trunk` (host:port the customer is dialled through)",
+            ))
+        }
+        (c, Some((t, tk))) => {
+            if c.is_some() && exit_key == c {
                 let k = pick!(callback_key).map(|x| x.1).unwrap_or_default();
-                return Err(cx.err(k, format!("'{c}' is also this queue's exit_key")));
+                return Err(cx.err(k, format!("'{}' is also this queue's exit_key", c.unwrap_or_default())));
             }
-            let trunk = match pick!(callback_trunk) {
-                Some((t, k)) => check_host_port(cx, &k, &t)?,
-                None => {
-                    return Err(cx.err(
-                        format!("{key}.callback_trunk"),
-                        "a callback key needs a `callback_trunk` (host:port the customer is dialled through)",
-                    ))
-                }
-            };
+            let trunk = check_host_port(cx, &tk, &t)?;
             let num = |v: Option<(u32, String)>, default: u32, lo: u32, hi: u32| -> Result<u32, ConfigError> {
                 match v {
                     Some((v, k)) if !(lo..=hi).contains(&v) => {
@@ -131,23 +155,20 @@ pub(super) fn keypad(cx: &Ctx, key: &str, q: &RawQueue, d: &RawQueue) -> Result<
                     None => Ok(default),
                 }
             };
-            if let Some((v, k)) = pick!(callback_offer_after_secs).filter(|(v, _)| *v > 0) {
-                // Offering callback past an estimated wait is not built: a
-                // value here would do nothing.
-                return Err(cx.err(
-                    k,
-                    format!(
-                        "{v}: offering callback automatically past a wait is not available yet; only 0 (the key alone)"
-                    ),
-                ));
+            let offer_after_secs = num(pick!(callback_offer_after_secs), 0, 0, 86_400)?;
+            if let (None, Some((_, k))) = (c, pick!(callback_offer_after_secs).filter(|(v, _)| *v > 0)) {
+                return Err(cx.err(k, "offering a callback needs a `callback_key` for the caller to press"));
             }
             Some(CallbackConfig {
                 key: c,
-                offer_after_secs: num(pick!(callback_offer_after_secs), 0, 0, 86_400)?,
+                offer_after_secs,
                 trunk,
                 initial_delay_secs: num(pick!(callback_initial_delay_secs), 0, 0, 3600)?,
                 max_attempts: num(pick!(callback_max_attempts), 3, 1, 10)?,
                 retry_delay_secs: num(pick!(callback_retry_delay_secs), 60, 1, 86_400)?,
+                // Resolved and measured by `finish_callbacks` once media is read.
+                whisper: pick!(callback_whisper).map(|(f, _)| std::path::PathBuf::from(f)),
+                whisper_ms: 0,
             })
         }
     };
@@ -167,6 +188,49 @@ fn check_host_port(cx: &Ctx, key: &str, s: &str) -> Result<String, ConfigError> 
     } else {
         Err(cx.err(key, format!("\"{s}\" is not host:port (e.g. \"trunk.example.com:5060\")")))
     }
+}
+
+/// Once media settings are read: loads each queue's `callback_whisper`
+/// (relative to the config file) into `media.announcements`, measures the
+/// agent's whisper, and checks what needs the callback settings: a
+/// `when_closed = "callback"` needs a `callback_trunk`, and a trunk without
+/// a key is only for that.
+pub(super) fn finish_callbacks(
+    cx: &Ctx,
+    file: &str,
+    queues: &mut [QueueConfig],
+    media: &mut super::MediaSettings,
+) -> Result<(), ConfigError> {
+    for q in queues.iter_mut() {
+        let closed_callback = q.when_closed == super::OverflowTarget::Callback;
+        let Some(cb) = q.keypad.callback.as_mut() else {
+            if closed_callback {
+                return Err(cx.err(
+                    format!("queue[{}].when_closed", q.name),
+                    "\"callback\" needs a `callback_trunk` on this queue (host:port the customer is dialled through)",
+                ));
+            }
+            continue;
+        };
+        if cb.key.is_none() && !closed_callback {
+            return Err(cx.err(
+                format!("queue[{}].callback_trunk", q.name),
+                "`callback_trunk` needs a `callback_key` on this queue (or `when_closed = \"callback\"`)",
+            ));
+        }
+        let file_clip = match cb.whisper.take() {
+            Some(p) => {
+                let key = format!("queue[{}].callback_whisper", q.name);
+                let path = super::media::load_clip(cx, file, &key, &p.to_string_lossy(), media)?;
+                cb.whisper = Some(path.clone());
+                media.announcements.get(&path).cloned()
+            }
+            None => None,
+        };
+        let whisper = crate::media::prompts::callback_whisper(media.prompts.as_deref(), file_clip.as_ref());
+        cb.whisper_ms = whisper.map_or(0, |c| c.duration_ms() as u32 + crate::media::prompts::AFTER_WHISPER_MS);
+    }
+    Ok(())
 }
 
 /// Resolves each queue's raw `exit_target` (in `raw`, by queue index) now
@@ -289,12 +353,78 @@ members = [{ agent = "anna" }]
         let cfg = with("callback_key = \"1\"\ncallback_trunk = \"127.0.0.1:5070\"").unwrap();
         let q = cfg.queues.iter().find(|q| q.name == "sales").unwrap();
         let cb = q.keypad.callback.as_ref().expect("callback on");
-        assert_eq!((cb.key, cb.trunk.as_str()), ('1', "127.0.0.1:5070"));
+        assert_eq!((cb.key, cb.trunk.as_str()), (Some('1'), "127.0.0.1:5070"));
         assert_eq!((cb.initial_delay_secs, cb.max_attempts, cb.retry_delay_secs), (0, 3, 60));
         let (k, r) = err("callback_key = \"1\"");
         assert_eq!(k, "queue[sales].callback_trunk", "{r}");
-        let (k, r) = err("callback_key = \"1\"\ncallback_trunk = \"127.0.0.1:5070\"\ncallback_offer_after_secs = 120");
-        assert_eq!(k, "queue[sales].callback_offer_after_secs", "{r}");
-        assert!(r.contains("not available"), "{r}");
+        let cfg =
+            with("callback_key = \"1\"\ncallback_trunk = \"127.0.0.1:5070\"\ncallback_offer_after_secs = 120").unwrap();
+        let q = cfg.queues.iter().find(|q| q.name == "sales").unwrap();
+        assert_eq!(q.keypad.callback.as_ref().unwrap().offer_after_secs, 120);
+        // No prompts, no file: no whisper, the customer is dialled at once.
+        assert_eq!(q.keypad.callback.as_ref().unwrap().whisper_ms, 0);
+    }
+
+    #[test]
+    fn whisper_offer_and_closed_callback_settings_are_checked() {
+        let prompts = concat!(env!("CARGO_MANIFEST_DIR"), "/config/sounds/prompts/en");
+        let own = concat!(env!("CARGO_MANIFEST_DIR"), "/config/sounds/prompts/en/callback-offer.wav");
+        let cfg = from_toml_str(
+            "acd.toml",
+            &format!(
+                "[media]\nprompts = \"{prompts}\"\n{BASE}\n[[queue]]\nname = \"sales\"\nmembers = [{{ agent = \"anna\" }}]\n\
+                 callback_key = \"1\"\ncallback_trunk = \"t:5060\"\ncallback_whisper = \"{own}\"\n"
+            ),
+        )
+        .unwrap();
+        let tech = cfg.queues.iter().find(|q| q.name == "tech").unwrap();
+        assert!(tech.keypad.callback.is_none());
+        let cb = cfg.queues.iter().find(|q| q.name == "sales").unwrap().keypad.callback.clone().unwrap();
+        let set = cfg.media.prompts.as_ref().unwrap();
+        let generic = set.clip(crate::media::prompts::CALLBACK_WHISPER).unwrap().duration_ms();
+        let file = set.clip(crate::media::prompts::CALLBACK_OFFER).unwrap().duration_ms();
+        // The generic prompt, a 200 ms pause, the queue's file, 300 ms.
+        assert_eq!(cb.whisper_ms as u64, generic + 200 + file + 300);
+        assert!(cfg.media.announcements.contains_key(cb.whisper.as_ref().unwrap()));
+
+        let cases = [
+            (
+                "callback_key = \"1\"\ncallback_trunk = \"t:5060\"\ncallback_whisper = \"nope.wav\"",
+                "queue[sales].callback_whisper",
+                "nope.wav",
+            ),
+            ("callback_whisper = \"x.wav\"", "queue[sales].callback_whisper", "needs a `callback_key`"),
+            (
+                "callback_trunk = \"t:5060\"\ncallback_offer_after_secs = 30",
+                "queue[sales].callback_offer_after_secs",
+                "needs a `callback_key`",
+            ),
+            ("callback_trunk = \"t:5060\"", "queue[sales].callback_trunk", "when_closed = \"callback\""),
+            ("overflow = \"callback\"", "queue[sales].overflow", "not an overflow target"),
+        ];
+        for (toml, key, reason) in cases {
+            let (k, r) = err(toml);
+            assert_eq!(k, key, "{toml}");
+            assert!(r.contains(reason), "{toml}: {r}");
+        }
+    }
+
+    #[test]
+    fn when_closed_callback_needs_a_trunk_and_may_go_without_a_key() {
+        const SCHED: &str = "[schedule.office]\ntime_zone = \"Europe/Helsinki\"\nhours = [\"mon-fri 08:00-18:00\"]\n";
+        let text = |q: &str| {
+            format!("{SCHED}{BASE}\n[[queue]]\nname = \"sales\"\nmembers = [{{ agent = \"anna\" }}]\nschedule = \"office\"\nwhen_closed = \"callback\"\n{q}")
+        };
+        let cfg = from_toml_str("acd.toml", &text("callback_trunk = \"t:5060\"")).unwrap();
+        let q = cfg.queues.iter().find(|q| q.name == "sales").unwrap();
+        assert_eq!(q.when_closed, crate::config::OverflowTarget::Callback);
+        assert_eq!(q.keypad.callback.as_ref().unwrap().key, None);
+        match from_toml_str("acd.toml", &text("")) {
+            Err(ConfigError::Invalid { key, reason, .. }) => {
+                assert_eq!(key, "queue[sales].when_closed");
+                assert!(reason.contains("callback_trunk"), "{reason}");
+            }
+            other => panic!("expected an invalid config, got {other:?}"),
+        }
     }
 }

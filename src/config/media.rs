@@ -181,6 +181,23 @@ pub(super) fn media_settings(cx: &Ctx, file: &str, raw: &RawConfig) -> Result<Me
     })
 }
 
+/// Reads one WAV named by config key `key` (relative to the config file)
+/// into `media.announcements`, once; returns its resolved path.
+pub(super) fn load_clip(
+    cx: &Ctx,
+    file: &str,
+    key: &str,
+    p: &str,
+    media: &mut MediaSettings,
+) -> Result<PathBuf, ConfigError> {
+    let path = resolve(file, p);
+    if !media.announcements.contains_key(&path) {
+        let pcm = audio::load_wav(&path).map_err(|e| cx.err(key, e.to_string()))?;
+        media.announcements.insert(path.clone(), Clip::from_pcm(&pcm));
+    }
+    Ok(path)
+}
+
 /// Resolves a queue's `periodic_announce` files against the config file's
 /// directory and reads each once (queues may share them).
 pub(super) fn load_announcements(

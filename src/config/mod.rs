@@ -261,6 +261,10 @@ pub enum OverflowTarget {
     Uri(String),
     /// Answer the caller with this final status (`reject:486`).
     Reject(u16),
+    /// `when_closed` only: answer, say "we will call you back when we
+    /// open", hang up, and keep a callback in the queue, offered once it
+    /// opens (`engine/callback/closed.rs`).
+    Callback,
 }
 
 impl std::fmt::Display for OverflowTarget {
@@ -269,6 +273,7 @@ impl std::fmt::Display for OverflowTarget {
             OverflowTarget::Queue(q) => write!(f, "queue:{q}"),
             OverflowTarget::Uri(u) => write!(f, "{u}"),
             OverflowTarget::Reject(s) => write!(f, "reject:{s}"),
+            OverflowTarget::Callback => write!(f, "callback"),
         }
     }
 }

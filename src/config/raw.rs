@@ -251,6 +251,7 @@ pub struct RawQueue {
     pub callback_initial_delay_secs: Option<u32>,
     pub callback_max_attempts: Option<u32>,
     pub callback_retry_delay_secs: Option<u32>,
+    pub callback_whisper: Option<String>,
     pub members: Option<Vec<RawMember>>,
 }
 

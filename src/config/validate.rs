@@ -137,6 +137,7 @@ pub fn validate(file: &str, raw: RawConfig) -> Result<Config, ConfigError> {
     for q in &mut queues {
         super::media::load_announcements(&cx, file, q, &mut media)?;
     }
+    super::keypad::finish_callbacks(&cx, file, &mut queues, &mut media)?;
     for q in &queues {
         if media.class(&q.music).is_none() {
             let known: Vec<&str> = media.music.iter().map(|m| m.name.as_str()).collect();
@@ -567,6 +568,7 @@ fn queue(
         None => None,
     };
     let when_closed = match pick!(when_closed) {
+        Some((s, _)) if s == "callback" => OverflowTarget::Callback,
         Some((s, k)) => parse_overflow(cx, &k, &s)?,
         None => OverflowTarget::Reject(480),
     };

@@ -36,8 +36,11 @@ impl Engine {
         }
     }
 
-    pub(super) fn fire_announce(&mut self, c: CallId, now: Time) {
-        let Some(call) = self.calls.get(&c) else { return };
+    /// A waiting caller's place in its queue (1 = next; 0 when not in the
+    /// line) and estimated wait in seconds: place × the queue's average
+    /// handle time ÷ its logged-in members (the callback offer uses it too).
+    pub(super) fn estimated_wait(&self, c: CallId, now: Time) -> (u32, u32) {
+        let Some(call) = self.calls.get(&c) else { return (0, 0) };
         let queue = &self.queues[call.queue.0 as usize];
         let position = queue.line.iter(now, queue.cfg.aging_secs).position(|e| e.call == c).map_or(0, |p| p as u32 + 1);
         let staffed = queue
@@ -46,8 +49,13 @@ impl Engine {
             .filter(|m| self.agents[m.agent.0 as usize].state != AgentState::LoggedOut)
             .count()
             .max(1) as u64;
-        let estimated_wait_secs = (position as u64 * queue.avg_handle_ms / staffed / 1000) as u32;
-        let cfg = &queue.cfg;
+        (position, (position as u64 * queue.avg_handle_ms / staffed / 1000) as u32)
+    }
+
+    pub(super) fn fire_announce(&mut self, c: CallId, now: Time) {
+        let Some(call) = self.calls.get(&c) else { return };
+        let (position, estimated_wait_secs) = self.estimated_wait(c, now);
+        let cfg = &self.queues[call.queue.0 as usize].cfg;
         if position > 0 {
             self.actions.push_back(Action::Announce {
                 call: c,

@@ -9,7 +9,8 @@
 //!        no announcements; a hang-up of the caller changes nothing
 //!   pending ── not before now + callback_initial_delay_secs ──► offerable
 //!   offerable ── dispatch ──► Offering (Ring, as any call)
-//!   Offering ── OfferAnswered ──► Dialling (agent OnCall, DialCallback)
+//!   Offering ── OfferAnswered ──► Dialling (agent OnCall; with a whisper,
+//!        CallbackWhisper, then DialCallback when it is over, else at once)
 //!   Dialling ── CallbackAnswered ──► Bridged (Bridge, Answered): from here
 //!        an ordinary bridged call (CallEnded, transfer…)
 //!   Dialling ── CallbackFailed / CallEnded (the agent left) ──►
@@ -38,6 +39,9 @@ pub(super) struct Pending {
     pub(super) failed: u32,
     /// Set from `OfferAnswered` until the customer answers or the dial fails.
     pub(super) dialling: bool,
+    /// Made by a closed queue's `when_closed = "callback"`: offered only
+    /// while the queue is open (`callback/closed.rs`).
+    pub(super) wait_open: bool,
 }
 
 impl Engine {
@@ -67,8 +71,8 @@ impl Engine {
         // No StopHold: the confirmation plays over the hold (the media plane
         // plays prompts to held legs) and the caller leg ends after it.
         call.on_hold = false;
-        call.callback = Some(Pending { not_before, failed: 0, dialling: false });
-        self.actions.push_back(Action::ConfirmCallback { call: c });
+        call.callback = Some(Pending { not_before, failed: 0, dialling: false, wait_open: false });
+        self.actions.push_back(Action::ConfirmCallback { call: c, closed: false });
         self.events.push_back(Event::Callback { call: c, queue: q, step: CallbackStep::Requested });
         self.arm_call_timers(c, false);
         self.dirty.insert(q);
@@ -80,9 +84,13 @@ impl Engine {
         let Some(p) = self.calls[&c].callback else {
             return false;
         };
-        for kind in
-            [TimerKind::MaxWait(c), TimerKind::CallStep(c), TimerKind::Announce(c), TimerKind::PeriodicAnnounce(c)]
-        {
+        for kind in [
+            TimerKind::MaxWait(c),
+            TimerKind::CallStep(c),
+            TimerKind::Announce(c),
+            TimerKind::PeriodicAnnounce(c),
+            TimerKind::CallbackOffer(c),
+        ] {
             self.timers.cancel(kind);
         }
         if p.not_before > self.now && !p.dialling {
@@ -91,12 +99,16 @@ impl Engine {
         true
     }
 
-    /// May `c` be offered now (not a callback, or one past its delay)?
+    /// May `c` be offered now (not a callback, or one past its delay and,
+    /// if a closed queue took it, with the queue open)?
     pub(super) fn callback_offerable(&self, c: CallId) -> bool {
-        self.calls[&c].callback.is_none_or(|p| p.not_before <= self.now)
+        let call = &self.calls[&c];
+        call.callback.is_none_or(|p| p.not_before <= self.now && (!p.wait_open || self.queue_open(call.queue)))
     }
 
-    /// From `offer_answered`: the agent took a callback; dial the customer.
+    /// From `offer_answered`: the agent took a callback. With a whisper the
+    /// agent hears it first and the customer is dialled when it is over
+    /// ([`TimerKind::CallbackDial`]); without, at once.
     /// Returns false when `c` is not a callback (answer it as usual).
     pub(super) fn callback_agent_answered(&mut self, c: CallId, a: AgentId) -> bool {
         let call = self.calls.get_mut(&c).expect("checked");
@@ -106,12 +118,27 @@ impl Engine {
         };
         p.dialling = true;
         let attempt = p.failed + 1;
+        self.events.push_back(Event::Callback { call: c, queue: q, step: CallbackStep::Attempt { agent: a, attempt } });
+        let cfg = self.queues[q.0 as usize].cfg.keypad.callback.as_ref();
+        let (whisper_ms, file) = cfg.map_or((0, None), |cb| (cb.whisper_ms, cb.whisper.clone()));
+        if whisper_ms == 0 {
+            self.callback_dial(c);
+            return true;
+        }
+        debug!(call = c.0, agent = a.0, attempt, "Offering => CallbackWhisper");
+        self.actions.push_back(Action::CallbackWhisper { call: c, agent: a, file });
+        self.timers.set(TimerKind::CallbackDial(c), self.now + std::time::Duration::from_millis(whisper_ms as u64));
+        true
+    }
+
+    /// The agent has taken the callback (and heard its whisper): dial the
+    /// customer. Nothing if the attempt ended meanwhile.
+    pub(super) fn callback_dial(&mut self, c: CallId) {
+        let Ok((a, q, _, attempt)) = self.dialling(c) else { return };
         let trunk =
             self.queues[q.0 as usize].cfg.keypad.callback.as_ref().map(|cb| cb.trunk.clone()).unwrap_or_default();
-        debug!(call = c.0, agent = a.0, attempt, "Offering => CallbackDialling");
+        debug!(call = c.0, agent = a.0, attempt, "=> CallbackDialling");
         self.actions.push_back(Action::DialCallback { call: c, agent: a, trunk, attempt });
-        self.events.push_back(Event::Callback { call: c, queue: q, step: CallbackStep::Attempt { agent: a, attempt } });
-        true
     }
 
     /// The customer answered the dial: bridge them to the agent.
@@ -134,6 +161,7 @@ impl Engine {
     /// answered (`None`).
     pub(super) fn callback_failed(&mut self, c: CallId, cause: Option<RejectCause>) -> Result<(), EngineError> {
         let (a, q, _, attempt) = self.dialling(c)?;
+        self.timers.cancel(TimerKind::CallbackDial(c));
         let cfg = self.queues[q.0 as usize].cfg.keypad.callback.clone();
         let (max, retry) = cfg.map_or((1, 0), |cb| (cb.max_attempts, cb.retry_delay_secs));
         let reason = cause.map_or("agent-left", |x| x.name());
@@ -164,7 +192,8 @@ impl Engine {
         let not_before = self.now.plus_secs(retry);
         let call = self.calls.get_mut(&c).expect("checked");
         call.state = CallState::Waiting;
-        call.callback = Some(Pending { not_before, failed: attempt, dialling: false });
+        let wait_open = call.callback.is_some_and(|p| p.wait_open);
+        call.callback = Some(Pending { not_before, failed: attempt, dialling: false, wait_open });
         let (priority, seq, entered) = (call.priority, call.seq, call.entered);
         self.queues[q.0 as usize].line.insert(priority, seq, Entry { call: c, entered });
         self.arm_call_timers(c, false);
@@ -218,6 +247,9 @@ impl Engine {
         }
     }
 }
+
+mod closed;
+mod offer;
 
 #[cfg(test)]
 mod tests;

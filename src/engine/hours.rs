@@ -129,6 +129,7 @@ impl Engine {
         });
         debug!(call = c.0, queue = %self.queues[q.0 as usize].cfg.name, %target, "Queued => Closed");
         match target {
+            OverflowTarget::Callback => self.closed_callback(c, q),
             OverflowTarget::Reject(status) => self.reject(c, status),
             OverflowTarget::Uri(uri) => {
                 self.withdraw_all_rings(c);

@@ -30,7 +30,7 @@ impl Engine {
             }
             return Ok(());
         }
-        if pad.callback.as_ref().is_some_and(|cb| cb.key == digit) {
+        if pad.callback.as_ref().is_some_and(|cb| cb.key == Some(digit)) {
             self.callback_requested(c);
             return Ok(());
         }

@@ -311,6 +311,8 @@ struct Call {
     /// its caller by an attended transfer (`attended.rs`).
     consult_by: Option<AgentId>,
     transferred: bool,
+    /// The automatic callback offer was made (once per call).
+    callback_offered: bool,
 }
 
 /// Read-only view of a call, for the admin API and tests.
@@ -677,6 +679,7 @@ impl Engine {
                 callback: None,
                 consult_by: None,
                 transferred: false,
+                callback_offered: false,
             },
         );
         self.join_queue(nc.id, nc.queue);
@@ -752,6 +755,7 @@ impl Engine {
             None => self.timers.cancel(TimerKind::CallStep(c)),
         }
         self.arm_announcements(c, joined);
+        self.arm_callback_offer(c, joined);
     }
 
     /// Sends a call to its queue's overflow target. Without one: a full queue
@@ -789,6 +793,8 @@ impl Engine {
                 self.finish(c, Outcome::Overflowed { uri });
             }
             (OverflowTarget::Reject(status), _) => self.reject(c, status),
+            // Validation allows "callback" for `when_closed` only.
+            (OverflowTarget::Callback, _) => self.reject(c, 480),
             (OverflowTarget::Queue(_), None) => unreachable!("queue target resolved above"),
         }
     }
@@ -812,6 +818,7 @@ impl Engine {
             TimerKind::Announce(c),
             TimerKind::PeriodicAnnounce(c),
             TimerKind::CallbackDue(c),
+            TimerKind::CallbackOffer(c),
         ] {
             self.timers.cancel(kind);
         }
@@ -1177,6 +1184,8 @@ impl Engine {
                     self.dirty.insert(call.queue);
                 }
             }
+            TimerKind::CallbackDial(c) => self.callback_dial(c),
+            TimerKind::CallbackOffer(c) => self.fire_callback_offer(c),
         }
     }
 

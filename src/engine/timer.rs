@@ -29,6 +29,10 @@ pub enum TimerKind {
     ScheduleEdge(QueueId),
     /// A pending callback may be offered from now (initial or retry delay).
     CallbackDue(CallId),
+    /// The agent's callback whisper is over: dial the customer.
+    CallbackDial(CallId),
+    /// Offer a callback to the waiting caller (`callback_offer_after_secs`).
+    CallbackOffer(CallId),
 }
 
 #[derive(Debug, Default)]

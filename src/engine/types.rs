@@ -274,9 +274,26 @@ pub enum Action {
         uri: String,
     },
     /// The caller asked for a callback: play the confirmation prompt, then
-    /// hang the caller up. The engine keeps the call in its queue.
+    /// hang the caller up. The engine keeps the call in its queue. `closed`:
+    /// the queue's `when_closed = "callback"` (a caller maybe not answered
+    /// yet; the prompt says "we will call you back when we open").
     ConfirmCallback {
         call: CallId,
+        closed: bool,
+    },
+    /// The agent answered a callback: play them the whisper (the generic
+    /// prompt, then the queue's `file`) over ringback; the engine's
+    /// [`Action::DialCallback`] follows once it is over.
+    CallbackWhisper {
+        call: CallId,
+        agent: AgentId,
+        file: Option<std::path::PathBuf>,
+    },
+    /// Tell the waiting caller once "to keep your place and be called back,
+    /// press `key`" (the queue's `callback_offer_after_secs`).
+    OfferCallback {
+        call: CallId,
+        key: char,
     },
     /// The agent answered a callback: dial the customer (the caller's number
     /// at `trunk`, `host:port`); the agent hears ringback meanwhile. Answer
@@ -533,6 +550,8 @@ pub enum Event {
 pub enum CallbackStep {
     /// The caller pressed the callback key; it keeps its place.
     Requested,
+    /// The caller was told it may press the key (`callback_offer_after_secs`).
+    Offered,
     /// `agent` answered; the customer is dialled (attempt 1, 2, …).
     Attempt { agent: AgentId, attempt: u32 },
     /// The customer answered and is bridged to `agent`.
@@ -549,6 +568,7 @@ impl CallbackStep {
     pub fn name(&self) -> &'static str {
         match self {
             CallbackStep::Requested => "callback_requested",
+            CallbackStep::Offered => "callback_offered",
             CallbackStep::Attempt { .. } => "callback_attempt",
             CallbackStep::Connected { .. } => "callback_connected",
             CallbackStep::Failed { .. } => "callback_failed",

@@ -39,10 +39,52 @@ const PHRASES: [&str; 7] = [
 /// Prompts a directory may hold; without them the feature that plays one
 /// goes without (a site's older recordings stay valid).
 /// scripts/make-sounds generates them too.
-pub const OPTIONAL: [&str; 1] = [CALLBACK_CONFIRM];
+pub const OPTIONAL: [&str; 7] =
+    [CALLBACK_CONFIRM, CALLBACK_WHISPER, CALLBACK_OFFER, CLOSED_CALLBACK, "zero", "star", "pound"];
 
 /// Played to a caller who pressed the callback key, before acd hangs up.
 pub const CALLBACK_CONFIRM: &str = "we-will-call-you-back";
+/// Played to the agent who answered a callback, before the customer is dialled.
+pub const CALLBACK_WHISPER: &str = "callback-whisper";
+/// "To keep your place in the queue and be called back, press" + the key.
+pub const CALLBACK_OFFER: &str = "callback-offer";
+/// Played to a caller of a closed queue whose `when_closed = "callback"`.
+pub const CLOSED_CALLBACK: &str = "closed-we-will-call-you-back";
+/// Silence after the agent's whisper before the customer is dialled.
+pub const AFTER_WHISPER_MS: u32 = 300;
+
+/// The agent's whisper: the set's generic "This is a callback" prompt, then
+/// the queue's own recording (`callback_whisper`), either may be missing;
+/// `None` when both are.
+pub fn callback_whisper(set: Option<&PromptSet>, queue_file: Option<&Clip>) -> Option<Clip> {
+    let generic = set.and_then(|s| s.clip(CALLBACK_WHISPER));
+    let gap = Clip::silence(PHRASE_GAP_FRAMES);
+    match (generic, queue_file) {
+        (Some(g), Some(f)) => Some(Clip::concat(&[g, &gap, f])),
+        (Some(c), None) | (None, Some(c)) => Some(c.clone()),
+        (None, None) => None,
+    }
+}
+
+/// The prompt name that says `key`: the number prompts for 1-9, else
+/// "zero", "star", "pound".
+pub fn key_word(key: char) -> Option<String> {
+    match key {
+        '1'..='9' => Some(key.to_string()),
+        '0' => Some("zero".into()),
+        '*' => Some("star".into()),
+        '#' => Some("pound".into()),
+        _ => None,
+    }
+}
+
+/// The automatic offer, "To keep your place in the queue and be called
+/// back, press | star."; `None` when the set lacks either part.
+pub fn callback_offer(set: &PromptSet, key: char) -> Option<Clip> {
+    let offer = set.clip(CALLBACK_OFFER)?;
+    let word = set.clip(&key_word(key)?)?;
+    Some(Clip::concat(&[offer, &Clip::silence(WORD_GAP_FRAMES * 2), word]))
+}
 
 /// Why a prompt directory cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -255,6 +297,25 @@ mod tests {
 
         let err = PromptSet::load(&dir.join("nope")).expect_err("no directory");
         assert!(matches!(err, PromptError::NoDirectory { .. }), "{err}");
+    }
+
+    #[test]
+    fn shipped_english_callback_prompts_compose() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/sounds/prompts/en");
+        let set = PromptSet::load(&dir).expect("shipped prompts load");
+        for name in OPTIONAL {
+            assert!(set.clip(name).is_some_and(|c| c.duration_ms() > 300), "{name} shipped");
+        }
+        for key in ['0', '5', '*', '#'] {
+            let offer = callback_offer(&set, key).expect("every key can be offered");
+            assert!(offer.frames() > set.clip(CALLBACK_OFFER).unwrap().frames(), "{key}");
+        }
+        let generic = callback_whisper(Some(&set), None).expect("generic whisper");
+        let own = Clip::silence(50);
+        let both = callback_whisper(Some(&set), Some(&own)).unwrap();
+        assert_eq!(both.frames(), generic.frames() + PHRASE_GAP_FRAMES + 50);
+        assert_eq!(callback_whisper(None, Some(&own)).unwrap().frames(), 50);
+        assert!(callback_whisper(None, None).is_none());
     }
 
     #[test]

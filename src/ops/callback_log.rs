@@ -1,6 +1,6 @@
 //! Callback (virtual hold) steps in the event log and in metrics.
 //!
-//! Event log: one line per [`CallbackStep`], named `callback_requested`,
+//! Event log: one line per [`CallbackStep`], named `callback_offered`, `callback_requested`,
 //! `callback_attempt`, `callback_connected`, `callback_failed`,
 //! `callback_given_up`, `callback_lost`, with `attempt`, `agent`, `reason`
 //! where they apply. Metrics: `acd_callbacks_total{queue, step}` counts the
@@ -34,7 +34,7 @@ pub fn put_step(engine: &Engine, call: CallId, queue: QueueId, step: &CallbackSt
     put("call", json!(call.0));
     put("queue", json!(engine.queue_name(queue)));
     match *step {
-        CallbackStep::Requested | CallbackStep::Lost => {}
+        CallbackStep::Requested | CallbackStep::Offered | CallbackStep::Lost => {}
         CallbackStep::Attempt { agent, attempt } | CallbackStep::Connected { agent, attempt } => {
             put("agent", json!(engine.agent_name(agent)));
             put("attempt", json!(attempt));

@@ -18,12 +18,14 @@ queue = "sales"
 fn config(max_attempts: u32, retry: u32) -> Config {
     let mut cfg = from_toml_str("t.toml", CONFIG).unwrap();
     cfg.queues[0].keypad.callback = Some(CallbackConfig {
-        key: '*',
+        key: Some('*'),
         offer_after_secs: 0,
         trunk: "127.0.0.1:5099".into(),
         initial_delay_secs: 0,
         max_attempts,
         retry_delay_secs: retry,
+        whisper: None,
+        whisper_ms: 0,
     });
     cfg
 }
@@ -51,7 +53,7 @@ fn requested(max_attempts: u32, retry: u32) -> (Core, CallId, LegId) {
     commands(&mut c);
     c.caller_digit(Time::from_secs(5), leg, '*');
     let cmds = commands(&mut c);
-    assert_eq!(cmds, vec![Command::ConfirmCallback { call, leg }]);
+    assert_eq!(cmds, vec![Command::ConfirmCallback { call, leg, closed: false }]);
     // The caller leg is not the core's any more: its BYE changes nothing.
     c.handle_sip(Time::from_secs(7), SipEvent::CallerHungUp { leg });
     assert_eq!(commands(&mut c), vec![]);
@@ -152,5 +154,69 @@ fn drain_forgets_a_pending_callback() {
     let cmds = commands(&mut c);
     assert!(cmds.iter().any(|x| matches!(x, Command::Cancel { leg, .. } if *leg == agent_leg)), "{cmds:?}");
     assert_eq!(c.call_count(), 0, "lost at shutdown");
+    assert_eq!(c.errors().total(), 0, "{:?}", c.errors());
+}
+
+#[test]
+fn the_agent_hears_the_whisper_over_ringback_and_the_customer_is_dialled_after_it() {
+    let mut cfg = config(3, 60);
+    let cb = cfg.queues[0].keypad.callback.as_mut().unwrap();
+    cb.whisper = Some("front.wav".into());
+    cb.whisper_ms = 2000;
+    let mut c = Core::new(&cfg, Time::ZERO);
+    let anna = c.engine().agent_id("anna").unwrap();
+    c.handle_engine(Time::ZERO, Input::AgentRegistered { agent: anna }).unwrap();
+    c.handle_engine(Time::ZERO, Input::AgentPause { agent: anna, reason: "x".into() }).unwrap();
+    let inc = IncomingCall { dialled: "1000".into(), caller: "+35840123".into(), ..Default::default() };
+    let (call, leg) = c.incoming_call(Time::ZERO, inc).unwrap();
+    c.caller_digit(Time::from_secs(5), leg, '*');
+    c.handle_engine(Time::from_secs(10), Input::AgentReady { agent: anna }).unwrap();
+    let agent_leg = invite_to(&commands(&mut c), &Target::Agent(anna)).unwrap();
+    c.handle_sip(Time::from_secs(12), SipEvent::Answered { leg: agent_leg });
+    assert_eq!(
+        commands(&mut c),
+        vec![
+            Command::Hold { call, leg: agent_leg, music: RINGBACK.into() },
+            Command::Whisper { call, leg: agent_leg, file: Some("front.wav".into()) },
+        ]
+    );
+    c.handle_timeout(Time::from_millis(13_999));
+    assert_eq!(commands(&mut c), vec![]);
+    c.handle_timeout(Time::from_secs(14));
+    let cmds = commands(&mut c);
+    assert!(invite_to(&cmds, &Target::Uri("sip:+35840123@127.0.0.1:5099".into())).is_some(), "{cmds:?}");
+    assert_eq!(c.errors().total(), 0, "{:?}", c.errors());
+}
+
+#[test]
+fn a_caller_of_a_closed_queue_is_answered_told_and_hung_up_and_rung_back_at_opening() {
+    let text = format!(
+        "[schedule.office]\ntime_zone = \"Europe/Helsinki\"\nhours = [\"mon-fri 08:00-18:00\"]\n{}\
+         schedule = \"office\"\nwhen_closed = \"callback\"\ncallback_trunk = \"127.0.0.1:5099\"\n",
+        CONFIG.replace("[[number]]\nnumber = \"1000\"\nqueue = \"sales\"\n", "")
+    ) + "[[number]]\nnumber = \"1000\"\nqueue = \"sales\"\n";
+    let cfg = from_toml_str("t.toml", &text).unwrap();
+    let mut c = Core::new(&cfg, Time::ZERO);
+    c.set_wall_clock(1_792_728_000_000); // Fri 07:00 in Helsinki
+    let anna = c.engine().agent_id("anna").unwrap();
+    c.handle_engine(Time::ZERO, Input::AgentRegistered { agent: anna }).unwrap();
+    let inc = IncomingCall { dialled: "1000".into(), caller: "+35840123".into(), ..Default::default() };
+    let (call, leg) = c.incoming_call(Time::from_secs(60), inc).unwrap();
+    assert_eq!(
+        commands(&mut c),
+        vec![
+            Command::AnswerCaller { call, leg },
+            Command::Hold { call, leg, music: "default".into() },
+            Command::ConfirmCallback { call, leg, closed: true },
+        ]
+    );
+    c.handle_sip(Time::from_secs(66), SipEvent::CallerHungUp { leg });
+    c.handle_timeout(Time::from_secs(3599));
+    assert_eq!(commands(&mut c), vec![], "anna is not rung while closed");
+    c.handle_timeout(Time::from_secs(3600));
+    let agent_leg = invite_to(&commands(&mut c), &Target::Agent(anna)).expect("rung at 08:00");
+    c.handle_sip(Time::from_secs(3602), SipEvent::Answered { leg: agent_leg });
+    let cmds = commands(&mut c);
+    assert!(invite_to(&cmds, &Target::Uri("sip:+35840123@127.0.0.1:5099".into())).is_some(), "{cmds:?}");
     assert_eq!(c.errors().total(), 0, "{:?}", c.errors());
 }

@@ -23,28 +23,30 @@ members = [{ agent = "ben" }]
 
 /// The config with callback on in "sales" (set on the validated tree: the
 /// config reader refuses `callback_key` until the shell dials callbacks).
-fn config(initial: u32, max_attempts: u32, retry: u32) -> Config {
+pub(super) fn config(initial: u32, max_attempts: u32, retry: u32) -> Config {
     let mut cfg = from_toml_str("test.toml", CONFIG).expect("valid");
     let q = cfg.queues.iter_mut().find(|q| q.name == "sales").unwrap();
     q.keypad.callback = Some(CallbackConfig {
-        key: '*',
+        key: Some('*'),
         offer_after_secs: 0,
         trunk: "127.0.0.1:5099".into(),
         initial_delay_secs: initial,
         max_attempts,
         retry_delay_secs: retry,
+        whisper: None,
+        whisper_ms: 0,
     });
     cfg
 }
 
-struct H {
-    e: Engine,
-    actions: Vec<Action>,
-    events: Vec<Event>,
+pub(super) struct H {
+    pub(super) e: Engine,
+    pub(super) actions: Vec<Action>,
+    pub(super) events: Vec<Event>,
 }
 
 impl H {
-    fn new(cfg: &Config) -> H {
+    pub(super) fn new(cfg: &Config) -> H {
         let mut h = H { e: Engine::new(cfg, Time::ZERO), actions: vec![], events: vec![] };
         for a in h.e.agent_ids().collect::<Vec<_>>() {
             h.input(0, Input::AgentRegistered { agent: a }).unwrap();
@@ -52,20 +54,20 @@ impl H {
         h.clear();
         h
     }
-    fn clear(&mut self) {
+    pub(super) fn clear(&mut self) {
         self.actions.clear();
         self.events.clear();
     }
-    fn input(&mut self, secs: u64, input: Input) -> Result<(), EngineError> {
+    pub(super) fn input(&mut self, secs: u64, input: Input) -> Result<(), EngineError> {
         let r = self.e.handle(Time::from_secs(secs), input);
         self.drain();
         r
     }
-    fn tick(&mut self, secs: u64) {
+    pub(super) fn tick(&mut self, secs: u64) {
         self.e.handle_timeout(Time::from_secs(secs)).unwrap();
         self.drain();
     }
-    fn drain(&mut self) {
+    pub(super) fn drain(&mut self) {
         while let Some(a) = self.e.poll_action() {
             self.actions.push(a);
         }
@@ -73,10 +75,10 @@ impl H {
             self.events.push(ev);
         }
     }
-    fn agent(&self, name: &str) -> AgentId {
+    pub(super) fn agent(&self, name: &str) -> AgentId {
         self.e.agent_id(name).unwrap()
     }
-    fn call(&mut self, secs: u64, id: u64, queue: &str) {
+    pub(super) fn call(&mut self, secs: u64, id: u64, queue: &str) {
         let nc = NewCall {
             id: CallId(id),
             queue: self.e.queue_id(queue).unwrap(),
@@ -87,21 +89,21 @@ impl H {
         };
         self.input(secs, Input::CallArrived(nc)).unwrap();
     }
-    fn pause(&mut self, secs: u64, agent: &str) {
+    pub(super) fn pause(&mut self, secs: u64, agent: &str) {
         let a = self.agent(agent);
         self.input(secs, Input::AgentPause { agent: a, reason: "lunch".into() }).unwrap();
     }
-    fn ready(&mut self, secs: u64, agent: &str) {
+    pub(super) fn ready(&mut self, secs: u64, agent: &str) {
         let a = self.agent(agent);
         self.input(secs, Input::AgentReady { agent: a }).unwrap();
     }
-    fn rung(&self, call: u64) -> Option<AgentId> {
+    pub(super) fn rung(&self, call: u64) -> Option<AgentId> {
         self.actions.iter().find_map(|a| match a {
             Action::Ring { call: c, agent, .. } if c.0 == call => Some(*agent),
             _ => None,
         })
     }
-    fn steps(&self) -> Vec<CallbackStep> {
+    pub(super) fn steps(&self) -> Vec<CallbackStep> {
         self.events
             .iter()
             .filter_map(|e| match e {
@@ -110,7 +112,7 @@ impl H {
             })
             .collect()
     }
-    fn dialled(&self, call: u64) -> Option<(AgentId, String, u32)> {
+    pub(super) fn dialled(&self, call: u64) -> Option<(AgentId, String, u32)> {
         self.actions.iter().find_map(|a| match a {
             Action::DialCallback { call: c, agent, trunk, attempt } if c.0 == call => {
                 Some((*agent, trunk.clone(), *attempt))
@@ -133,7 +135,7 @@ fn a_callback_keeps_its_place_rings_an_agent_dials_the_customer_and_bridges() {
     h.input(20, Input::CallerDigit { call: CallId(1), digit: '5' }).unwrap();
     assert!(h.actions.is_empty() && h.events.is_empty());
     h.input(20, Input::CallerDigit { call: CallId(1), digit: '*' }).unwrap();
-    assert_eq!(h.actions, vec![Action::ConfirmCallback { call: CallId(1) }]);
+    assert_eq!(h.actions, vec![Action::ConfirmCallback { call: CallId(1), closed: false }]);
     assert_eq!(h.steps(), vec![CallbackStep::Requested]);
     assert_eq!(h.e.callbacks_pending(sales), 1);
     assert_eq!(h.e.waiting(sales), vec![CallId(1), CallId(2)], "still first in line");
@@ -353,4 +355,61 @@ fn a_queue_without_callback_ignores_the_key() {
     h.input(1, Input::CallerDigit { call: CallId(1), digit: '*' }).unwrap();
     assert!(h.actions.is_empty() && h.events.is_empty());
     assert!(!h.e.is_callback(CallId(1)));
+}
+
+/// `sales` with a whisper of `ms` (the queue's own file `w.wav`).
+fn with_whisper(ms: u32) -> Config {
+    let mut cfg = config(0, 3, 30);
+    let q = cfg.queues.iter_mut().find(|q| q.name == "sales").unwrap();
+    let cb = q.keypad.callback.as_mut().unwrap();
+    cb.whisper = Some("w.wav".into());
+    cb.whisper_ms = ms;
+    cfg
+}
+
+#[test]
+fn the_agent_hears_the_whisper_before_the_customer_is_dialled() {
+    let mut h = H::new(&with_whisper(2500));
+    h.pause(0, "ben");
+    h.pause(0, "anna");
+    h.call(0, 1, "sales");
+    h.input(5, Input::CallerDigit { call: CallId(1), digit: '*' }).unwrap();
+    h.ready(10, "anna");
+    let anna = h.agent("anna");
+    assert_eq!(h.rung(1), Some(anna));
+    h.clear();
+    h.input(12, Input::OfferAnswered { call: CallId(1), agent: anna }).unwrap();
+    assert_eq!(h.actions, vec![Action::CallbackWhisper { call: CallId(1), agent: anna, file: Some("w.wav".into()) }]);
+    assert_eq!(h.steps(), vec![CallbackStep::Attempt { agent: anna, attempt: 1 }]);
+    h.clear();
+    h.e.handle_timeout(Time::from_millis(14_499)).unwrap();
+    h.drain();
+    assert_eq!(h.dialled(1), None, "not while the whisper plays");
+    h.e.handle_timeout(Time::from_millis(14_500)).unwrap();
+    h.drain();
+    assert_eq!(h.dialled(1), Some((anna, "127.0.0.1:5099".into(), 1)), "dialled as the whisper ends");
+    assert!(h.steps().is_empty(), "one attempt event, at the answer");
+    h.clear();
+    h.input(20, Input::CallbackAnswered { call: CallId(1) }).unwrap();
+    assert_eq!(h.actions, vec![Action::Bridge { call: CallId(1), agent: anna }]);
+}
+
+#[test]
+fn an_agent_hanging_up_during_the_whisper_is_a_failed_attempt_and_nobody_is_dialled() {
+    let mut h = H::new(&with_whisper(3000));
+    h.pause(0, "ben");
+    h.call(0, 1, "sales");
+    let anna = h.agent("anna");
+    assert_eq!(h.rung(1), Some(anna));
+    h.input(1, Input::CallerDigit { call: CallId(1), digit: '*' }).unwrap();
+    h.tick(2); // rung again once the key withdrew the first ring
+    h.input(3, Input::OfferAnswered { call: CallId(1), agent: anna }).unwrap();
+    assert!(h.actions.iter().any(|a| matches!(a, Action::CallbackWhisper { .. })));
+    h.clear();
+    h.input(4, Input::CallEnded { call: CallId(1) }).unwrap();
+    assert_eq!(h.steps(), vec![CallbackStep::Failed { attempt: 1, reason: "agent-left" }]);
+    assert_eq!(h.e.agent_state(anna).unwrap().name(), "available");
+    h.tick(10);
+    assert_eq!(h.dialled(1), None, "the whisper's dial timer went with the attempt");
+    assert!(h.e.is_callback(CallId(1)), "kept for its retry");
 }

@@ -77,7 +77,9 @@ impl Daemon {
                 self.media.announce(self.core.config(), leg, position, estimated_wait_secs)
             }
             Command::PlayFile { leg, file, .. } => self.media.play_file(self.core.config(), leg, &file),
-            Command::ConfirmCallback { leg, .. } => self.confirm_callback(leg),
+            Command::ConfirmCallback { leg, closed, .. } => self.confirm_callback(leg, closed),
+            Command::Whisper { leg, file, .. } => self.callback_whisper(leg, file),
+            Command::OfferCallback { leg, key, .. } => self.offer_callback(leg, key),
         }
     }
 
