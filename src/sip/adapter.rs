@@ -353,13 +353,14 @@ pub const CALL_ID_SUFFIX: &str = "acd.invalid";
 async fn build_endpoint(
     settings: &SipSettings,
     cancel: CancellationToken,
+    wait: &super::socket::SocketWait,
 ) -> Result<rsipstack::transaction::Endpoint, SipError> {
     let transport_layer = TransportLayer::new(cancel.clone());
     for addr in &settings.listen_udp {
         let listen_err = |e: std::io::Error| SipError::Listen { addr: *addr, transport: "udp", reason: e.to_string() };
         let socket = udp_socket(*addr).map_err(listen_err)?;
         let conn = UdpConnection::from_socket(
-            Arc::new(super::socket::TimedUdpSocket::new(socket)),
+            Arc::new(super::socket::TimedUdpSocket::new(socket, wait.clone())),
             None,
             Some(cancel.child_token()),
         )
@@ -416,6 +417,7 @@ async fn build_endpoint(
 async fn launch_on_io_thread(
     settings: SipSettings,
     cancel: CancellationToken,
+    wait: super::socket::SocketWait,
 ) -> Result<(rsipstack::transaction::endpoint::EndpointInnerRef, rsipstack::transaction::TransactionReceiver), SipError>
 {
     let (tx, rx) = tokio::sync::oneshot::channel();
@@ -430,7 +432,7 @@ async fn launch_on_io_thread(
                 }
             };
             rt.block_on(async move {
-                let endpoint = match build_endpoint(&settings, cancel).await {
+                let endpoint = match build_endpoint(&settings, cancel, &wait).await {
                     Ok(endpoint) => endpoint,
                     Err(e) => {
                         let _ = tx.send(Err(e));
@@ -458,10 +460,11 @@ impl SipStack {
     /// receiver of everything that arrives.
     pub async fn start(settings: &SipSettings) -> Result<(SipStack, mpsc::Receiver<Raw>), SipError> {
         let cancel = CancellationToken::new();
+        let wait = super::socket::SocketWait::default();
         let (endpoint_inner, incoming) = if settings.io_thread {
-            launch_on_io_thread(settings.clone(), cancel.clone()).await?
+            launch_on_io_thread(settings.clone(), cancel.clone(), wait.clone()).await?
         } else {
-            let endpoint = build_endpoint(settings, cancel.clone()).await?;
+            let endpoint = build_endpoint(settings, cancel.clone(), &wait).await?;
             let incoming = endpoint.incoming_transactions().map_err(|e| SipError::Stack(e.to_string()))?;
             let inner = endpoint.inner.clone();
             tokio::spawn(async move {
@@ -476,7 +479,7 @@ impl SipStack {
         let dialog_layer = Arc::new(DialogLayer::new(endpoint_inner.clone()));
         let (state_tx, state_rx) = dialog_layer.new_dialog_state_channel();
         let (raw_tx, raw_rx) = mpsc::channel::<Raw>(INBOUND_CAPACITY);
-        spawn_incoming(incoming, raw_tx.clone(), settings.retry_after_transient_secs);
+        spawn_incoming(incoming, raw_tx.clone(), settings.retry_after_transient_secs, wait);
         spawn_states(state_rx, raw_tx.clone());
 
         let stack = SipStack {
@@ -1127,11 +1130,19 @@ fn spawn_incoming(
     mut incoming: rsipstack::transaction::TransactionReceiver,
     raw_tx: mpsc::Sender<Raw>,
     retry_after: u32,
+    wait: super::socket::SocketWait,
 ) {
     tokio::spawn(async move {
         while let Some(tx) = incoming.recv().await {
+            // Received when the kernel queued it, as near as acd can tell:
+            // now less the kernel wait of the datagram read last (this one,
+            // or one read just after it). `queued_for` then covers the
+            // socket buffer too, so the front door's `overload_queue_delay`
+            // gate sees queueing where it starts.
+            let now = std::time::Instant::now();
+            let received = now.checked_sub(wait.latest()).unwrap_or(now);
             if let Err(mpsc::error::TrySendError::Full(Raw(RawInbound::Tx(tx, _)))) =
-                raw_tx.try_send(Raw(RawInbound::Tx(Box::new(tx), std::time::Instant::now())))
+                raw_tx.try_send(Raw(RawInbound::Tx(Box::new(tx), received)))
             {
                 // The core is behind: answer at once rather than queue more.
                 if tx.original.method != RMethod::Ack {
