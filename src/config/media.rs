@@ -276,8 +276,8 @@ mod tests {
 
         let not_wav = concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml");
         let cases = [
-            (format!("schedule = \"office\"\nclosed_prompt = \"sounds/nope.wav\""), "nope.wav"),
-            (format!("schedule = \"office\"\nclosed_prompt = \"{not_wav}\""), ""),
+            ("schedule = \"office\"\nclosed_prompt = \"sounds/nope.wav\"".to_string(), "/etc/acd/sounds/nope.wav"),
+            (format!("schedule = \"office\"\nclosed_prompt = \"{not_wav}\""), "Cargo.toml"),
             (format!("closed_prompt = \"{own}\""), "needs a `schedule`"),
             (
                 format!(

@@ -92,3 +92,27 @@ fn without_a_prompt_the_closed_caller_is_rejected_at_once() {
     let (call, leg) = c.incoming_call(Time::from_secs(60), incoming()).unwrap();
     assert_eq!(commands(&mut c), vec![Command::RejectCaller { call, leg, status: 486, retry_after: None }]);
 }
+
+#[test]
+fn an_answered_caller_sent_on_at_closing_hears_the_prompt_over_its_music_and_is_hung_up() {
+    let mut cfg = config(Some(2000));
+    cfg.queues[0].at_close = crate::config::AtClose::Send;
+    let mut c = core(&cfg);
+    let anna = c.engine().agent_id("anna").unwrap();
+    c.handle_engine(Time::from_secs(3600), Input::AgentPause { agent: anna, reason: "lunch".into() }).unwrap();
+    let (call, leg) = c.incoming_call(Time::from_secs(3700), incoming()).unwrap();
+    assert_eq!(
+        commands(&mut c),
+        vec![Command::AnswerCaller { call, leg }, Command::Hold { call, leg, music: "default".into() }]
+    );
+    // 18:00 closes: the prompt over the music, no second answer, no 183.
+    let close = 3600 + 10 * 3600;
+    c.handle_timeout(Time::from_secs(close));
+    assert_eq!(commands(&mut c), vec![Command::PlayFile { call, leg, file: "/s/closed.wav".into() }]);
+    c.handle_timeout(Time::from_secs(close + 2));
+    let cmds = commands(&mut c);
+    assert!(cmds.contains(&Command::StopHold { call, leg }), "{cmds:?}");
+    assert!(cmds.iter().any(|x| matches!(x, Command::Bye { leg: l, .. } if *l == leg)), "{cmds:?}");
+    assert!(c.engine().call(call).is_none());
+    assert_eq!(c.errors().total(), 0, "{:?}", c.errors());
+}

@@ -169,3 +169,32 @@ fn after_the_prompt_a_uri_target_is_transferred_and_a_hang_up_before_it_is_an_ab
     w.input_ms(5500, Input::CallAbandoned { call: CallId(2) });
     assert_eq!(w.finished(2), Some(Outcome::Abandoned));
 }
+
+#[test]
+fn a_caller_sent_on_at_closing_hears_the_prompt_over_its_music_then_the_reject() {
+    let mut cfg = config("reject:480", Some(2000));
+    let front = cfg.queues.iter_mut().find(|q| q.name == "front").unwrap();
+    front.at_close = crate::config::AtClose::Send;
+    let mut w = W::new(&cfg);
+    let anna = w.e.agent_id("anna").unwrap();
+    // 08:00 open; anna takes caller 1, caller 2 waits; 17:00 closes.
+    let (open, close) = (3_600_000, 10 * 3_600_000);
+    w.at_ms(open);
+    w.call(open, 1);
+    w.input_ms(open + 1000, Input::OfferAnswered { call: CallId(1), agent: anna });
+    w.call(close - 60_000, 2);
+    assert!(w.actions.contains(&Action::StartHold {
+        call: CallId(2),
+        queue: w.e.queue_id("front").unwrap(),
+        music: "default".into()
+    }));
+    w.actions.clear();
+    w.at_ms(close);
+    assert_eq!(w.actions, vec![prompt(2)], "no StopHold: the prompt plays over the music");
+    assert!(w.overflowed_closed(2));
+    assert!(w.e.waiting(w.e.queue_id("front").unwrap()).is_empty(), "out of the line while it plays");
+    w.at_ms(close + 2000);
+    assert_eq!(w.actions[1..], [Action::StopHold { call: CallId(2) }, Action::Reject { call: CallId(2), status: 480 }]);
+    assert_eq!(w.finished(2), Some(Outcome::Rejected { status: 480 }));
+    assert_eq!(w.finished(1), None, "the bridged call is not touched");
+}
