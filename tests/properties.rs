@@ -1219,6 +1219,10 @@ impl Sim {
                 | Action::OfferCallback { call, .. } => {
                     return Err(self.fail(format!("a callback action for {call}, but no caller asked for one")));
                 }
+                // The model's queues have no closed_prompt.
+                Action::ClosedPrompt { call, .. } => {
+                    return Err(self.fail(format!("a closed prompt for {call}, but no queue has one")));
+                }
             }
         }
         Ok(())
@@ -1237,6 +1241,7 @@ impl Sim {
             Action::Transfer { call, uri } => format!("transfer {call} to {uri}"),
             Action::Reject { call, status } => format!("reject {call} with {status}"),
             Action::ConfirmCallback { call, .. } => format!("confirm callback of {call}"),
+            Action::ClosedPrompt { call, .. } => format!("closed prompt to {call}"),
             Action::CallbackWhisper { call, .. } => format!("whisper to the agent of {call}"),
             Action::OfferCallback { call, .. } => format!("offer a callback to {call}"),
             Action::DialCallback { call, .. } => format!("dial the customer of {call}"),

@@ -446,6 +446,7 @@ impl Net {
                 | Action::Announce { .. }
                 | Action::PlayFile { .. }
                 | Action::ConfirmCallback { .. }
+                | Action::ClosedPrompt { .. }
                 | Action::CallbackWhisper { .. }
                 | Action::OfferCallback { .. }
                 | Action::DialCallback { .. }

@@ -16,12 +16,20 @@
 //!              Arriving ──► Transferring
 //! ```
 //!
+//!   Arriving (or Early without media) ── engine ClosedPrompt (a closed
+//!     queue's `closed_prompt`): EarlyMedia(music) and the prompt over it
+//!     ──► Early { music }; then the engine's Reject (RejectCaller: a final
+//!     status after the 183, never billed), Transfer, or the target
+//!     queue's StartHold as above
+//!   Queued / Early { music } ── engine ClosedPrompt: the prompt over the
+//!     music it has (sent on at closing)
+//!
 //! No PRACK (RFC 3262) is asked for: the 183 is sent unreliably, as most
 //! trunks expect; a lost 183 costs the caller its early music, not the call.
 //! What always holds: an Early caller has had no 2xx; the only 2xx it gets
 //! is the AnswerCaller that comes with the Bridge or the Transfer.
 
-use super::{CallState, Command, Core, LegId, Next};
+use super::{unexpected, CallState, Command, Core, LegId, Next};
 use crate::config::Answer;
 use crate::engine::{CallId, QueueId};
 
@@ -45,5 +53,26 @@ impl Core {
                 self.commands.push_back(Command::EarlyMedia { call, leg: caller, music: None });
             }
         }
+    }
+
+    /// The engine's ClosedPrompt: the caller hears the closed queue's prompt,
+    /// as early media when it was not answered (nothing is billed for it).
+    pub(super) fn closed_prompt(&mut self, call: CallId, file: std::path::PathBuf) {
+        let c = &self.calls[&call];
+        let (state, leg) = (c.state, c.caller_leg);
+        match state {
+            CallState::Arriving | CallState::Early { music: false } => {
+                let music = self
+                    .engine
+                    .call(call)
+                    .and_then(|v| self.config.queue(self.engine.queue_name(v.queue)))
+                    .map_or_else(|| "default".to_string(), |q| q.music.clone());
+                self.set_state(call, Next::To(CallState::Early { music: true }), "183, closed prompt as early media");
+                self.commands.push_back(Command::EarlyMedia { call, leg, music: Some(music) });
+            }
+            CallState::Queued | CallState::Early { music: true } => {}
+            _ => return self.bug(unexpected(call, leg, "ClosedPrompt", state)),
+        }
+        self.commands.push_back(Command::PlayFile { call, leg, file });
     }
 }

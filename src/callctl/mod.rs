@@ -969,6 +969,7 @@ impl Core {
             | Action::PlayFile { call, .. }
             | Action::Transfer { call, .. }
             | Action::ConfirmCallback { call, .. }
+            | Action::ClosedPrompt { call, .. }
             | Action::CallbackWhisper { call, .. }
             | Action::OfferCallback { call, .. }
             | Action::DialCallback { call, .. }
@@ -1062,6 +1063,7 @@ impl Core {
                 }
             }
             Action::ConfirmCallback { closed, .. } => self.confirm_callback(call_id, closed),
+            Action::ClosedPrompt { file, .. } => self.closed_prompt(call_id, file),
             Action::DialCallback { agent, trunk, .. } => self.dial_callback(call_id, agent, trunk),
             Action::CallbackWhisper { agent, file, .. } => self.callback_whisper(call_id, agent, file),
             Action::OfferCallback { key, .. } => self.offer_callback(call_id, key),

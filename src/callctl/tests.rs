@@ -23,6 +23,7 @@ use crate::engine::{AgentId, AgentState, CallId, Event, Input, Outcome, Overflow
 use std::collections::BTreeMap;
 
 mod attended;
+mod closed;
 mod flows;
 
 /// One-way delay between acd and any phone.

@@ -198,6 +198,26 @@ pub(super) fn load_clip(
     Ok(path)
 }
 
+/// What plays after a queue's `closed_prompt` before its `when_closed` is
+/// carried out: the last packets reach the caller first.
+pub const AFTER_CLOSED_PROMPT_MS: u32 = 300;
+
+/// Resolves a queue's `closed_prompt` against the config file's directory,
+/// reads it into `media.announcements` and measures it.
+pub(super) fn load_closed_prompt(
+    cx: &Ctx,
+    file: &str,
+    q: &mut super::QueueConfig,
+    media: &mut MediaSettings,
+) -> Result<(), ConfigError> {
+    let Some(p) = q.closed_prompt.take() else { return Ok(()) };
+    let key = format!("queue[{}].closed_prompt", q.name);
+    let path = load_clip(cx, file, &key, &p.to_string_lossy(), media)?;
+    q.closed_prompt_ms = media.announcements[&path].duration_ms() as u32 + AFTER_CLOSED_PROMPT_MS;
+    q.closed_prompt = Some(path);
+    Ok(())
+}
+
 /// Resolves a queue's `periodic_announce` files against the config file's
 /// directory and reads each once (queues may share them).
 pub(super) fn load_announcements(
@@ -216,4 +236,60 @@ pub(super) fn load_announcements(
         *p = path;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::{from_toml_str, ConfigError, OverflowTarget};
+
+    fn with(front: &str) -> Result<crate::config::Config, ConfigError> {
+        from_toml_str(
+            "/etc/acd/acd.toml",
+            &format!(
+                "[schedule.office]\ntime_zone = \"UTC\"\nhours = [\"mon-fri 08:00-17:00\"]\n\
+                 [[agent]]\nid = \"anna\"\n[[queue]]\nname = \"front\"\nmembers = [{{ agent = \"anna\" }}]\n{front}\n"
+            ),
+        )
+    }
+
+    fn err(front: &str) -> (String, String) {
+        match with(front) {
+            Err(ConfigError::Invalid { key, reason, .. }) => (key, reason),
+            other => panic!("{front}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_closed_prompt_is_read_and_measured_and_a_bad_one_is_an_error_naming_its_key() {
+        let own = concat!(env!("CARGO_MANIFEST_DIR"), "/config/sounds/prompts/en/callback-offer.wav");
+        let cfg =
+            with(&format!("schedule = \"office\"\nwhen_closed = \"reject:486\"\nclosed_prompt = \"{own}\"")).unwrap();
+        let q = &cfg.queues[0];
+        assert_eq!(q.when_closed, OverflowTarget::Reject(486));
+        let path = q.closed_prompt.clone().unwrap();
+        let clip = &cfg.media.announcements[&path];
+        assert_eq!(q.closed_prompt_ms as u64, clip.duration_ms() + super::AFTER_CLOSED_PROMPT_MS as u64);
+        assert!(clip.duration_ms() > 0);
+        // Without the key: nothing to play.
+        let cfg = with("schedule = \"office\"").unwrap();
+        assert_eq!((cfg.queues[0].closed_prompt.clone(), cfg.queues[0].closed_prompt_ms), (None, 0));
+
+        let not_wav = concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml");
+        let cases = [
+            ("schedule = \"office\"\nclosed_prompt = \"sounds/nope.wav\"".to_string(), "/etc/acd/sounds/nope.wav"),
+            (format!("schedule = \"office\"\nclosed_prompt = \"{not_wav}\""), "Cargo.toml"),
+            (format!("closed_prompt = \"{own}\""), "needs a `schedule`"),
+            (
+                format!(
+                    "schedule = \"office\"\nwhen_closed = \"callback\"\ncallback_trunk = \"t:5060\"\nclosed_prompt = \"{own}\""
+                ),
+                "its own prompt",
+            ),
+        ];
+        for (toml, reason) in cases {
+            let (k, r) = err(&toml);
+            assert_eq!(k, "queue[front].closed_prompt", "{toml}: {r}");
+            assert!(r.contains(reason), "{toml}: {r}");
+        }
+    }
 }

@@ -405,6 +405,13 @@ pub struct QueueConfig {
     pub schedule: Option<String>,
     /// Where a caller goes while the queue is closed (default `reject:480`).
     pub when_closed: OverflowTarget,
+    /// A recorded message the caller hears before `when_closed` is carried
+    /// out (`closed_prompt`, resolved against the config file's directory;
+    /// its audio is in [`MediaSettings::announcements`]). Not with
+    /// `when_closed = "callback"`, which has its own prompt.
+    pub closed_prompt: Option<std::path::PathBuf>,
+    /// How long it plays (the clip's length plus a short tail); 0 without.
+    pub closed_prompt_ms: u32,
     /// What happens to callers already waiting when the queue closes.
     pub at_close: AtClose,
     /// Seconds between position announcements (default 0 = none).

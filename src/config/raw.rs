@@ -240,6 +240,7 @@ pub struct RawQueue {
     pub service_level_secs: Option<u32>,
     pub schedule: Option<String>,
     pub when_closed: Option<String>,
+    pub closed_prompt: Option<String>,
     pub empty_when: Option<Vec<String>>,
     pub leave_when_empty: Option<bool>,
     pub at_close: Option<String>,

@@ -136,6 +136,7 @@ pub fn validate(file: &str, raw: RawConfig) -> Result<Config, ConfigError> {
     let mut media = super::media::media_settings(&cx, file, &raw)?;
     for q in &mut queues {
         super::media::load_announcements(&cx, file, q, &mut media)?;
+        super::media::load_closed_prompt(&cx, file, q, &mut media)?;
     }
     super::keypad::finish_callbacks(&cx, file, &mut queues, &mut media)?;
     for q in &queues {
@@ -578,8 +579,15 @@ fn queue(
         }
         None => AtClose::Serve,
     };
+    if let (Some((_, k)), OverflowTarget::Callback) = (pick!(closed_prompt), &when_closed) {
+        return Err(cx.err(k, "`when_closed = \"callback\"` plays its own prompt: no `closed_prompt` with it"));
+    }
     if schedule.is_none() {
-        for (set, f) in [(pick!(when_closed).map(|x| x.1), "when_closed"), (pick!(at_close).map(|x| x.1), "at_close")] {
+        for (set, f) in [
+            (pick!(when_closed).map(|x| x.1), "when_closed"),
+            (pick!(at_close).map(|x| x.1), "at_close"),
+            (pick!(closed_prompt).map(|x| x.1), "closed_prompt"),
+        ] {
             if let Some(k) = set.filter(|k| !k.starts_with("defaults.")) {
                 return Err(cx.err(k, format!("`{f}` needs a `schedule` on this queue (or in [defaults])")));
             }
@@ -614,6 +622,9 @@ fn queue(
         service_level_secs,
         schedule,
         when_closed,
+        // Resolved, read and measured by `load_closed_prompt` once media is read.
+        closed_prompt: pick!(closed_prompt).map(|(f, _)| std::path::PathBuf::from(f)),
+        closed_prompt_ms: 0,
         at_close,
         keypad: Keypad::default(),
         members,

@@ -128,7 +128,15 @@ impl Engine {
             reason: OverflowReason::Closed,
         });
         debug!(call = c.0, queue = %self.queues[q.0 as usize].cfg.name, %target, "Queued => Closed");
-        match target {
+        if target != OverflowTarget::Callback && self.start_closed_prompt(c, q, hops) {
+            return;
+        }
+        self.closed_target(c, q, hops);
+    }
+
+    /// Carries out closed queue `q`'s `when_closed` for `c` (in no line).
+    pub(super) fn closed_target(&mut self, c: CallId, q: QueueId, hops: u32) {
+        match self.queues[q.0 as usize].cfg.when_closed.clone() {
             OverflowTarget::Callback => self.closed_callback(c, q),
             OverflowTarget::Reject(status) => self.reject(c, status),
             OverflowTarget::Uri(uri) => {

@@ -64,6 +64,7 @@
 mod announce;
 mod attended;
 mod callback;
+mod closed;
 mod empty;
 mod hours;
 mod index;
@@ -313,6 +314,9 @@ struct Call {
     transferred: bool,
     /// The automatic callback offer was made (once per call).
     callback_offered: bool,
+    /// Hearing a closed queue's `closed_prompt`: the queue and how many
+    /// closed hops were taken (`closed.rs`).
+    closed_prompt: Option<(QueueId, u32)>,
 }
 
 /// Read-only view of a call, for the admin API and tests.
@@ -680,6 +684,7 @@ impl Engine {
                 consult_by: None,
                 transferred: false,
                 callback_offered: false,
+                closed_prompt: None,
             },
         );
         self.join_queue(nc.id, nc.queue);
@@ -799,7 +804,7 @@ impl Engine {
         }
     }
 
-    fn reject(&mut self, c: CallId, status: u16) {
+    pub(super) fn reject(&mut self, c: CallId, status: u16) {
         self.withdraw_all_rings(c);
         self.stop_hold(c);
         self.actions.push_back(Action::Reject { call: c, status });
@@ -855,6 +860,9 @@ impl Engine {
     fn call_gone(&mut self, c: CallId) -> Result<(), EngineError> {
         let call = self.calls.get(&c).ok_or(EngineError::UnknownCall(c))?;
         if call.callback.is_some() && self.callback_gone(c) {
+            return Ok(());
+        }
+        if self.closed_prompt_gone(c) {
             return Ok(());
         }
         let call = &self.calls[&c];
@@ -1186,6 +1194,7 @@ impl Engine {
             }
             TimerKind::CallbackDial(c) => self.callback_dial(c),
             TimerKind::CallbackOffer(c) => self.fire_callback_offer(c),
+            TimerKind::ClosedPrompt(c) => self.closed_prompt_over(c),
         }
     }
 

@@ -33,6 +33,8 @@ pub enum TimerKind {
     CallbackDial(CallId),
     /// Offer a callback to the waiting caller (`callback_offer_after_secs`).
     CallbackOffer(CallId),
+    /// The closed queue's prompt is over: carry out its `when_closed`.
+    ClosedPrompt(CallId),
 }
 
 #[derive(Debug, Default)]

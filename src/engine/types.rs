@@ -281,6 +281,15 @@ pub enum Action {
         call: CallId,
         closed: bool,
     },
+    /// The caller of a closed queue hears its `closed_prompt` before the
+    /// queue's `when_closed` is carried out (a caller not answered yet hears
+    /// it as early media, 183 + SDP, so a reject after it is never billed).
+    /// The engine times it from the clip's length; the target's action
+    /// (Reject, Transfer, StartHold/Ring) follows when it is over.
+    ClosedPrompt {
+        call: CallId,
+        file: std::path::PathBuf,
+    },
     /// The agent answered a callback: play them the whisper (the generic
     /// prompt, then the queue's `file`) over ringback; the engine's
     /// [`Action::DialCallback`] follows once it is over.
