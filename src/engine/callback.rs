@@ -18,8 +18,10 @@
 //!        attempts < callback_max_attempts: pending again in its old place,
 //!            not offered before now + callback_retry_delay_secs
 //!        else: CallbackGivenUp, the call finishes (Outcome::CallbackFailed)
-//!   Drain: a pending callback is reported lost (CallbackStep::Lost) and
-//!        finished (no state file)
+//!   Drain: with a state file the shell first takes the pending ones out
+//!        (`save_callbacks`, CallbackStep::Saved; restored at start-up,
+//!        `callback/restore.rs`); any left are reported lost
+//!        (CallbackStep::Lost) and finished
 //! ```
 //!
 //! What always holds: a call with `callback` set is never on hold and has
@@ -250,6 +252,9 @@ impl Engine {
 
 mod closed;
 mod offer;
+mod restore;
+
+pub use restore::SavedCallback;
 
 #[cfg(test)]
 mod tests;

@@ -76,6 +76,7 @@ mod timer;
 mod transfer;
 mod types;
 
+pub use callback::SavedCallback;
 pub use time::Time;
 pub use timer::TimerKind;
 pub use types::*;
@@ -575,6 +576,7 @@ impl Engine {
             Input::CallerDigit { call, digit } => self.caller_digit(call, digit),
             Input::CallbackAnswered { call } => self.callback_answered(call),
             Input::CallbackFailed { call, cause } => self.callback_failed(call, Some(cause)),
+            Input::RestoreCallback { call, saved } => self.restore_callback(call, saved),
             Input::WithdrawCall { call, status } => {
                 self.waiting_call(call)?;
                 debug!(call = call.0, status, "Queued => Withdrawn");

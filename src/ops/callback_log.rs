@@ -2,7 +2,8 @@
 //!
 //! Event log: one line per [`CallbackStep`], named `callback_offered`, `callback_requested`,
 //! `callback_attempt`, `callback_connected`, `callback_failed`,
-//! `callback_given_up`, `callback_lost`, with `attempt`, `agent`, `reason`
+//! `callback_given_up`, `callback_lost`, `callback_saved`, `callback_restored`
+//! (the state file, across a restart), with `attempt`, `agent`, `reason`
 //! where they apply. Metrics: `acd_callbacks_total{queue, step}` counts the
 //! steps; `acd_callbacks_pending{queue}` is the callbacks not yet connected.
 
@@ -34,7 +35,11 @@ pub fn put_step(engine: &Engine, call: CallId, queue: QueueId, step: &CallbackSt
     put("call", json!(call.0));
     put("queue", json!(engine.queue_name(queue)));
     match *step {
-        CallbackStep::Requested | CallbackStep::Offered | CallbackStep::Lost => {}
+        CallbackStep::Requested
+        | CallbackStep::Offered
+        | CallbackStep::Lost
+        | CallbackStep::Saved
+        | CallbackStep::Restored => {}
         CallbackStep::Attempt { agent, attempt } | CallbackStep::Connected { agent, attempt } => {
             put("agent", json!(engine.agent_name(agent)));
             put("attempt", json!(attempt));
