@@ -148,6 +148,7 @@ impl Engine {
         let (a, q, arrived, attempt) = self.dialling(c)?;
         let call = self.calls.get_mut(&c).expect("checked");
         call.callback = None;
+        let waited = self.now.since(arrived) + call.waited_before;
         debug!(call = c.0, agent = a.0, "CallbackDialling => Bridged");
         self.events.push_back(Event::Callback {
             call: c,
@@ -155,7 +156,7 @@ impl Engine {
             step: CallbackStep::Connected { agent: a, attempt },
         });
         self.actions.push_back(Action::Bridge { call: c, agent: a });
-        self.events.push_back(Event::Answered { call: c, queue: q, agent: a, waited: self.now.since(arrived) });
+        self.events.push_back(Event::Answered { call: c, queue: q, agent: a, waited });
         Ok(())
     }
 

@@ -314,6 +314,9 @@ struct Call {
     transferred: bool,
     /// The automatic callback offer was made (once per call).
     callback_offered: bool,
+    /// Waited before `arrived` could say (a callback restored after a
+    /// restart, when the engine clock is younger than its wait).
+    waited_before: Duration,
 }
 
 /// Read-only view of a call, for the admin API and tests.
@@ -682,6 +685,7 @@ impl Engine {
                 consult_by: None,
                 transferred: false,
                 callback_offered: false,
+                waited_before: Duration::ZERO,
             },
         );
         self.join_queue(nc.id, nc.queue);
@@ -848,7 +852,7 @@ impl Engine {
         let waited = match call.state {
             CallState::Bridged { since, .. } => since.since(call.arrived),
             _ => self.now.since(call.arrived),
-        };
+        } + call.waited_before;
         debug!(call = c.0, outcome = outcome.name(), "=> Finished");
         self.events.push_back(Event::CallFinished { call: c, queue: call.queue, outcome, waited });
     }

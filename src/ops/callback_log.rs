@@ -60,6 +60,12 @@ pub fn count(engine: &Engine, queue: QueueId, step: &CallbackStep) {
     gauge!(CALLBACKS_PENDING, "queue" => name).set(engine.callbacks_pending(queue) as f64);
 }
 
+/// Counts a saved callback that could not be restored (its queue is gone,
+/// so there is no queue id and no step event).
+pub fn count_lost_on_restore(queue: &str) {
+    counter!(CALLBACKS, "queue" => queue.to_string(), "step" => "lost").increment(1);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

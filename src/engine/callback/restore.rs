@@ -9,7 +9,8 @@
 //!        delay left, wait_open); CallbackStep::Saved; the call finishes
 //!   RestoreCallback { call, saved } ──► pending in the queue of that name,
 //!        behind callbacks restored before it and ahead of any later
-//!        arrival (a new arrival order), `arrived`/`entered` = now - waited,
+//!        arrival (a new arrival order), `arrived`/`entered` = now - waited
+//!        (what the engine clock cannot go back to is kept in `waited_before`),
 //!        offered not before now + the retry delay left;
 //!        CallbackStep::Restored
 //!   RestoreCallback for a queue that is gone (or has no callback_trunk
@@ -92,7 +93,7 @@ impl Engine {
                 priority: call.priority,
                 skills,
                 attempts: p.failed,
-                waited_ms: self.now.since(call.arrived).as_millis() as u64,
+                waited_ms: (self.now.since(call.arrived) + call.waited_before).as_millis() as u64,
                 retry_in_ms: p.not_before.since(self.now).as_millis() as u64,
                 when_closed: p.wait_open,
             });
@@ -158,6 +159,7 @@ impl Engine {
                 consult_by: None,
                 transferred: false,
                 callback_offered: true,
+                waited_before: std::time::Duration::from_millis(s.waited_ms.saturating_sub(now.0)),
             },
         );
         self.queues[q.0 as usize].line.insert(s.priority, seq, Entry { call: c, entered: arrived });
