@@ -169,3 +169,70 @@ fn pjsua2_customer_declining_the_first_dial_is_called_again_after_the_retry_dela
     assert!(lines.iter().any(|l| l["event"] == "callback_connected" && l["attempt"] == 2), "{lines:?}");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// `engine.callback_state_file`: the caller presses `*`, acd shuts down
+/// (the drain SIGTERM starts) and writes the pending callback to the state
+/// file; a new acd on the same config reads it back (and removes it), and
+/// when bert registers he is rung for it, answers, and the carrier UA gets
+/// the INVITE for the caller's number.
+#[test]
+fn pjsua2_pending_callback_survives_a_restart_with_the_state_file() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = std::env::temp_dir().join(format!("acd-callback-restart-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let port = free_port();
+    let mut customer = Ua::spawn("customer", &["--behaviour", "answer"]);
+    let cport = customer.seen[0]["port"].as_u64().expect("customer port") as u16;
+    let log = dir.join("events.jsonl");
+    let state = dir.join("callbacks.json");
+    let ops = format!(
+        "[metrics]\nlisten = \"\"\n\n[admin]\nlisten = \"\"\n\n[event_log]\npath = \"{}\"\n\n[engine]\ncallback_state_file = \"{}\"\n",
+        log.display(),
+        state.display()
+    );
+    let music = dir.join("music-300.wav");
+    write_tone_wav(&music, 8000, &[MUSIC_HZ], 6.0);
+    let text = config_text_with(port, &ops, &floor(cport, 2, &music));
+    let config = || acd::config::from_toml_str("callback.toml", &text).unwrap();
+    let d = acd::shell::DaemonHandle::spawn(config()).expect("daemon");
+    let mut trunk = trunk();
+    request_callback(&mut trunk, &d, port, &dir);
+    d.shutdown();
+
+    let saved: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&state).unwrap()).unwrap();
+    let cbs = saved["callbacks"].as_array().expect("callbacks");
+    assert_eq!(cbs.len(), 1, "{saved}");
+    assert_eq!((cbs[0]["queue"].as_str(), cbs[0]["caller"].as_str()), (Some("front"), Some("trunk")), "{saved}");
+    assert_eq!(cbs[0]["attempts"], 0, "{saved}");
+    assert!(cbs[0]["waited_ms"].as_u64().unwrap() >= 2000, "waited through the music and the prompt: {saved}");
+
+    let d = acd::shell::DaemonHandle::spawn(config()).expect("restarted daemon");
+    assert!(!state.exists(), "the state file is taken at start-up");
+    assert_eq!(d.snapshot().engine_calls, 1, "the callback is pending again");
+    let mut bert = Ua::agent("bert", port, "bert-pw", "answer");
+    bert.expect("incoming", Duration::from_secs(5));
+    bert.expect("answered", Duration::from_secs(5));
+    let inc = customer.expect("incoming", Duration::from_secs(5));
+    assert!(
+        inc["ruri"].as_str().unwrap_or("").starts_with("sip:trunk@127.0.0.1"),
+        "dialled the caller's number: {inc}"
+    );
+    customer.expect("answered", Duration::from_secs(5));
+    customer.send("hangup all");
+    customer.expect("disconnected", Duration::from_secs(5));
+    bert.expect("disconnected", Duration::from_secs(5));
+    drop((bert, customer, trunk));
+    assert_drained(&d);
+    drop(d);
+    assert!(!state.exists(), "nothing pending at the second shutdown: no file");
+    let lines = events(&log);
+    let steps: Vec<&str> =
+        lines.iter().filter_map(|l| l["event"].as_str()).filter(|e| e.starts_with("callback_")).collect();
+    assert_eq!(
+        steps,
+        ["callback_requested", "callback_saved", "callback_restored", "callback_attempt", "callback_connected"],
+        "{lines:?}"
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}

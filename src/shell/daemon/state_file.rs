@@ -17,6 +17,10 @@ impl Daemon {
         let Some(path) = self.core.config().engine.callback_state_file.clone() else { return };
         let saved = self.core.save_callbacks(self.time(now));
         self.flush(now);
+        if saved.is_empty() {
+            // Nothing to keep (and a file would be read back as nothing).
+            return;
+        }
         match callback_state::write(&path, &saved) {
             Ok(()) => info!("{} pending callback(s) saved to {}", saved.len(), path.display()),
             Err(e) => error!(
