@@ -460,3 +460,65 @@ fn business_hours_mistakes_name_the_key_and_check_config_prints_the_next_change(
     assert!(line.contains("EET") || line.contains("EEST"), "local time: {line}");
     assert!(line.contains("closed -> queue:support-en"), "{line}");
 }
+
+const STATE_KEY_COMMENTED: &str = "# callback_state_file = \"/var/lib/acd/callbacks.json\"";
+
+#[test]
+fn callback_state_file_needs_a_writable_directory_and_is_relative_to_the_config() {
+    assert!(example_text().contains(STATE_KEY_COMMENTED), "the example documents the key");
+    let e = error_after(|t| {
+        t.replacen(STATE_KEY_COMMENTED, "callback_state_file = \"/nonexistent-acd-dir/callbacks.json\"", 1)
+    });
+    invalid("engine.callback_state_file", "/nonexistent-acd-dir is not a directory", e);
+    let dir = std::env::temp_dir().join(format!("acd-state-key-{}", std::process::id()));
+    std::fs::create_dir_all(dir.join("state")).unwrap();
+    let path = dir.join("acd.toml");
+    let text = example_text().replacen(STATE_KEY_COMMENTED, "callback_state_file = \"state/callbacks.json\"", 1);
+    std::fs::write(&path, text).unwrap();
+    let cfg = load(&path).expect("valid");
+    assert_eq!(cfg.engine.callback_state_file, Some(dir.join("state/callbacks.json")));
+    assert_eq!(std::fs::read_dir(dir.join("state")).unwrap().count(), 0, "the write probe is removed");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn the_daemon_moves_a_corrupt_callback_state_file_aside_and_still_starts() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    let path = example_on_free_ports("corrupt-state");
+    let dir = path.parent().unwrap().to_path_buf();
+    let state = dir.join("callbacks.json");
+    std::fs::write(&state, "{\"version\": 1, \"callbacks\": [ not json").unwrap();
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, text.replacen(STATE_KEY_COMMENTED, "callback_state_file = \"callbacks.json\"", 1)).unwrap();
+    let mut child = acd()
+        .args(["run", "--config", path.to_str().unwrap()])
+        .env("ACD_LOG", "info")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = BufReader::new(stdout).lines();
+    let mut seen = Vec::new();
+    for _ in 0..200 {
+        let Some(Ok(line)) = lines.next() else { break };
+        let running = line.contains("acd running");
+        seen.push(line);
+        if running {
+            break;
+        }
+    }
+    let log = seen.join("\n");
+    assert!(log.contains("acd running"), "the daemon starts anyway: {log}");
+    assert!(
+        log.contains("ERROR") && log.contains(&format!("callback state file {}", state.display())),
+        "an error naming the file: {log}"
+    );
+    assert!(!state.exists(), "moved aside");
+    assert!(dir.join("callbacks.json.bad").exists(), "kept as .bad");
+    assert!(Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
+    let _rest: Vec<String> = lines.map_while(Result::ok).collect();
+    assert!(child.wait().unwrap().success());
+    assert!(!state.exists(), "nothing pending at shutdown: no file written");
+    std::fs::remove_dir_all(&dir).ok();
+}

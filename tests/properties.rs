@@ -823,6 +823,7 @@ impl Sim {
             Input::CallbackFailed { call, cause } => format!("the customer of callback {call} fails ({cause:?})"),
             Input::ConsultArrived { call, by } => format!("{} consults with {}", self.agent_name(*by), call.id),
             Input::AttendedTransfer { call, consult } => format!("attended transfer of {call} to {consult}"),
+            Input::RestoreCallback { call, saved } => format!("callback {call} restored into {}", saved.queue),
         }
     }
 
@@ -883,6 +884,9 @@ impl Sim {
             // scenario tests cover them.
             | Input::ConsultArrived { .. }
             | Input::AttendedTransfer { .. }
+            // Restored callbacks come only at start-up, from the state file;
+            // the engine's callback/restore tests and tests/callback.rs cover them.
+            | Input::RestoreCallback { .. }
             | Input::WithdrawCall { .. }
             | Input::TransferToAgent { .. }
             | Input::Drain
@@ -1063,6 +1067,9 @@ impl Sim {
             // scenario tests cover them.
             | Input::ConsultArrived { .. }
             | Input::AttendedTransfer { .. }
+            // Restored callbacks come only at start-up, from the state file;
+            // the engine's callback/restore tests and tests/callback.rs cover them.
+            | Input::RestoreCallback { .. }
             | Input::SetEmergency { .. }
             | Input::WithdrawCall { .. }
             | Input::TransferToAgent { .. }

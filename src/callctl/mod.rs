@@ -67,6 +67,7 @@ mod callback;
 mod counters;
 mod early;
 mod keypad;
+mod restore;
 mod state;
 #[cfg(test)]
 mod tests;

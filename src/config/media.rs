@@ -109,7 +109,7 @@ fn builtin_classes() -> Vec<MusicClassConfig> {
     ]
 }
 
-fn resolve(config_file: &str, p: &str) -> PathBuf {
+pub(super) fn resolve(config_file: &str, p: &str) -> PathBuf {
     let p = Path::new(p);
     if p.is_absolute() {
         return p.to_path_buf();

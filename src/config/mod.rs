@@ -139,6 +139,10 @@ pub struct EngineSettings {
     /// `Overflow`: they go to its overflow target if it has one, else stay;
     /// `Stay`: they stay and are served by its last members). Never dropped.
     pub removed_queue_callers: RemovedQueueCallers,
+    /// Where pending callbacks are kept across a restart (resolved against
+    /// the config file's directory): written at shutdown, read back and
+    /// removed at start-up. `None`: they are lost at shutdown.
+    pub callback_state_file: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -155,6 +159,7 @@ impl Default for EngineSettings {
             auto_pause_after_misses: 3,
             backoff: Backoff::default(),
             removed_queue_callers: RemovedQueueCallers::Overflow,
+            callback_state_file: None,
         }
     }
 }

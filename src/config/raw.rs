@@ -196,6 +196,7 @@ pub struct RawEngine {
     pub cross_queue_policy: Option<String>,
     pub auto_pause_after_misses: Option<u32>,
     pub removed_queue_callers: Option<String>,
+    pub callback_state_file: Option<String>,
     pub backoff_secs: Option<RawBackoff>,
 }
 

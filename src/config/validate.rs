@@ -215,7 +215,12 @@ fn engine_settings(cx: &Ctx, raw: &RawConfig) -> Result<EngineSettings, ConfigEr
             ));
         }
     }
+    let callback_state_file = match e.callback_state_file.as_deref() {
+        None => None,
+        Some(p) => Some(callback_state_file(cx, p)?),
+    };
     Ok(EngineSettings {
+        callback_state_file,
         seed: e.seed.unwrap_or(d.seed),
         cross_queue_policy,
         auto_pause_after_misses: e.auto_pause_after_misses.unwrap_or(d.auto_pause_after_misses),
@@ -232,6 +237,28 @@ fn engine_settings(cx: &Ctx, raw: &RawConfig) -> Result<EngineSettings, ConfigEr
             }
         },
     })
+}
+
+/// `engine.callback_state_file`: a file name in a directory acd can write
+/// (checked by creating and removing a probe file next to it).
+fn callback_state_file(cx: &Ctx, p: &str) -> Result<std::path::PathBuf, ConfigError> {
+    const KEY: &str = "engine.callback_state_file";
+    let path = super::media::resolve(cx.file, p);
+    let (Some(name), Some(dir)) = (path.file_name(), path.parent()) else {
+        return Err(cx.err(KEY, format!("\"{p}\" names no file")));
+    };
+    let dir = if dir.as_os_str().is_empty() { Path::new(".") } else { dir };
+    if !dir.is_dir() {
+        return Err(cx.err(KEY, format!("{} is not a directory", dir.display())));
+    }
+    let probe = dir.join(format!(".{}.probe-{}", name.to_string_lossy(), std::process::id()));
+    match std::fs::OpenOptions::new().write(true).create_new(true).open(&probe) {
+        Ok(_) => {
+            let _ = std::fs::remove_file(&probe);
+            Ok(path)
+        }
+        Err(e) => Err(cx.err(KEY, format!("directory {} is not writable: {e}", dir.display()))),
+    }
 }
 
 fn check_skill_name(cx: &Ctx, key: &str, name: &str) -> Result<(), ConfigError> {

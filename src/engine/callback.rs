@@ -18,8 +18,10 @@
 //!        attempts < callback_max_attempts: pending again in its old place,
 //!            not offered before now + callback_retry_delay_secs
 //!        else: CallbackGivenUp, the call finishes (Outcome::CallbackFailed)
-//!   Drain: a pending callback is reported lost (CallbackStep::Lost) and
-//!        finished (no state file)
+//!   Drain: with a state file the shell first takes the pending ones out
+//!        (`save_callbacks`, CallbackStep::Saved; restored at start-up,
+//!        `callback/restore.rs`); any left are reported lost
+//!        (CallbackStep::Lost) and finished
 //! ```
 //!
 //! What always holds: a call with `callback` set is never on hold and has
@@ -146,6 +148,7 @@ impl Engine {
         let (a, q, arrived, attempt) = self.dialling(c)?;
         let call = self.calls.get_mut(&c).expect("checked");
         call.callback = None;
+        let waited = self.now.since(arrived) + call.waited_before;
         debug!(call = c.0, agent = a.0, "CallbackDialling => Bridged");
         self.events.push_back(Event::Callback {
             call: c,
@@ -153,7 +156,7 @@ impl Engine {
             step: CallbackStep::Connected { agent: a, attempt },
         });
         self.actions.push_back(Action::Bridge { call: c, agent: a });
-        self.events.push_back(Event::Answered { call: c, queue: q, agent: a, waited: self.now.since(arrived) });
+        self.events.push_back(Event::Answered { call: c, queue: q, agent: a, waited });
         Ok(())
     }
 
@@ -250,6 +253,9 @@ impl Engine {
 
 mod closed;
 mod offer;
+mod restore;
+
+pub use restore::SavedCallback;
 
 #[cfg(test)]
 mod tests;

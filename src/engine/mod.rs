@@ -77,6 +77,7 @@ mod timer;
 mod transfer;
 mod types;
 
+pub use callback::SavedCallback;
 pub use time::Time;
 pub use timer::TimerKind;
 pub use types::*;
@@ -317,6 +318,9 @@ struct Call {
     /// Hearing a closed queue's `closed_prompt`: the queue and how many
     /// closed hops were taken (`closed.rs`).
     closed_prompt: Option<(QueueId, u32)>,
+    /// Waited before `arrived` could say (a callback restored after a
+    /// restart, when the engine clock is younger than its wait).
+    waited_before: Duration,
 }
 
 /// Read-only view of a call, for the admin API and tests.
@@ -579,6 +583,7 @@ impl Engine {
             Input::CallerDigit { call, digit } => self.caller_digit(call, digit),
             Input::CallbackAnswered { call } => self.callback_answered(call),
             Input::CallbackFailed { call, cause } => self.callback_failed(call, Some(cause)),
+            Input::RestoreCallback { call, saved } => self.restore_callback(call, saved),
             Input::WithdrawCall { call, status } => {
                 self.waiting_call(call)?;
                 debug!(call = call.0, status, "Queued => Withdrawn");
@@ -685,6 +690,7 @@ impl Engine {
                 transferred: false,
                 callback_offered: false,
                 closed_prompt: None,
+                waited_before: Duration::ZERO,
             },
         );
         self.join_queue(nc.id, nc.queue);
@@ -851,7 +857,7 @@ impl Engine {
         let waited = match call.state {
             CallState::Bridged { since, .. } => since.since(call.arrived),
             _ => self.now.since(call.arrived),
-        };
+        } + call.waited_before;
         debug!(call = c.0, outcome = outcome.name(), "=> Finished");
         self.events.push_back(Event::CallFinished { call: c, queue: call.queue, outcome, waited });
     }

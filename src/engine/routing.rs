@@ -63,7 +63,7 @@ impl Engine {
         let call = &self.calls[&c];
         let queue = &self.queues[q.0 as usize];
         let eff = order::effective_priority(call.priority, call.entered, self.now, queue.cfg.aging_secs);
-        let age = self.now.since(call.arrived).as_millis() as u64;
+        let age = (self.now.since(call.arrived) + call.waited_before).as_millis() as u64;
         let policy = match self.settings.cross_queue_policy {
             CrossQueuePolicy::OldestCaller => u64::MAX - age,
             CrossQueuePolicy::QueueWeight => u64::MAX - age.saturating_mul(queue.cfg.weight as u64),

@@ -221,6 +221,16 @@ pub enum Input {
         call: CallId,
         consult: CallId,
     },
+    /// At start-up: a callback saved at the last shutdown
+    /// ([`Engine::save_callbacks`](crate::engine::Engine::save_callbacks))
+    /// is pending again in its queue (by name), as call `call`, keeping its
+    /// waited time, attempts and delay left, behind callbacks restored
+    /// before it. `CallbackQueueGone` when that queue (or its callback) no
+    /// longer exists.
+    RestoreCallback {
+        call: CallId,
+        saved: super::SavedCallback,
+    },
     /// Shutting down: every waiting caller goes to its queue's overflow
     /// target now (callers of queues without one stay until served or the
     /// shell ends them). Bridged calls are untouched.
@@ -571,6 +581,10 @@ pub enum CallbackStep {
     GivenUp { attempts: u32 },
     /// Still pending at shutdown (no state file keeps it).
     Lost,
+    /// Still pending at shutdown, written to the state file.
+    Saved,
+    /// Pending again after a restart, from the state file.
+    Restored,
 }
 
 impl CallbackStep {
@@ -583,6 +597,8 @@ impl CallbackStep {
             CallbackStep::Failed { .. } => "callback_failed",
             CallbackStep::GivenUp { .. } => "callback_given_up",
             CallbackStep::Lost => "callback_lost",
+            CallbackStep::Saved => "callback_saved",
+            CallbackStep::Restored => "callback_restored",
         }
     }
 }
@@ -611,6 +627,8 @@ pub enum EngineError {
     UnknownSchedule(String),
     #[error("{0} is a callback not connected yet: it cannot be moved or transferred")]
     IsCallback(CallId),
+    #[error("queue \"{0}\" no longer exists or takes no callbacks: the saved callback is lost")]
+    CallbackQueueGone(String),
     #[error("{0} is not a callback being dialled")]
     NotDialling(CallId),
     #[error("{0} is not bridged to an agent")]

@@ -2,7 +2,8 @@
 //!
 //! Event log: one line per [`CallbackStep`], named `callback_offered`, `callback_requested`,
 //! `callback_attempt`, `callback_connected`, `callback_failed`,
-//! `callback_given_up`, `callback_lost`, with `attempt`, `agent`, `reason`
+//! `callback_given_up`, `callback_lost`, `callback_saved`, `callback_restored`
+//! (the state file, across a restart), with `attempt`, `agent`, `reason`
 //! where they apply. Metrics: `acd_callbacks_total{queue, step}` counts the
 //! steps; `acd_callbacks_pending{queue}` is the callbacks not yet connected.
 
@@ -34,7 +35,11 @@ pub fn put_step(engine: &Engine, call: CallId, queue: QueueId, step: &CallbackSt
     put("call", json!(call.0));
     put("queue", json!(engine.queue_name(queue)));
     match *step {
-        CallbackStep::Requested | CallbackStep::Offered | CallbackStep::Lost => {}
+        CallbackStep::Requested
+        | CallbackStep::Offered
+        | CallbackStep::Lost
+        | CallbackStep::Saved
+        | CallbackStep::Restored => {}
         CallbackStep::Attempt { agent, attempt } | CallbackStep::Connected { agent, attempt } => {
             put("agent", json!(engine.agent_name(agent)));
             put("attempt", json!(attempt));
@@ -53,6 +58,12 @@ pub fn count(engine: &Engine, queue: QueueId, step: &CallbackStep) {
     let step = step.name().trim_start_matches("callback_");
     counter!(CALLBACKS, "queue" => name.clone(), "step" => step).increment(1);
     gauge!(CALLBACKS_PENDING, "queue" => name).set(engine.callbacks_pending(queue) as f64);
+}
+
+/// Counts a saved callback that could not be restored (its queue is gone,
+/// so there is no queue id and no step event).
+pub fn count_lost_on_restore(queue: &str) {
+    counter!(CALLBACKS, "queue" => queue.to_string(), "step" => "lost").increment(1);
 }
 
 #[cfg(test)]

@@ -39,6 +39,7 @@ mod commands;
 mod control;
 mod early;
 mod inbound;
+mod state_file;
 
 /// Everything the daemon holds. Public so tests can drive it in-process.
 pub struct Daemon {
@@ -239,6 +240,7 @@ impl Daemon {
         let since_start = Instant::now().saturating_duration_since(start);
         d.core.set_wall_clock(wall.as_millis() as i64 - since_start.as_millis() as i64);
         d.flush(start);
+        d.restore_callbacks(Instant::now());
         Ok((d, raw, media_rx))
     }
 

@@ -15,6 +15,7 @@
 //! - `error.rs`: [`ShellError`], [`ReloadError`]; `watch.rs`: the config file watcher.
 
 mod admin;
+mod callback_state;
 mod daemon;
 mod error;
 mod handle;

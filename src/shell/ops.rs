@@ -86,6 +86,28 @@ impl Ops {
         }
     }
 
+    /// A line that is no engine event (e.g. a saved callback whose queue is
+    /// gone at start-up): `fields` go next to `ts` and `event`.
+    pub fn report_line(&mut self, now: Time, event: &str, fields: serde_json::Value) {
+        let at = self.start_unix_ms + now.0;
+        let mut line = serde_json::json!({
+            "ts": crate::ops::eventlog::format_utc_ms(at),
+            "ts_ms": at,
+            "event": event,
+        });
+        if let (Some(m), serde_json::Value::Object(f)) = (line.as_object_mut(), fields) {
+            m.extend(f);
+        }
+        if let Some(log) = &mut self.event_log {
+            if let Err(e) = log.write(&line) {
+                warn!("event log write failed: {e}");
+            }
+        }
+        if self.event_feed.receiver_count() > 0 {
+            self.event_feed.send(Arc::from(line.to_string())).ok();
+        }
+    }
+
     /// Once a second: the engine's gauges, the front door's counters and
     /// call control's races and bugs.
     pub fn refresh(&mut self, now: Time, core: &Core, front: &FrontCounters, stack: &StackCounts) {

@@ -26,6 +26,7 @@ impl Daemon {
         );
         self.drain = Drain::Draining;
         self.timers.set(Timer::Drain, now + Duration::from_secs(grace as u64));
+        self.save_callbacks(now);
         self.core.drain(self.time(now));
         self.flush(now);
     }
